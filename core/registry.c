@@ -1,0 +1,315 @@
+/* registry.c: the plugin loader: dlopen each file a plugins.conf lists, check
+ * its descriptor, and keep going past the ones that fail. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cilscale/arch.h"
+#include "cilscale/policy.h"
+#include "cilscale/registry.h"
+
+struct cs_registry {
+    cs_plugin *plugins;
+    size_t n, cap;
+    char **problems;
+    size_t n_problems, cap_problems;
+};
+
+cs_registry *cs_registry_new(void) { return calloc(1, sizeof(cs_registry)); }
+
+void cs_registry_free(cs_registry *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->plugins[i].handle)
+            dlclose(r->plugins[i].handle);
+        free(r->plugins[i].path);
+    }
+    for (size_t i = 0; i < r->n_problems; i++)
+        free(r->problems[i]);
+    free(r->plugins);
+    free(r->problems);
+    free(r);
+}
+
+static void add_problem(cs_registry *r, const char *msg)
+{
+    if (r->n_problems == r->cap_problems) {
+        size_t cap = r->cap_problems ? 2 * r->cap_problems : 8;
+        char **p = realloc(r->problems, cap * sizeof *p);
+        if (!p)
+            return;
+        r->problems = p;
+        r->cap_problems = cap;
+    }
+    char *copy = strdup(msg);
+    if (copy)
+        r->problems[r->n_problems++] = copy;
+}
+
+/* Records the failure and returns it in err as well. */
+static int fail(cs_registry *r, cs_error *err, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(cs_registry *r, cs_error *err, int status, const char *fmt, ...)
+{
+    char line[sizeof(((cs_error *)0)->msg)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    add_problem(r, line);
+    return cs_error_set(err, status, "%s", line);
+}
+
+/* What a plugin of each kind must provide; NULL when it is complete. */
+static const char *missing_entry(const cs_plugin_desc *d)
+{
+    if (!d->iface)
+        return "iface";
+    switch (d->kind) {
+    case CS_KIND_ARCH: {
+        const cs_arch_iface *a = d->iface;
+        if (!a->count_params)
+            return "count_params";
+        if (!a->stages || a->n_stages < 1 || a->n_stages > CS_MAX_STAGES)
+            return "stages (1 to 16 of them)";
+        for (int i = 0; i < a->n_stages; i++)
+            if (!a->stages[i].name || a->stages[i].ref_depth < 1 || a->stages[i].ref_width < 1)
+                return "a valid stage list (name, ref_depth >= 1, ref_width >= 1)";
+        return NULL;
+    }
+    case CS_KIND_POLICY: {
+        const cs_policy_iface *p = d->iface;
+        return p->scale ? NULL : "scale";
+    }
+    default:
+        return NULL;
+    }
+}
+
+static int register_desc(cs_registry *r, const cs_plugin_desc *d, const char *origin, void *handle,
+                         int score, cs_error *err)
+{
+    if (!d)
+        return fail(r, err, CS_ERR, "%s: cs_plugin_init returned NULL", origin);
+    if (d->abi_version != CS_ABI_VERSION)
+        return fail(r, err, CS_ERR,
+                    "%s: built for plugin ABI %d, this cilscale has ABI %d: rebuild it against "
+                    "the installed headers",
+                    origin, d->abi_version, CS_ABI_VERSION);
+    const char *kind = cs_kind_name(d->kind);
+    if (!kind)
+        return fail(r, err, CS_ERR, "%s: unknown plugin kind %d (expected arch, policy, cil or backend)",
+                    origin, d->kind);
+    if (!d->name || !d->name[0])
+        return fail(r, err, CS_ERR, "%s: %s plugin has no name", origin, kind);
+    const char *missing = missing_entry(d);
+    if (missing)
+        return fail(r, err, CS_ERR, "%s: %s plugin '%s' lacks %s", origin, kind, d->name, missing);
+    const cs_plugin *dup = cs_registry_find(r, d->kind, d->name);
+    if (dup)
+        return fail(r, err, CS_ERR, "%s: duplicate %s plugin '%s' (already loaded from %s); skipped", origin,
+                    kind, d->name, dup->path);
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 16;
+        cs_plugin *p = realloc(r->plugins, cap * sizeof *p);
+        if (!p)
+            return fail(r, err, CS_ERR_NOMEM, "%s: out of memory", origin);
+        r->plugins = p;
+        r->cap = cap;
+    }
+    cs_plugin *p = &r->plugins[r->n];
+    p->kind = d->kind;
+    p->name = d->name;
+    p->version = d->version ? d->version : "";
+    p->description = d->description ? d->description : "";
+    p->iface = d->iface;
+    p->score = score;
+    p->path = strdup(origin);
+    p->handle = handle;
+    if (!p->path)
+        return fail(r, err, CS_ERR_NOMEM, "%s: out of memory", origin);
+    r->n++;
+    return CS_OK;
+}
+
+int cs_registry_add(cs_registry *r, const cs_plugin_desc *desc, const char *origin, cs_error *err)
+{
+    return register_desc(r, desc, origin ? origin : "(built in)", NULL, 1, err);
+}
+
+int cs_registry_load_file(cs_registry *r, const char *path, cs_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return fail(r, err, CS_ERR_IO, "%s: cannot load plugin: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return fail(r, err, CS_ERR_IO, "%s: cannot load plugin: not a regular file", path);
+    /* dlopen searches the library path for a bare name: make it a path. */
+    char local[PATH_MAX];
+    const char *open_path = path;
+    if (!strchr(path, '/')) {
+        snprintf(local, sizeof local, "./%s", path);
+        open_path = local;
+    }
+    dlerror();
+    void *h = dlopen(open_path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *why = dlerror();
+        return fail(r, err, CS_ERR, "%s: not a loadable shared object (%s)", path, why ? why : "dlopen failed");
+    }
+    cs_plugin_init_fn init;
+    *(void **)&init = dlsym(h, CS_PLUGIN_INIT_SYMBOL);
+    if (!init) {
+        dlclose(h);
+        return fail(r, err, CS_ERR, "%s: no %s symbol: not a cilscale plugin", path, CS_PLUGIN_INIT_SYMBOL);
+    }
+    int score = 1;
+    cs_plugin_score_fn score_fn;
+    *(void **)&score_fn = dlsym(h, CS_PLUGIN_SCORE_SYMBOL);
+    if (score_fn)
+        score = score_fn();
+    int rc = register_desc(r, init(), path, h, score, err);
+    if (rc)
+        dlclose(h);
+    return rc;
+}
+
+/* dir of path ("." when it has none), into buf. */
+static void dir_of(const char *path, char *buf, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(buf, size, ".");
+    else if (slash == path)
+        snprintf(buf, size, "/");
+    else
+        snprintf(buf, size, "%.*s", (int)(slash - path), path);
+}
+
+int cs_registry_load_conf(cs_registry *r, const char *conf_path, cs_error *err)
+{
+    FILE *f = fopen(conf_path, "r");
+    if (!f)
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot read plugin list: %s", conf_path, strerror(errno));
+    config_t cfg;
+    config_init(&cfg);
+    char dir[PATH_MAX];
+    dir_of(conf_path, dir, sizeof dir);
+    config_set_include_dir(&cfg, dir);
+    if (!config_read(&cfg, f)) {
+        cs_error_set(err, CS_ERR_ARG, "%s:%d: %s", conf_path, config_error_line(&cfg), config_error_text(&cfg));
+        config_destroy(&cfg);
+        fclose(f);
+        return CS_ERR_ARG;
+    }
+    fclose(f);
+    config_setting_t *root = config_root_setting(&cfg);
+    for (int i = 0; i < config_setting_length(root); i++) {
+        config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        if (strcmp(config_setting_name(s), "plugins") != 0) {
+            char line[1024];
+            snprintf(line, sizeof line, "%s:%d: unknown key '%s' ignored (known: plugins)", conf_path,
+                     config_setting_source_line(s), config_setting_name(s));
+            add_problem(r, line);
+        }
+    }
+    config_setting_t *list = config_lookup(&cfg, "plugins");
+    if (!list || !(config_setting_is_array(list) || config_setting_is_list(list))) {
+        int line = list ? config_setting_source_line(list) : 0;
+        cs_error_set(err, CS_ERR_ARG, "%s:%d: expected 'plugins = [ \"path/to/plugin.so\", ... ];'", conf_path,
+                     line);
+        config_destroy(&cfg);
+        return CS_ERR_ARG;
+    }
+    for (int i = 0; i < config_setting_length(list); i++) {
+        config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        const char *p = config_setting_get_string(e);
+        if (!p) {
+            char line[1024];
+            snprintf(line, sizeof line, "%s:%d: plugins[%d] is not a string path; skipped", conf_path,
+                     config_setting_source_line(e), i);
+            add_problem(r, line);
+            continue;
+        }
+        char full[PATH_MAX];
+        int len = p[0] == '/' ? snprintf(full, sizeof full, "%s", p) : snprintf(full, sizeof full, "%s/%s", dir, p);
+        if (len < 0 || (size_t)len >= sizeof full) {
+            char line[1024];
+            snprintf(line, sizeof line, "%s:%d: plugins[%d]: path too long; skipped", conf_path,
+                     config_setting_source_line(e), i);
+            add_problem(r, line);
+            continue;
+        }
+        cs_registry_load_file(r, full, NULL);
+    }
+    config_destroy(&cfg);
+    return CS_OK;
+}
+
+size_t cs_registry_count(const cs_registry *r) { return r->n; }
+const cs_plugin *cs_registry_at(const cs_registry *r, size_t i) { return i < r->n ? &r->plugins[i] : NULL; }
+size_t cs_registry_n_problems(const cs_registry *r) { return r->n_problems; }
+const char *cs_registry_problem(const cs_registry *r, size_t i) { return i < r->n_problems ? r->problems[i] : NULL; }
+
+const cs_plugin *cs_registry_find(const cs_registry *r, int kind, const char *name)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->plugins[i].kind == kind && strcmp(r->plugins[i].name, name) == 0)
+            return &r->plugins[i];
+    return NULL;
+}
+
+void cs_registry_names(const cs_registry *r, int kind, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->plugins[i].kind != kind)
+            continue;
+        int k = snprintf(buf + used, size - used, "%s%s", used ? ", " : "", r->plugins[i].name);
+        if (k < 0 || (size_t)k >= size - used)
+            break;
+        used += (size_t)k;
+    }
+    if (!used)
+        snprintf(buf, size, "(none)");
+}
+
+static int file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* True when the running executable lies inside the build tree. */
+static int running_from_build_tree(void)
+{
+    char exe[PATH_MAX], root[PATH_MAX];
+    if (!realpath("/proc/self/exe", exe) || !realpath(CS_BUILD_ROOT, root))
+        return 0;
+    size_t n = strlen(root);
+    return strncmp(exe, root, n) == 0 && exe[n] == '/';
+}
+
+const char *cs_plugins_conf_path(const char *explicit_path, char *buf, size_t size)
+{
+    const char *env = getenv("CILSCALE_PLUGINS");
+    if (explicit_path && *explicit_path)
+        snprintf(buf, size, "%s", explicit_path);
+    else if (env && *env)
+        snprintf(buf, size, "%s", env);
+    else if (running_from_build_tree() && file_exists(CS_BUILD_CONF))
+        snprintf(buf, size, "%s", CS_BUILD_CONF);
+    else
+        snprintf(buf, size, "%s", CS_INSTALL_CONF);
+    return buf;
+}

@@ -1,0 +1,209 @@
+/* scaling.c: the width/depth arithmetic shared by architectures and policies. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cilscale/arch.h"
+#include "cilscale/policy.h"
+
+/* Coefficients are products like 1.2^phi * n: allow for the last bits so that
+ * 0.5 * 3 rounds up and 1.2^0 * 2 does not ceil to 3. */
+#define CS_ROUND_TOL 1e-9
+
+int cs_make_divisible(double v, int divisor)
+{
+    int new_v = (int)floor(v + divisor / 2.0) / divisor * divisor;
+    if (new_v < divisor)
+        new_v = divisor;
+    if (new_v < 0.9 * v)
+        new_v += divisor;
+    return new_v;
+}
+
+int cs_round_half_up(double x) { return (int)floor(x + 0.5 + CS_ROUND_TOL); }
+
+int cs_ceil_tol(double x) { return (int)ceil(x - CS_ROUND_TOL); }
+
+int cs_arch_divisor(const cs_arch_iface *a) { return a->width_divisor > 0 ? a->width_divisor : 8; }
+
+void cs_arch_depths_for(const cs_arch_iface *a, double d, cs_depth_rounding r, int *depths)
+{
+    for (int i = 0; i < a->n_stages; i++) {
+        double x = d * a->stages[i].ref_depth;
+        int n = r == CS_DEPTH_CEIL ? cs_ceil_tol(x) : cs_round_half_up(x);
+        depths[i] = n < 1 ? 1 : n;
+    }
+}
+
+void cs_arch_widths(const cs_arch_iface *a, const cs_arch_config *cfg, int *widths)
+{
+    if (a->stage_widths) {
+        a->stage_widths(cfg, widths);
+        return;
+    }
+    int div = cs_arch_divisor(a);
+    for (int i = 0; i < a->n_stages; i++)
+        widths[i] = cs_make_divisible(cfg->w * a->stages[i].ref_width, div);
+}
+
+int cs_arch_ref_blocks(const cs_arch_iface *a)
+{
+    int n = 0;
+    for (int i = 0; i < a->n_stages; i++)
+        n += a->stages[i].ref_depth;
+    return n;
+}
+
+int cs_arch_blocks(const cs_arch_iface *a, const int *depths)
+{
+    int n = 0;
+    for (int i = 0; i < a->n_stages; i++)
+        n += depths[i];
+    return n;
+}
+
+int cs_arch_check(const cs_arch_iface *a, const cs_arch_config *cfg, cs_error *err)
+{
+    if (!a || !a->stages || !a->count_params || a->n_stages < 1 || a->n_stages > CS_MAX_STAGES)
+        return cs_error_set(err, CS_ERR_ARG, "architecture interface is incomplete");
+    if (!(cfg->w > 0) || !isfinite(cfg->w))
+        return cs_error_set(err, CS_ERR_ARG, "width coefficient %g: expected a number > 0", cfg->w);
+    for (int i = 0; i < a->n_stages; i++)
+        if (cfg->depths[i] < 1)
+            return cs_error_set(err, CS_ERR_ARG, "depth of stage %d (%s) is %d: expected >= 1", i + 1,
+                                a->stages[i].name, cfg->depths[i]);
+    if (cfg->in_channels < 1)
+        return cs_error_set(err, CS_ERR_ARG, "input channels %d: expected >= 1", cfg->in_channels);
+    if (cfg->n_classes < 1)
+        return cs_error_set(err, CS_ERR_ARG, "classes %d: expected >= 1", cfg->n_classes);
+    if (cfg->stem != CS_STEM_IMAGENET && cfg->stem != CS_STEM_SMALL)
+        return cs_error_set(err, CS_ERR_ARG, "stem %d: expected imagenet or small", (int)cfg->stem);
+    if (cfg->head != CS_HEAD_LINEAR && cfg->head != CS_HEAD_COSINE)
+        return cs_error_set(err, CS_ERR_ARG, "head %d: expected linear or cosine", (int)cfg->head);
+    return CS_OK;
+}
+
+int cs_arch_count(const cs_arch_iface *a, const cs_arch_config *cfg, int64_t *params, cs_error *err)
+{
+    int rc = cs_arch_check(a, cfg, err);
+    if (rc)
+        return rc;
+    *params = a->count_params(cfg);
+    return CS_OK;
+}
+
+cs_arch_config cs_arch_reference(const cs_arch_iface *a, const cs_arch_config *base)
+{
+    cs_arch_config c = *base;
+    c.w = 1.0;
+    for (int i = 0; i < CS_MAX_STAGES; i++)
+        c.depths[i] = i < a->n_stages ? a->stages[i].ref_depth : 0;
+    return c;
+}
+
+static const char *const stem_names[] = {"imagenet", "small"};
+static const char *const head_names[] = {"linear", "cosine"};
+
+const char *cs_stem_name(cs_stem s) { return (unsigned)s < 2 ? stem_names[s] : "?"; }
+const char *cs_head_name(cs_head h) { return (unsigned)h < 2 ? head_names[h] : "?"; }
+
+int cs_stem_parse(const char *s, cs_stem *out)
+{
+    for (int i = 0; i < 2; i++)
+        if (strcmp(s, stem_names[i]) == 0) {
+            *out = (cs_stem)i;
+            return CS_OK;
+        }
+    return CS_ERR_ARG;
+}
+
+int cs_head_parse(const char *s, cs_head *out)
+{
+    for (int i = 0; i < 2; i++)
+        if (strcmp(s, head_names[i]) == 0) {
+            *out = (cs_head)i;
+            return CS_OK;
+        }
+    return CS_ERR_ARG;
+}
+
+/* ---- policy helpers ---- */
+
+int64_t cs_search_last(int64_t kmin, int64_t kmax, double denom, int (*fits)(double x, void *ctx), void *ctx)
+{
+    if (kmax < kmin || !fits((double)kmin / denom, ctx))
+        return kmin - 1;
+    /* Invariant: fits(lo) holds; hi is the first k known not to fit (or kmax + 1). */
+    int64_t lo = kmin, hi = kmax + 1;
+    while (hi - lo > 1) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (fits((double)mid / denom, ctx))
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int64_t cs_policy_count(const cs_scale_request *req, double w, const int *depths)
+{
+    cs_arch_config c = req->base;
+    c.w = w;
+    memcpy(c.depths, depths, sizeof(int) * (size_t)req->arch->n_stages);
+    int64_t n = 0;
+    if (cs_arch_count(req->arch, &c, &n, NULL))
+        return 0;
+    return n;
+}
+
+int cs_policy_fill(const cs_scale_request *req, double w, const int *depths, cs_scale_result *res, cs_error *err)
+{
+    memset(&res->cfg, 0, sizeof res->cfg);
+    res->cfg = req->base;
+    res->cfg.w = w;
+    memset(res->cfg.depths, 0, sizeof res->cfg.depths);
+    memcpy(res->cfg.depths, depths, sizeof(int) * (size_t)req->arch->n_stages);
+    res->w = w;
+    res->n_stages = req->arch->n_stages;
+    int rc = cs_arch_count(req->arch, &res->cfg, &res->params, err);
+    if (rc)
+        return rc;
+    memset(res->widths, 0, sizeof res->widths);
+    cs_arch_widths(req->arch, &res->cfg, res->widths);
+    return CS_OK;
+}
+
+struct widest_search {
+    const cs_scale_request *req;
+    const int *depths;
+};
+
+static int widest_fits(double w, void *ctx)
+{
+    const struct widest_search *s = ctx;
+    return cs_policy_count(s->req, w, s->depths) <= s->req->budget;
+}
+
+int cs_policy_widest(const cs_scale_request *req, const int *depths, cs_scale_result *res, cs_error *err)
+{
+    struct widest_search s = {req, depths};
+    int64_t k = cs_search_last(1, (int64_t)CS_COEF_MAX * CS_GRID, CS_GRID, widest_fits, &s);
+    if (k < 1)
+        return cs_policy_budget_error(req, cs_policy_count(req, 1.0 / CS_GRID, depths), err);
+    int rc = cs_policy_fill(req, (double)k / CS_GRID, depths, res, err);
+    if (rc)
+        return rc;
+    res->d = 1.0;
+    res->resolution = 1.0;
+    res->phi = 0.0;
+    return CS_OK;
+}
+
+int cs_policy_budget_error(const cs_scale_request *req, int64_t smallest, cs_error *err)
+{
+    return cs_error_set(err, CS_ERR_BUDGET,
+                        "budget %lld is below the smallest network policy '%s' can make from %s: "
+                        "%lld parameters",
+                        (long long)req->budget, req->policy_name ? req->policy_name : "?",
+                        req->arch_name ? req->arch_name : "this architecture", (long long)smallest);
+}
