@@ -28,7 +28,7 @@ int cs_budget_parse(const char *s, int64_t *out, cs_error *err)
         return cs_error_set(err, CS_ERR_ARG, "budget '%s': %s", s, expect);
     double n = v * mult;
     double r = floor(n + 0.5);
-    if (!(n > 0) || fabs(n - r) > 1e-6 * (r > 1 ? r : 1) || r > 9e15)
+    if (!(n > 0) || fabs(n - r) > 1e-9 * (r > 1 ? r : 1) || r > 9e15)
         return cs_error_set(err, CS_ERR_ARG, "budget '%s': %s", s, expect);
     if (r < 1)
         return cs_error_set(err, CS_ERR_ARG, "budget '%s': %s", s, expect);

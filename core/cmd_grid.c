@@ -18,7 +18,7 @@ static const char usage[] =
     "  --budget M        the most parameters allowed\n"
     "  --max-d D         largest depth coefficient to list (default 1)\n" CLI_NET_HELP
     "\n"
-    "Exit status: 0 done, 2 bad usage or unknown plugin.\n";
+    "Exit status: 0 done; 1 the plugins.conf cannot be read; 2 bad usage or unknown plugin.\n";
 
 #define MAX_ROWS 512
 #define MAX_PICKS 16
@@ -91,7 +91,7 @@ int cmd_grid(int argc, char **argv)
         fprintf(stderr, "cilscale grid: --policy does not apply: every loaded policy is marked\n");
         return CLI_USAGE;
     }
-    cs_registry *reg = cli_load_plugins("grid", o.plugins_conf, o.json);
+    cs_registry *reg = cli_load_plugins("grid", o.plugins_conf, 0);
     if (!reg)
         return CLI_FAIL;
     int rc = CLI_USAGE;

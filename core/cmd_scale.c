@@ -19,7 +19,8 @@ static const char usage[] =
     "  --depth D         depth coefficient: stage depth = max(1, round_half_up(D * n_ref)) (default 1)\n"
     "  --depths LIST     blocks per stage, comma separated, in place of --depth\n" CLI_NET_HELP
     "\n"
-    "Exit status: 0 done, 1 no network fits the budget, 2 bad usage or unknown plugin.\n";
+    "Exit status: 0 done; 1 no network fits the budget, the configuration given is over\n"
+    "--budget, or the plugins.conf cannot be read; 2 bad usage or unknown plugin.\n";
 
 static int parse_depths(const char *s, const cs_arch_iface *a, int *depths)
 {
@@ -152,7 +153,7 @@ int cmd_scale(int argc, char **argv)
         fprintf(stderr, "cilscale scale: --budget is required with a policy (see cilscale scale --help)\n");
         return CLI_USAGE;
     }
-    cs_registry *reg = cli_load_plugins("scale", o.plugins_conf, o.json);
+    cs_registry *reg = cli_load_plugins("scale", o.plugins_conf, 0);
     if (!reg)
         return CLI_FAIL;
     int rc = CLI_USAGE;

@@ -172,15 +172,17 @@ int cs_registry_load_file(cs_registry *r, const char *path, cs_error *err)
         dlclose(h);
         return fail(r, err, CS_ERR, "%s: no %s symbol: not a cilscale plugin", path, CS_PLUGIN_INIT_SYMBOL);
     }
-    int score = 1;
+    int rc = register_desc(r, init(), path, h, 1, err);
+    if (rc) {
+        dlclose(h);
+        return rc;
+    }
+    /* Only a plugin that passed the checks gets any more of its code run. */
     cs_plugin_score_fn score_fn;
     *(void **)&score_fn = dlsym(h, CS_PLUGIN_SCORE_SYMBOL);
     if (score_fn)
-        score = score_fn();
-    int rc = register_desc(r, init(), path, h, score, err);
-    if (rc)
-        dlclose(h);
-    return rc;
+        r->plugins[r->n - 1].score = score_fn();
+    return CS_OK;
 }
 
 /* dir of path ("." when it has none), into buf. */
@@ -212,6 +214,14 @@ int cs_registry_load_conf(cs_registry *r, const char *conf_path, cs_error *err)
         return CS_ERR_ARG;
     }
     fclose(f);
+    config_setting_t *list = config_lookup(&cfg, "plugins");
+    if (!list || !(config_setting_is_array(list) || config_setting_is_list(list))) {
+        int line = list ? config_setting_source_line(list) : 0;
+        cs_error_set(err, CS_ERR_ARG, "%s:%d: expected 'plugins = [ \"path/to/plugin.so\", ... ];'", conf_path,
+                     line);
+        config_destroy(&cfg);
+        return CS_ERR_ARG;
+    }
     config_setting_t *root = config_root_setting(&cfg);
     for (int i = 0; i < config_setting_length(root); i++) {
         config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
@@ -221,14 +231,6 @@ int cs_registry_load_conf(cs_registry *r, const char *conf_path, cs_error *err)
                      config_setting_source_line(s), config_setting_name(s));
             add_problem(r, line);
         }
-    }
-    config_setting_t *list = config_lookup(&cfg, "plugins");
-    if (!list || !(config_setting_is_array(list) || config_setting_is_list(list))) {
-        int line = list ? config_setting_source_line(list) : 0;
-        cs_error_set(err, CS_ERR_ARG, "%s:%d: expected 'plugins = [ \"path/to/plugin.so\", ... ];'", conf_path,
-                     line);
-        config_destroy(&cfg);
-        return CS_ERR_ARG;
     }
     for (int i = 0; i < config_setting_length(list); i++) {
         config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
@@ -271,16 +273,21 @@ const cs_plugin *cs_registry_find(const cs_registry *r, int kind, const char *na
 void cs_registry_names(const cs_registry *r, int kind, char *buf, size_t size)
 {
     size_t used = 0;
+    int any = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < r->n; i++) {
         if (r->plugins[i].kind != kind)
             continue;
+        any = 1;
         int k = snprintf(buf + used, size - used, "%s%s", used ? ", " : "", r->plugins[i].name);
-        if (k < 0 || (size_t)k >= size - used)
-            break;
+        if (k < 0 || (size_t)k >= size - used) {
+            buf[used] = '\0'; /* no half names: stop after the last whole one */
+            snprintf(buf + used, size - used, used + 5 < size ? (used ? ", ..." : "...") : "");
+            return;
+        }
         used += (size_t)k;
     }
-    if (!used)
+    if (!any)
         snprintf(buf, size, "(none)");
 }
 
