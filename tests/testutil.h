@@ -1,0 +1,37 @@
+/* testutil.h: what the Check suites share: the build tree's plugins, and running the cilscale command. */
+#ifndef CILSCALE_TESTUTIL_H
+#define CILSCALE_TESTUTIL_H
+
+#include <check.h>
+#include <stdint.h>
+
+#include "cilscale/arch.h"
+#include "cilscale/policy.h"
+#include "cilscale/registry.h"
+
+/* The registry of $CILSCALE_PLUGINS (the build tree's plugins.conf); loaded
+ * once per process, fails the test when it cannot load. */
+cs_registry *tu_registry(void);
+const cs_arch_iface *tu_arch(const char *name);
+const cs_policy_iface *tu_policy(const char *name);
+
+/* A config with reference depths of arch, w = 1, 3 channels, classes, imagenet stem, linear head. */
+cs_arch_config tu_config(const cs_arch_iface *a, int classes);
+
+/* Runs `$CILSCALE_EXE args...` (args NULL-terminated) capturing stdout and
+ * stderr (each truncated to size); returns the exit status, -1 if it did not exit. */
+int tu_run(char *out, size_t out_size, char *err, size_t err_size, const char *arg0, ...);
+
+/* A fresh temporary directory (mkdtemp) for files a test writes. */
+const char *tu_tmpdir(void);
+/* Removes the temporary directory and what is in it: a checked teardown, so a
+ * failing test (which exits before it) leaves its files to look at. Keeps the
+ * directory itself when CK_FORK=no, where all tests share it. */
+void tu_remove_tmpdir(void);
+/* Writes text to dir/name and returns the full path (static buffer per call slot). */
+const char *tu_write(const char *name, const char *text);
+
+/* Runs suite s, prints Check's summary, returns the number of failures. */
+int tu_run_suite(Suite *s);
+
+#endif
