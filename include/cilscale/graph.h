@@ -1,0 +1,140 @@
+/* graph.h: the static network graph architectures build, and the builder API they build it with. */
+#ifndef CILSCALE_GRAPH_H
+#define CILSCALE_GRAPH_H
+
+#include <stdint.h>
+
+#include "error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CS_NAME_MAX 96
+#define CS_MAX_INPUTS 4
+
+/* Tensors are float32, row-major; activations are NCHW with N the batch the
+ * graph was built for (a run may use fewer rows), or [N, F] after flatten,
+ * or [1] for a loss. */
+typedef enum cs_tensor_kind {
+    CS_TENSOR_INPUT = 0,  /* fed each batch: images [N,C,H,W], labels [N] (class ids as floats), targets */
+    CS_TENSOR_PARAM = 1,  /* trainable; lives in the parameter arena, with a gradient and momentum */
+    CS_TENSOR_BUFFER = 2, /* state that is not trained (batch-norm running mean / var) */
+    CS_TENSOR_ACT = 3,    /* produced by a node */
+} cs_tensor_kind;
+
+/* How a parameter starts (the same rules as torchvision's constructors). */
+typedef enum cs_init {
+    CS_INIT_ZERO = 0,
+    CS_INIT_ONE,
+    CS_INIT_KAIMING_OUT, /* normal(0, sqrt(2 / fan_out)): conv, mode='fan_out', relu */
+    CS_INIT_UNIFORM_FAN_IN, /* uniform(+-1/sqrt(fan_in)): nn.Linear's default (weight and bias) */
+    CS_INIT_NORMAL_001,  /* normal(0, 0.01): MobileNetV2's classifier */
+    CS_INIT_CONST,       /* init_value (the cosine classifier's scale) */
+} cs_init;
+
+typedef struct cs_tensor {
+    char name[CS_NAME_MAX]; /* torchvision state_dict name for parameters: "layer1.0.conv1.weight" */
+    cs_tensor_kind kind;
+    int ndim;
+    int shape[4];
+    int64_t size;    /* elements */
+    int64_t offset;  /* elements from the start of its arena (params, buffers or activations) */
+    int producer;    /* node index, or -1 */
+    int needs_grad;  /* a gradient flows into it (params: trainable) */
+    cs_init init;
+    float init_value;
+    int fan_in, fan_out; /* for the initialisers */
+} cs_tensor;
+
+typedef enum cs_op {
+    CS_OP_CONV2D = 1,      /* in: x, weight[, bias]; attrs: k, stride, pad, groups */
+    CS_OP_BATCHNORM,       /* in: x, weight, bias, running_mean, running_var; attrs: eps, momentum */
+    CS_OP_RELU,
+    CS_OP_RELU6,
+    CS_OP_ADD,             /* in: a, b (same shape) */
+    CS_OP_MAXPOOL,         /* attrs: k, stride, pad */
+    CS_OP_AVGPOOL,         /* global average pool: [N,C,H,W] -> [N,C] */
+    CS_OP_SLICE,           /* channels [start, start + count) */
+    CS_OP_CONCAT,          /* channel concat of a and b */
+    CS_OP_SHUFFLE,         /* channel shuffle with attrs.groups (ShuffleNet) */
+    CS_OP_LINEAR,          /* in: x[N,F], weight[K,F][, bias[K]] -> [N,K] */
+    CS_OP_COSINE_LINEAR,   /* in: x[N,F], weight[K,F], scale[1] -> scale * cos(x, w_k) */
+    CS_OP_L2NORM,          /* rows of [N,F] to unit length */
+    CS_OP_SOFTMAX_XENT,    /* in: logits[N,K], labels[N] -> mean cross-entropy [1] */
+    CS_OP_COSINE_EMBED,    /* in: a[N,F], b[N,F] -> mean(1 - cos(a_i, b_i)) [1]; b gets no gradient */
+    CS_OP_COUNT_
+} cs_op;
+
+typedef struct cs_node {
+    cs_op op;
+    char name[CS_NAME_MAX];
+    int in[CS_MAX_INPUTS];
+    int n_in;
+    int out;
+    struct {
+        int k, stride, pad, groups; /* conv, pools, shuffle (groups) */
+        int start, count;           /* slice */
+        float eps, momentum;        /* batch norm */
+    } a;
+} cs_node;
+
+typedef struct cs_graph {
+    cs_tensor *tensors;
+    int n_tensors, cap_tensors;
+    cs_node *nodes; /* in execution order: the builder adds them topologically */
+    int n_nodes, cap_nodes;
+    int batch;
+    int64_t n_params, n_buffers, n_acts; /* arena sizes, in floats */
+    int losses[8];        /* loss tensors; the total loss is sum weight_i * loss_i */
+    float loss_weights[8];
+    int n_losses;
+    cs_error err;         /* the first builder error; later builder calls do nothing */
+    int failed;
+    char scope[CS_NAME_MAX]; /* prefix for names: "layer1.0" */
+} cs_graph;
+
+cs_graph *cs_graph_new(int batch);
+void cs_graph_free(cs_graph *g);
+/* 0 when every builder call succeeded, else the first error (copied to err). */
+int cs_graph_status(const cs_graph *g, cs_error *err);
+
+/* Name scope: cs_graph_scope(g, "layer%d.%d", s, b) ... cs_graph_scope(g, NULL) */
+void cs_graph_scope(cs_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- builder: each returns the output tensor id, or -1 (and records why) ----
+ * Any input id of -1 makes the call return -1 silently, so a builder can run
+ * to its end and check cs_graph_status once. Names are relative to the scope. */
+int cs_input(cs_graph *g, const char *name, int c, int h, int w); /* [N,C,H,W] */
+int cs_input_vec(cs_graph *g, const char *name, int f);           /* [N,F] (f = 0: labels [N]) */
+int cs_conv2d(cs_graph *g, const char *name, int x, int out_c, int k, int stride, int pad, int groups, int bias);
+int cs_batchnorm(cs_graph *g, const char *name, int x);
+int cs_relu(cs_graph *g, int x);
+int cs_relu6(cs_graph *g, int x);
+int cs_add(cs_graph *g, int a, int b);
+int cs_maxpool(cs_graph *g, int x, int k, int stride, int pad);
+int cs_avgpool(cs_graph *g, int x);
+int cs_slice(cs_graph *g, int x, int start, int count);
+int cs_concat(cs_graph *g, int a, int b);
+int cs_shuffle(cs_graph *g, int x, int groups);
+int cs_linear(cs_graph *g, const char *name, int x, int out_f, int bias, cs_init init);
+int cs_cosine_linear(cs_graph *g, const char *name, int x, int out_f, float scale0);
+int cs_l2norm(cs_graph *g, int x);
+int cs_softmax_xent(cs_graph *g, int logits, int labels);
+int cs_cosine_embed(cs_graph *g, int a, int b);
+/* Marks a [1] tensor as a loss term with a weight (changeable later). */
+int cs_graph_add_loss(cs_graph *g, int t, float weight);
+int cs_graph_set_loss_weight(cs_graph *g, int t, float weight);
+
+/* Lookups */
+int cs_graph_find(const cs_graph *g, const char *name); /* tensor id or -1 */
+int64_t cs_graph_param_count(const cs_graph *g);       /* trainable elements */
+const char *cs_op_name(cs_op op);
+
+/* Output height/width of a conv or pool, as PyTorch computes it. */
+int cs_conv_out(int in, int k, int stride, int pad);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# test.sh: install what is missing, build with sanitizers and -Werror, run every test suite.
+# Ends with a line "N passed, N failed" (Check test cases plus script tests) and
+# exits non-zero when anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+bash tools/deps.sh || exit 1
+
+build=${CILSCALE_TEST_BUILD:-build-test}
+if [ ! -f "$build/build.ninja" ]; then
+  meson setup "$build" -Dbuildtype=debug -Dwerror=true -Db_sanitize=address,undefined \
+    -Db_lundef=false >/dev/null || { echo "test.sh: meson setup failed"; echo "0 passed, 1 failed"; exit 1; }
+fi
+ninja -C "$build" || { echo "test.sh: build failed"; echo "0 passed, 1 failed"; exit 1; }
+
+# Plugins are dlopen'ed and closed: ASan must not symbolize their frames after
+# the close, and LeakSanitizer needs them kept to name a leak's origin.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+meson test -C "$build" --print-errorlogs --num-processes 2
+status=$?
+
+python3 - "$build/meson-logs/testlog.json" <<'PY'
+import json, re, sys
+passed = failed = 0
+check = re.compile(r"Checks: (\d+), Failures: (\d+), Errors: (\d+)")
+plain = re.compile(r"^(\d+) passed, (\d+) failed", re.M)
+try:
+    lines = open(sys.argv[1]).read().splitlines()
+except OSError:
+    lines = []
+for line in lines:
+    t = json.loads(line)
+    out = (t.get("stdout") or "") + (t.get("stderr") or "")
+    ok = t.get("result") in ("OK", "EXPECTEDFAIL", "SKIP")
+    found = check.findall(out)
+    if found:
+        for n, f, e in found:
+            passed += int(n) - int(f) - int(e)
+            failed += int(f) + int(e)
+        if not ok and all(int(f) + int(e) == 0 for _, f, e in found):
+            failed += 1  # crashed or leaked after Check's summary
+    elif plain.findall(out):
+        for p_, f_ in plain.findall(out):
+            passed += int(p_); failed += int(f_)
+        if not ok and all(int(f_) == 0 for _, f_ in plain.findall(out)):
+            failed += 1
+    else:
+        passed += ok; failed += not ok
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
+PY
+summary=$?
+[ $status -eq 0 ] && [ $summary -eq 0 ]
