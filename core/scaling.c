@@ -101,6 +101,28 @@ cs_arch_config cs_arch_reference(const cs_arch_iface *a, const cs_arch_config *b
     return c;
 }
 
+int cs_arch_build(const cs_arch_iface *a, const char *arch_name, cs_graph *g, const cs_arch_config *cfg, int x,
+                  int *features, int *logits, cs_error *err)
+{
+    int rc = cs_arch_check(a, cfg, err);
+    if (rc)
+        return rc;
+    if (!a->build)
+        return cs_error_set(err, CS_ERR_ARG, "architecture %s can be counted but not built (no build entry)",
+                            arch_name);
+    int f = a->build(g, cfg, x);
+    cs_graph_scope(g, NULL);
+    const char *head = a->head_name ? a->head_name : "fc";
+    int y = cfg->head == CS_HEAD_COSINE ? cs_cosine_linear(g, head, f, cfg->n_classes, 1.0f)
+                                        : cs_linear(g, head, f, cfg->n_classes, 1, a->head_init);
+    rc = cs_graph_status(g, err);
+    if (rc)
+        return rc;
+    *features = f;
+    *logits = y;
+    return CS_OK;
+}
+
 static const char *const stem_names[] = {"imagenet", "small"};
 static const char *const head_names[] = {"linear", "cosine"};
 

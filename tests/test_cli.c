@@ -140,9 +140,9 @@ START_TEST(test_version)
 {
     ck_assert_int_eq(RUN("version"), 0);
     ck_assert_msg(strncmp(out, "cilscale ", 9) == 0, "%s", out);
-    assert_contains(out, "(plugin ABI 1)");
+    assert_contains(out, "(plugin ABI " TU_STR(CS_ABI_VERSION) ")");
     ck_assert_int_eq(RUN("--version"), 0);
-    assert_contains(out, "(plugin ABI 1)");
+    assert_contains(out, "(plugin ABI " TU_STR(CS_ABI_VERSION) ")");
 }
 END_TEST
 
@@ -475,14 +475,14 @@ START_TEST(test_plugins_broken)
     assert_contains(out, " tiny ");
     assert_contains(out, "(score 0: cannot run on this machine)");
     assert_contains(out, "\n1 problem:\n");
-    snprintf(want, sizeof want, "  %s/bad-abi.so: built for plugin ABI 2, this cilscale has ABI 1",
+    snprintf(want, sizeof want, "  %s/bad-abi.so: built for plugin ABI " TU_STR(CS_ABI_VERSION_NEXT) ", this cilscale has ABI " TU_STR(CS_ABI_VERSION),
              env("CILSCALE_TEST_PLUGIN_DIR"));
     assert_contains(out, want);
     assert_lacks(out, " bad-abi ");
 
     /* scale and grid go on with what loaded, warning about the rest on stderr */
     ck_assert_int_eq(RUN("scale", "--plugins", conf, "--arch", "resnet18", "--budget", "1M"), 0);
-    snprintf(want, sizeof want, "cilscale scale: warning: %s/bad-abi.so: built for plugin ABI 2",
+    snprintf(want, sizeof want, "cilscale scale: warning: %s/bad-abi.so: built for plugin ABI " TU_STR(CS_ABI_VERSION_NEXT),
              env("CILSCALE_TEST_PLUGIN_DIR"));
     assert_one_line(err, want, NULL);
     assert_contains(out, "scaled by psi");

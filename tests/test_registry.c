@@ -110,7 +110,7 @@ static const bad_case bad_cases[] = {
     {"fake.so", SRC_FAKE, "not a loadable shared object", NULL},
     {"no-init.so", SRC_TEST, "no cs_plugin_init symbol", "not a cilscale plugin"},
     {"null-desc.so", SRC_TEST, "cs_plugin_init returned NULL", NULL},
-    {"bad-abi.so", SRC_TEST, "built for plugin ABI 2", "this cilscale has ABI 1"},
+    {"bad-abi.so", SRC_TEST, "built for plugin ABI " TU_STR(CS_ABI_VERSION_NEXT), "this cilscale has ABI " TU_STR(CS_ABI_VERSION)},
     {"bad-kind.so", SRC_TEST, "unknown plugin kind 99", "expected arch, policy, cil or backend"},
     {"dup-resnet18.so", SRC_TEST, "duplicate arch plugin 'resnet18'", "already loaded from"},
     {"arch-no-count.so", SRC_TEST, "arch plugin 'no-count' lacks count_params", NULL},
@@ -546,7 +546,7 @@ START_TEST(test_add_bad_descriptors)
     static const cs_policy_iface no_scale = {0};
     bad_desc cases[] = {
         {{.abi_version = 0, .kind = CS_KIND_ARCH, .name = "x", .iface = &good_arch}, {0}, 0,
-         "built for plugin ABI 0, this cilscale has ABI 1"},
+         "built for plugin ABI 0, this cilscale has ABI " TU_STR(CS_ABI_VERSION)},
         {{.abi_version = CS_ABI_VERSION, .kind = 0, .name = "x", .iface = &good_arch}, {0}, 0,
          "unknown plugin kind 0"},
         {{.abi_version = CS_ABI_VERSION, .kind = 5, .name = "x", .iface = &good_arch}, {0}, 0,

@@ -9,6 +9,14 @@
 #include "cilscale/policy.h"
 #include "cilscale/registry.h"
 
+#define TU_STR_(x) #x
+#define TU_STR(x) TU_STR_(x)
+/* The ABI tests/plugins/bad_abi.c claims (CS_ABI_VERSION + 1), as a literal. */
+#define CS_ABI_VERSION_NEXT 3
+#if CS_ABI_VERSION_NEXT != CS_ABI_VERSION + 1
+#error "update CS_ABI_VERSION_NEXT to CS_ABI_VERSION + 1"
+#endif
+
 /* The registry of $CILSCALE_PLUGINS (the build tree's plugins.conf); loaded
  * once per process, fails the test when it cannot load. */
 cs_registry *tu_registry(void);

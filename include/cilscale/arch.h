@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "graph.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,6 +40,7 @@ typedef struct cs_arch_config {
     int n_classes;              /* classifier outputs */
     cs_stem stem;
     cs_head head;
+    int no_last_relu;           /* build: leave out the ReLU right before the features (LUCIR) */
 } cs_arch_config;
 
 typedef struct cs_arch_iface {
@@ -53,6 +55,16 @@ typedef struct cs_arch_iface {
      * cfg describes, classifier included (batch-norm running statistics are
      * buffers, not parameters, as in PyTorch). cfg is already validated. */
     int64_t (*count_params)(const cs_arch_config *cfg);
+    /* optional (needed to train): adds the network without its classifier
+     * to g, from input x [N, in_channels, H, W] to the features [N, F] after
+     * global average pooling, and returns the feature tensor (or -1; the
+     * reason is in cs_graph_status). Layer names follow torchvision's
+     * state_dict ("layer1.0.conv1"), so parameters are "layer1.0.conv1.weight". */
+    int (*build)(cs_graph *g, const cs_arch_config *cfg, int x);
+    /* with build: torchvision's name of the classifier layer ("fc", "classifier.1") */
+    const char *head_name;
+    /* with build: how the linear classifier starts (torchvision's choice) */
+    cs_init head_init;
 } cs_arch_iface;
 
 /* ---- shared scaling arithmetic (libcilscale) ---- */
@@ -93,6 +105,13 @@ int cs_arch_count(const cs_arch_iface *a, const cs_arch_config *cfg, int64_t *pa
 
 /* cfg with w = 1 and the reference depths, other fields from base. */
 cs_arch_config cs_arch_reference(const cs_arch_iface *a, const cs_arch_config *base);
+
+/* Builds the whole network for cfg into g: a->build, then the classifier cfg->head
+ * asks for (linear with bias, or cosine with scale 1) with cfg->n_classes outputs,
+ * named a->head_name. Fills the feature and logit tensor ids. Fails (naming the
+ * architecture) when it has no build entry. */
+int cs_arch_build(const cs_arch_iface *a, const char *arch_name, cs_graph *g, const cs_arch_config *cfg, int x,
+                  int *features, int *logits, cs_error *err);
 
 const char *cs_stem_name(cs_stem s); /* "imagenet", "small" */
 const char *cs_head_name(cs_head h); /* "linear", "cosine" */

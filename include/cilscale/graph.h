@@ -42,6 +42,7 @@ typedef struct cs_tensor {
     int64_t offset;  /* elements from the start of its arena (params, buffers or activations) */
     int producer;    /* node index, or -1 */
     int needs_grad;  /* a gradient flows into it (params: trainable) */
+    int batched;     /* dim 0 is the batch: a run over n rows touches n * (size / shape[0]) */
     cs_init init;
     float init_value;
     int fan_in, fan_out; /* for the initialisers */
@@ -130,6 +131,15 @@ int cs_graph_set_loss_weight(cs_graph *g, int t, float weight);
 int cs_graph_find(const cs_graph *g, const char *name); /* tensor id or -1 */
 int64_t cs_graph_param_count(const cs_graph *g);       /* trainable elements */
 const char *cs_op_name(cs_op op);
+
+/* Elements of one row of a batched tensor (size / shape[0]), or size. */
+int64_t cs_tensor_row(const cs_tensor *t);
+
+/* Initialises every parameter and buffer as its cs_init says, into arenas of
+ * g->n_params and g->n_buffers floats. Each tensor draws from its own stream,
+ * keyed by its name, so adding a tensor (a bigger classifier) leaves the
+ * others' values unchanged. */
+void cs_graph_init(const cs_graph *g, uint64_t seed, float *params, float *buffers);
 
 /* Output height/width of a conv or pool, as PyTorch computes it. */
 int cs_conv_out(int in, int k, int stride, int pad);
