@@ -27,8 +27,9 @@ void cli_bad_option(const char *cmd, int optopt_val, char *const *argv, int opti
 
 /* Parses a whole number in [min, max] for option name, or prints why. */
 int cli_int(const char *cmd, const char *opt, const char *s, int min, int max, int *out);
-/* Parses a number > 0. */
+/* Parses a number > 0 / >= 0. */
 int cli_positive(const char *cmd, const char *opt, const char *s, double *out);
+int cli_nonneg(const char *cmd, const char *opt, const char *s, double *out);
 
 /* Options every network-describing command takes. */
 typedef struct cli_net_opts {
@@ -42,18 +43,33 @@ typedef struct cli_net_opts {
     cs_head head;
     const char *plugins_conf;
     int json;
+    /* a configuration given by hand instead of a policy */
+    int manual, have_depth;
+    double w, d;
+    const char *depths_text;
 } cli_net_opts;
 
 void cli_net_defaults(cli_net_opts *o);
 /* Handles --classes/--in-channels/--stem/--head/--budget/--arch/--policy/
- * --plugins/--json; returns 1 if it took the option, 0 if not, -1 on a bad value. */
+ * --width/--depth/--depths/--plugins/--json; returns 1 if it took the option,
+ * 0 if not, -1 on a bad value. */
 int cli_net_option(const char *cmd, cli_net_opts *o, int opt, const char *arg);
+/* After parsing: --arch given, a policy or a manual configuration but not
+ * both, a budget with a policy. CLI_OK or CLI_USAGE (after printing why). */
+int cli_net_validate(const char *cmd, const cli_net_opts *o);
+/* The network the options describe: the policy's pick, or the manual
+ * configuration (res->d then is the depth coefficient, or blocks kept / ref
+ * blocks for --depths). Returns CLI_OK, CLI_USAGE (unknown plugin, bad
+ * --depths) or CLI_FAIL (over budget), after printing why. */
+int cli_net_resolve(const char *cmd, const cs_registry *r, const cli_net_opts *o, const cs_plugin **arch,
+                    cs_scale_result *res);
 #define CLI_NET_LONG_OPTIONS                                                                                  \
     {"arch", required_argument, 0, 'a'}, {"budget", required_argument, 0, 'm'},                              \
         {"policy", required_argument, 0, 'p'}, {"classes", required_argument, 0, 'k'},                        \
         {"in-channels", required_argument, 0, 'c'}, {"stem", required_argument, 0, 's'},                     \
         {"head", required_argument, 0, 'H'}, {"plugins", required_argument, 0, 'P'},                          \
-        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}
+        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {"width", required_argument, 0, 'w'},       \
+        {"depth", required_argument, 0, 'd'}, {"depths", required_argument, 0, 'D'}
 #define CLI_NET_HELP                                                                                          \
     "  --arch A          architecture plugin (cilscale plugins lists them)\n"                               \
     "  --classes K       classifier outputs (default 100)\n"                                                  \
@@ -72,5 +88,6 @@ void cli_json_ints(FILE *f, const int *v, int n);
 int cmd_plugins(int argc, char **argv);
 int cmd_scale(int argc, char **argv);
 int cmd_grid(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

@@ -87,8 +87,9 @@ int cmd_grid(int argc, char **argv)
         fprintf(stderr, "cilscale grid: --arch and --budget are required (see cilscale grid --help)\n");
         return CLI_USAGE;
     }
-    if (o.policy) {
-        fprintf(stderr, "cilscale grid: --policy does not apply: every loaded policy is marked\n");
+    if (o.policy || o.manual) {
+        fprintf(stderr, "cilscale grid: --%s does not apply: the grid covers every width and depth, and marks "
+                        "every loaded policy\n", o.policy ? "policy" : "width/--depth/--depths");
         return CLI_USAGE;
     }
     cs_registry *reg = cli_load_plugins("grid", o.plugins_conf, 0);

@@ -22,28 +22,6 @@ static const char usage[] =
     "Exit status: 0 done; 1 no network fits the budget, the configuration given is over\n"
     "--budget, or the plugins.conf cannot be read; 2 bad usage or unknown plugin.\n";
 
-static int parse_depths(const char *s, const cs_arch_iface *a, int *depths)
-{
-    int n = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || v > 100000 || n == a->n_stages || (*end && *end != ','))
-            goto bad;
-        depths[n++] = (int)v;
-        p = *end ? end + 1 : end;
-        if (*end == ',' && !*p)
-            goto bad;
-    }
-    if (n == a->n_stages)
-        return 0;
-bad:
-    fprintf(stderr, "cilscale scale: --depths '%s': expected %d whole numbers >= 1 separated by commas\n", s,
-            a->n_stages);
-    return -1;
-}
-
 static void print_text(const cli_net_opts *o, const char *policy, const cs_scale_request *req,
                        const cs_scale_result *res, int64_t ref_params)
 {
@@ -95,18 +73,9 @@ static void print_json(const cli_net_opts *o, const char *policy, const cs_scale
 
 int cmd_scale(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CLI_NET_LONG_OPTIONS,
-        {"width", required_argument, 0, 'w'},
-        {"depth", required_argument, 0, 'd'},
-        {"depths", required_argument, 0, 'D'},
-        {0, 0, 0, 0},
-    };
+    static const struct option longopts[] = {CLI_NET_LONG_OPTIONS, {0, 0, 0, 0}};
     cli_net_opts o;
     cli_net_defaults(&o);
-    double w = 1, d = 1;
-    const char *depths_text = NULL;
-    int manual = 0, have_depth = 0;
     opterr = 0;
     optind = 1;
     int c;
@@ -116,82 +85,30 @@ int cmd_scale(int argc, char **argv)
             return CLI_USAGE;
         if (took)
             continue;
-        switch (c) {
-        case 'h': fputs(usage, stdout); return CLI_OK;
-        case 'w':
-            if (cli_positive("scale", "width", optarg, &w))
-                return CLI_USAGE;
-            manual = 1;
-            break;
-        case 'd':
-            if (cli_positive("scale", "depth", optarg, &d))
-                return CLI_USAGE;
-            manual = 1;
-            have_depth = 1;
-            break;
-        case 'D': depths_text = optarg; manual = 1; break;
-        default: cli_bad_option("scale", optopt, argv, optind); return CLI_USAGE;
+        if (c == 'h') {
+            fputs(usage, stdout);
+            return CLI_OK;
         }
+        cli_bad_option("scale", optopt, argv, optind);
+        return CLI_USAGE;
     }
     if (optind < argc) {
         fprintf(stderr, "cilscale scale: unexpected argument '%s' (see cilscale scale --help)\n", argv[optind]);
         return CLI_USAGE;
     }
-    if (!o.arch) {
-        fprintf(stderr, "cilscale scale: --arch is required (see cilscale scale --help)\n");
+    if (cli_net_validate("scale", &o))
         return CLI_USAGE;
-    }
-    if (manual && o.policy) {
-        fprintf(stderr, "cilscale scale: give --policy or --width/--depth/--depths, not both\n");
-        return CLI_USAGE;
-    }
-    if (have_depth && depths_text) {
-        fprintf(stderr, "cilscale scale: give --depth or --depths, not both\n");
-        return CLI_USAGE;
-    }
-    if (!manual && !o.have_budget) {
-        fprintf(stderr, "cilscale scale: --budget is required with a policy (see cilscale scale --help)\n");
-        return CLI_USAGE;
-    }
     cs_registry *reg = cli_load_plugins("scale", o.plugins_conf, 0);
     if (!reg)
         return CLI_FAIL;
-    int rc = CLI_USAGE;
-    const cs_plugin *ap = cli_find("scale", reg, CS_KIND_ARCH, o.arch);
-    const char *policy = manual ? NULL : (o.policy ? o.policy : "psi");
-    const cs_plugin *pp = policy ? cli_find("scale", reg, CS_KIND_POLICY, policy) : NULL;
-    if (!ap || (policy && !pp))
+    const cs_plugin *ap;
+    cs_scale_result res;
+    int rc = cli_net_resolve("scale", reg, &o, &ap, &res);
+    if (rc)
         goto out;
     const cs_arch_iface *arch = ap->iface;
-    cs_scale_request req = {
-        .arch_name = ap->name,
-        .arch = arch,
-        .policy_name = policy,
-        .budget = o.have_budget ? o.budget : INT64_MAX,
-        .base = {.in_channels = o.in_channels, .n_classes = o.classes, .stem = o.stem, .head = o.head},
-    };
-    cs_scale_result res;
-    memset(&res, 0, sizeof res);
-    cs_error err;
-    if (manual) {
-        int depths[CS_MAX_STAGES];
-        if (depths_text) {
-            if (parse_depths(depths_text, arch, depths))
-                goto out;
-        } else {
-            cs_arch_depths_for(arch, d, CS_DEPTH_ROUND_HALF_UP, depths);
-        }
-        if (cs_policy_fill(&req, w, depths, &res, &err)) {
-            fprintf(stderr, "cilscale scale: %s\n", err.msg);
-            goto out;
-        }
-        res.d = depths_text ? (double)cs_arch_blocks(arch, depths) / cs_arch_ref_blocks(arch) : d;
-        res.resolution = 1;
-    } else if (((const cs_policy_iface *)pp->iface)->scale(&req, &res, &err)) {
-        fprintf(stderr, "cilscale scale: %s\n", err.msg);
-        rc = err.status == CS_ERR_BUDGET ? CLI_FAIL : CLI_USAGE;
-        goto out;
-    }
+    cs_scale_request req = {.arch_name = ap->name, .arch = arch, .base = res.cfg};
+    const char *policy = o.manual ? NULL : (o.policy ? o.policy : "psi");
     cs_arch_config ref = cs_arch_reference(arch, &req.base);
     int64_t ref_params = 0;
     cs_arch_count(arch, &ref, &ref_params, NULL);
@@ -199,8 +116,7 @@ int cmd_scale(int argc, char **argv)
         print_json(&o, policy, &req, &res, ref_params);
     else
         print_text(&o, policy, &req, &res, ref_params);
-    rc = CLI_OK;
-    if (manual && o.have_budget && res.params > o.budget) {
+    if (o.manual && o.have_budget && res.params > o.budget) {
         char a[32], b[32];
         fprintf(stderr, "cilscale scale: %s parameters is over the budget of %s\n",
                 cli_thousands(res.params, a, sizeof a), cli_thousands(o.budget, b, sizeof b));
