@@ -295,8 +295,9 @@ int cs_batchnorm(cs_graph *g, const char *name, int x)
     if (g->failed)
         return -1;
     int in[5] = {x, wt, bt, rm, rv};
-    const cs_tensor *t = &g->tensors[x];
-    int out = add_node(g, CS_OP_BATCHNORM, full, in, 5, 4, t->shape, 1);
+    int shape[4]; /* a copy: add_node may move g->tensors */
+    memcpy(shape, g->tensors[x].shape, sizeof shape);
+    int out = add_node(g, CS_OP_BATCHNORM, full, in, 5, 4, shape, 1);
     if (out >= 0) {
         g->nodes[g->n_nodes - 1].a.eps = 1e-5f;
         g->nodes[g->n_nodes - 1].a.momentum = 0.1f;
@@ -598,4 +599,22 @@ void cs_graph_init(const cs_graph *g, uint64_t seed, float *params, float *buffe
             p[j] = (float)v;
         }
     }
+}
+
+double cs_graph_flops_per_image(const cs_graph *g)
+{
+    double f = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const cs_node *n = &g->nodes[i];
+        const cs_tensor *out = &g->tensors[n->out];
+        if (n->op == CS_OP_CONV2D) {
+            const cs_tensor *w = &g->tensors[n->in[1]];
+            /* each output element: Ci/groups * k * k multiply-adds */
+            f += 2.0 * (double)cs_tensor_row(out) * (double)(w->shape[1] * w->shape[2] * w->shape[3]);
+        } else if (n->op == CS_OP_LINEAR || n->op == CS_OP_COSINE_LINEAR) {
+            const cs_tensor *w = &g->tensors[n->in[1]];
+            f += 2.0 * (double)w->shape[0] * (double)w->shape[1];
+        }
+    }
+    return f;
 }

@@ -1,4 +1,6 @@
 /* mobilenetv2.c: the MobileNetV2 architecture plugin (torchvision's mobilenet_v2, scalable). */
+#include <stdio.h>
+
 #include <cilscale/arch.h>
 #include <cilscale/plugin.h>
 
@@ -10,6 +12,7 @@ static const cs_stage stages[] = {
     {"features.17", 1, 320},
 };
 static const int expand[] = {1, 6, 6, 6, 6, 6, 6};
+static const int stride0[] = {1, 2, 2, 2, 1, 2, 1}; /* stride of each stage's first block */
 
 #define STEM_WIDTH 32
 #define LAST_WIDTH 1280
@@ -42,11 +45,67 @@ static int64_t count_params(const cs_arch_config *cfg)
     return n;
 }
 
+/* torchvision's Conv2dNormActivation in scope {prefix}: {prefix}.0 conv
+ * (no bias, padding (k-1)/2), {prefix}.1 bn, relu6 (when relu6 is set). */
+static int conv_bn_act(cs_graph *g, const char *prefix, int x, int out, int k, int stride, int groups, int relu6)
+{
+    char name[CS_NAME_MAX];
+    snprintf(name, sizeof name, "%s.0", prefix);
+    x = cs_conv2d(g, name, x, out, k, stride, (k - 1) / 2, groups, 0);
+    snprintf(name, sizeof name, "%s.1", prefix);
+    x = cs_batchnorm(g, name, x);
+    return relu6 ? cs_relu6(g, x) : x;
+}
+
+/* torchvision's InvertedResidual, in scope features.{i}: its layers are conv.0, conv.1, ... */
+static int inverted_residual(cs_graph *g, int x, int out, int stride, int t)
+{
+    int in = x >= 0 ? g->tensors[x].shape[1] : 0;
+    int hidden = in * t, y = x, i = 0;
+    char name[CS_NAME_MAX];
+    if (t != 1) {
+        snprintf(name, sizeof name, "conv.%d", i++);
+        y = conv_bn_act(g, name, y, hidden, 1, 1, 1, 1); /* pointwise expansion */
+    }
+    snprintf(name, sizeof name, "conv.%d", i++);
+    y = conv_bn_act(g, name, y, hidden, 3, stride, hidden, 1); /* depthwise */
+    snprintf(name, sizeof name, "conv.%d", i++);
+    y = cs_conv2d(g, name, y, out, 1, 1, 0, 1, 0); /* linear bottleneck */
+    snprintf(name, sizeof name, "conv.%d", i++);
+    y = cs_batchnorm(g, name, y);
+    return stride == 1 && in == out ? cs_add(g, x, y) : y;
+}
+
+static int build(cs_graph *g, const cs_arch_config *cfg, int x)
+{
+    int widths[CS_MAX_STAGES];
+    cs_arch_widths(&iface, cfg, widths);
+    int stem = cs_make_divisible(STEM_WIDTH * cfg->w, 8);
+    int last = cs_make_divisible(LAST_WIDTH * (cfg->w > 1.0 ? cfg->w : 1.0), 8);
+    int f = 0;
+    cs_graph_scope(g, NULL);
+    x = conv_bn_act(g, "features.0", x, stem, 3, cfg->stem == CS_STEM_IMAGENET ? 2 : 1, 1, 1);
+    for (int s = 0; s < 7; s++)
+        for (int b = 0; b < cfg->depths[s]; b++) {
+            cs_graph_scope(g, "features.%d", ++f);
+            x = inverted_residual(g, x, widths[s], b == 0 ? stride0[s] : 1, expand[s]);
+        }
+    cs_graph_scope(g, NULL);
+    char name[CS_NAME_MAX];
+    snprintf(name, sizeof name, "features.%d", f + 1);
+    x = conv_bn_act(g, name, x, last, 1, 1, 1, !cfg->no_last_relu);
+    /* torchvision's classifier is Dropout(0.2) + Linear; the graph has no dropout */
+    return cs_avgpool(g, x);
+}
+
 static const cs_arch_iface iface = {
     .n_stages = 7,
     .stages = stages,
     .width_divisor = 8,
     .count_params = count_params,
+    .build = build,
+    .head_name = "classifier.1",
+    .head_init = CS_INIT_NORMAL_001,
 };
 
 static const cs_plugin_desc desc = {

@@ -48,11 +48,63 @@ static int64_t count_params(const cs_arch_config *cfg)
     return n;
 }
 
+/* torchvision's InvertedResidual, in scope stage{s}.{b}. branch1 (stride 2
+ * only): dw 3x3 conv (0), bn (1), 1x1 conv (2), bn (3), relu. branch2: 1x1
+ * conv (0), bn (1), relu (2), dw 3x3 conv (3), bn (4), 1x1 conv (5), bn (6), relu. */
+static int branch2(cs_graph *g, int x, int half, int stride)
+{
+    x = cs_relu(g, cs_batchnorm(g, "branch2.1", cs_conv2d(g, "branch2.0", x, half, 1, 1, 0, 1, 0)));
+    x = cs_batchnorm(g, "branch2.4", cs_conv2d(g, "branch2.3", x, half, 3, stride, 1, half, 0));
+    return cs_relu(g, cs_batchnorm(g, "branch2.6", cs_conv2d(g, "branch2.5", x, half, 1, 1, 0, 1, 0)));
+}
+
+static int shuffle_block(cs_graph *g, int x, int out, int stride)
+{
+    int in = x >= 0 ? g->tensors[x].shape[1] : 0, half = out / 2, y;
+    if (stride > 1) {
+        int b1 = cs_batchnorm(g, "branch1.1", cs_conv2d(g, "branch1.0", x, in, 3, stride, 1, in, 0));
+        b1 = cs_relu(g, cs_batchnorm(g, "branch1.3", cs_conv2d(g, "branch1.2", b1, half, 1, 1, 0, 1, 0)));
+        y = cs_concat(g, b1, branch2(g, x, half, stride));
+    } else {
+        /* x.chunk(2, dim=1): the first half passes through */
+        int x1 = cs_slice(g, x, 0, in / 2), x2 = cs_slice(g, x, in / 2, in - in / 2);
+        y = cs_concat(g, x1, branch2(g, x2, half, 1));
+    }
+    return cs_shuffle(g, y, 2);
+}
+
+static int build(cs_graph *g, const cs_arch_config *cfg, int x)
+{
+    int widths[CS_MAX_STAGES];
+    cs_arch_widths(&iface, cfg, widths);
+    int stem = cs_make_divisible(STEM_WIDTH * cfg->w, DIVISOR);
+    cs_graph_scope(g, NULL);
+    if (cfg->stem == CS_STEM_IMAGENET) {
+        x = cs_relu(g, cs_batchnorm(g, "conv1.1", cs_conv2d(g, "conv1.0", x, stem, 3, 2, 1, 1, 0)));
+        x = cs_maxpool(g, x, 3, 2, 1);
+    } else {
+        x = cs_relu(g, cs_batchnorm(g, "conv1.1", cs_conv2d(g, "conv1.0", x, stem, 3, 1, 1, 1, 0)));
+    }
+    for (int s = 0; s < 3; s++)
+        for (int b = 0; b < cfg->depths[s]; b++) {
+            cs_graph_scope(g, "%s.%d", stages[s].name, b);
+            x = shuffle_block(g, x, widths[s], b == 0 ? 2 : 1);
+        }
+    cs_graph_scope(g, NULL);
+    x = cs_batchnorm(g, "conv5.1", cs_conv2d(g, "conv5.0", x, LAST_WIDTH, 1, 1, 0, 1, 0));
+    if (!cfg->no_last_relu)
+        x = cs_relu(g, x);
+    return cs_avgpool(g, x); /* torchvision: x.mean([2, 3]) */
+}
+
 static const cs_arch_iface iface = {
     .n_stages = 3,
     .stages = stages,
     .width_divisor = DIVISOR,
     .count_params = count_params,
+    .build = build,
+    .head_name = "fc",
+    .head_init = CS_INIT_UNIFORM_FAN_IN,
 };
 
 static const cs_plugin_desc desc = {
