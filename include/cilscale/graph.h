@@ -11,7 +11,7 @@ extern "C" {
 #endif
 
 #define CS_NAME_MAX 96
-#define CS_MAX_INPUTS 4
+#define CS_MAX_INPUTS 5 /* batch norm: x, weight, bias, running_mean, running_var */
 
 /* Tensors are float32, row-major; activations are NCHW with N the batch the
  * graph was built for (a run may use fewer rows), or [N, F] after flatten,
@@ -131,6 +131,10 @@ int cs_graph_set_loss_weight(cs_graph *g, int t, float weight);
 int cs_graph_find(const cs_graph *g, const char *name); /* tensor id or -1 */
 int64_t cs_graph_param_count(const cs_graph *g);       /* trainable elements */
 const char *cs_op_name(cs_op op);
+
+/* Forward multiply-adds x 2 per image of the convolutions and linear layers
+ * (what "GFLOP/s" in benchmarks counts; the rest is a few percent). */
+double cs_graph_flops_per_image(const cs_graph *g);
 
 /* Elements of one row of a batched tensor (size / shape[0]), or size. */
 int64_t cs_tensor_row(const cs_tensor *t);
