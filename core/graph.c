@@ -122,7 +122,8 @@ static int add_param(cs_graph *g, const char *layer, const char *suffix, cs_tens
                      const int *shape, cs_init init, int fan_in, int fan_out)
 {
     char name[CS_NAME_MAX];
-    snprintf(name, sizeof name, "%s.%s", layer, suffix);
+    if (snprintf(name, sizeof name, "%s.%s", layer, suffix) >= (int)sizeof name)
+        return fail(g, "%s.%s: name longer than %d characters", layer, suffix, CS_NAME_MAX - 1);
     if (cs_graph_find(g, name) >= 0)
         return fail(g, "%s: a tensor of that name already exists (two layers share a name?)", name);
     int id = add_tensor(g, name, kind, ndim, shape, 0);
@@ -146,8 +147,10 @@ static int add_node(cs_graph *g, cs_op op, const char *name, const int *in, int 
         g->nodes = n;
         g->cap_nodes = cap;
     }
-    char tname[CS_NAME_MAX];
-    snprintf(tname, sizeof tname, "%s:%d", name, g->n_nodes);
+    /* Activations are named after their node and its index; a long layer name
+     * loses its end here, which only shows in messages. */
+    char tname[CS_NAME_MAX + 16];
+    snprintf(tname, sizeof tname, "%.*s:%d", CS_NAME_MAX - 13, name, g->n_nodes);
     int out = add_tensor(g, tname, CS_TENSOR_ACT, ndim, shape, batched);
     if (out < 0)
         return -1;
