@@ -1,0 +1,1090 @@
+/* kernels_fast.c: the fast kernels: convolution and linear layers through OpenBLAS SGEMM, the rest split over threads with OpenMP. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
+#endif
+
+/* Below about this many elements (or multiply-adds) an op runs on one thread:
+ * waking the others costs more than it saves. */
+#define PAR_MIN 32768
+
+/* A convolution GEMM wants at least this many columns (output positions) to
+ * run near peak: images whose output is smaller are batched together... */
+#define CONV_MIN_COLS 512
+/* ...and an image with more is cut into tiles of at most about this many, so
+ * that its im2col block stays in cache rather than streaming megabytes. */
+#define CONV_MAX_COLS 4096
+
+/* Depthwise convolutions with up to this many taps (k <= 8) take the direct
+ * kernel; larger ones fall back to im2col + GEMM per group. */
+#define DW_MAX_TAPS 64
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* The t-th of nt static shares of [0, total). */
+static inline void span(int64_t total, int t, int nt, int64_t *lo, int64_t *hi)
+{
+    *lo = total * t / nt;
+    *hi = total * (t + 1) / nt;
+}
+
+/* ---- BLAS ---- */
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_single_thread(void) { openblas_set_num_threads(1); }
+
+void fast_blas_init(void) { pthread_once(&blas_once, blas_single_thread); }
+
+void fast_blas_describe(char *buf, int size)
+{
+    /* openblas_get_config(): "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64" */
+    char name[32] = "OpenBLAS", version[32] = "";
+    sscanf(openblas_get_config(), "%31s %31s", name, version);
+    snprintf(buf, (size_t)size, "%s %s (%s kernel)", name, version, openblas_get_corename());
+}
+
+/* C[m,n] = alpha op(A) op(B) + beta C, row-major; ta: A is stored [k,m], tb: B is stored [n,k]. */
+static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+                  float beta, float *c, int ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a,
+                lda, b, ldb, beta, c, ldc);
+}
+
+/* The same with the m rows of C split over the threads (each row's sum is
+ * computed by one thread, so the split only decides who does it). */
+static void par_sgemm(const cpu_par *p, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                      const float *b, int ldb, float beta, float *c, int ldc)
+{
+    fast_blas_init();
+    const int nt = (int64_t)m * n * k < 8 * PAR_MIN ? 1 : (int)min64(p->threads, m);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int64_t lo, hi;
+        span(m, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        sgemm(ta, tb, (int)(hi - lo), n, k, alpha, ta ? a + lo : a + lo * lda, lda, b, ldb, beta, c + lo * ldc, ldc);
+    }
+}
+
+/* ---- conv2d ---- */
+
+static int is_depthwise(const conv_geom *g) { return g->groups == g->c && g->k * g->k <= DW_MAX_TAPS; }
+static int is_pointwise(const conv_geom *g) { return g->k == 1 && g->stride == 1 && g->pad == 0; }
+
+/* How a convolution's work is cut into units, each one GEMM per group: a run
+ * of `imgs` whole images (small outputs), or a tile of `tile` output positions
+ * of one image (`tiles` per image). */
+typedef struct conv_tiling {
+    int imgs, tile, tiles;
+    int64_t max_cols; /* the most columns a unit can have, whatever n */
+} conv_tiling;
+
+static conv_tiling conv_tiling_for(const conv_geom *g, int threads)
+{
+    const int ohw = g->oh * g->ow;
+    conv_tiling t = {1, ohw, 1, ohw};
+    if (ohw < CONV_MIN_COLS) {
+        const int want = (CONV_MIN_COLS + ohw - 1) / ohw;
+        t.max_cols = (int64_t)want * ohw;
+        /* no more than a thread's share of the images, so every thread has work */
+        const int share = (g->n + threads - 1) / threads;
+        t.imgs = want < share ? want : share > 0 ? share : 1;
+    } else if (ohw > CONV_MAX_COLS) {
+        t.tiles = (ohw + CONV_MAX_COLS - 1) / CONV_MAX_COLS;
+        t.tile = (ohw + t.tiles - 1) / t.tiles;
+        t.max_cols = t.tile;
+    }
+    return t;
+}
+
+/* First and one-past-last output column ox whose tap kx lands inside the input row. */
+static inline void valid_cols(const conv_geom *g, int kx, int *lo, int *hi)
+{
+    const int first = g->pad - kx, last = g->w - 1 + g->pad - kx; /* ox * stride in [first, last] */
+    *lo = first <= 0 ? 0 : (first + g->stride - 1) / g->stride;
+    *hi = last < 0 ? 0 : last / g->stride + 1;
+    if (*hi > g->ow)
+        *hi = g->ow;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
+/* col[c*k*k + ky*k + kx][i*nj + j] = the input tap (ky, kx) of output position
+ * j0 + j of image img0 + i (0 in the padding), for i < ni, j < nj. When ni > 1
+ * every image is whole (j0 = 0, nj = oh*ow). add = 0: im2col; add = 1: col2im,
+ * the transpose: each input pixel gets the sum of its columns (into in). */
+static void im2col_run(float *col, float *in, const conv_geom *g, int img0, int ni, int j0, int nj, int add)
+{
+    const int k = g->k, s = g->stride;
+    const int64_t len = (int64_t)ni * nj, hw = (int64_t)g->h * g->w;
+    for (int c = 0; c < g->c; c++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                float *row = col + ((int64_t)(c * k + ky) * k + kx) * len;
+                int vlo, vhi;
+                valid_cols(g, kx, &vlo, &vhi);
+                for (int i = 0; i < ni; i++) {
+                    float *plane = in + ((int64_t)(img0 + i) * g->c + c) * hw;
+                    for (int j = j0, end = j0 + nj; j < end;) {
+                        const int oy = j / g->ow, ox0 = j % g->ow;
+                        const int ox1 = (int)min64(g->ow, ox0 + (int64_t)(end - j));
+                        const int iy = oy * s - g->pad + ky;
+                        const int lo = vlo < ox0 ? ox0 : vlo > ox1 ? ox1 : vlo;
+                        const int hi = vhi < lo ? lo : vhi > ox1 ? ox1 : vhi;
+                        float *dst = row; /* dst[ox - ox0] is this segment's column of ox */
+                        if (iy < 0 || iy >= g->h) {
+                            if (!add)
+                                memset(dst, 0, (size_t)(ox1 - ox0) * sizeof *dst);
+                        } else {
+                            /* the input of ox is plane[at + ox * s] */
+                            const int64_t at = (int64_t)iy * g->w - g->pad + kx;
+                            if (!add) {
+                                memset(dst, 0, (size_t)(lo - ox0) * sizeof *dst);
+                                if (s == 1)
+                                    memcpy(dst + (lo - ox0), plane + at + lo, (size_t)(hi - lo) * sizeof *dst);
+                                else
+                                    for (int ox = lo; ox < hi; ox++)
+                                        dst[ox - ox0] = plane[at + (int64_t)ox * s];
+                                memset(dst + (hi - ox0), 0, (size_t)(ox1 - hi) * sizeof *dst);
+                            } else if (s == 1) {
+#pragma omp simd
+                                for (int ox = lo; ox < hi; ox++)
+                                    plane[at + ox] += dst[ox - ox0];
+                            } else {
+#pragma omp simd
+                                for (int ox = lo; ox < hi; ox++)
+                                    plane[at + (int64_t)ox * s] += dst[ox - ox0];
+                            }
+                        }
+                        row += ox1 - ox0;
+                        j += ox1 - ox0;
+                    }
+                }
+            }
+}
+
+/* Floats each thread's share of the conv workspace holds: the im2col block and a [oc, cols] staging block. */
+static int64_t conv_thread_ws(const conv_geom *g, const conv_tiling *t)
+{
+    return ((int64_t)g->c * g->k * g->k + g->oc) * t->max_cols;
+}
+
+static int64_t dw_thread_ws(const conv_geom *g);
+
+int64_t fast_conv2d_workspace(const conv_geom *g, int threads)
+{
+    if (is_depthwise(g))
+        return threads * dw_thread_ws(g);
+    const conv_tiling t = conv_tiling_for(g, threads);
+    const int64_t wsize = (int64_t)g->oc * (g->c / g->groups) * g->k * g->k;
+    return threads * conv_thread_ws(g, &t) + (threads - 1) * wsize;
+}
+
+/* Unit u of the forward: which images and output positions. */
+static void conv_unit(const conv_tiling *t, int n, int ohw, int64_t u, int *img, int *ni, int *j0, int *nj)
+{
+    if (t->imgs > 1 || t->tiles == 1) {
+        *img = (int)(u * t->imgs);
+        *ni = (int)min64(t->imgs, n - *img);
+        *j0 = 0;
+        *nj = t->tile;
+    } else {
+        *img = (int)(u / t->tiles);
+        *ni = 1;
+        *j0 = (int)(u % t->tiles) * t->tile;
+        *nj = (int)min64(t->tile, ohw - *j0);
+    }
+}
+
+/* ---- depthwise conv2d (one input channel per group): direct ---- */
+
+/* The geometry of the planes the direct kernel reads: the input zero-padded
+ * and split into stride phases, P[r][row][j] = padded[row][j * s + r], so
+ * that tap kx of output column ox reads P[kx % s][oy * s + ky][ox + kx / s],
+ * contiguous in ox whatever the stride; and for the input gradient, the
+ * output gradient spread out by the stride and padded by k - 1 - pad, which
+ * turns the backward into a stride-1 correlation with the flipped kernel. */
+typedef struct dw_planes {
+    int hp, pw;         /* phase planes: rows, columns */
+    int64_t phase_size; /* floats of all s phases */
+    int fh, fw;         /* spread gradient plane: (h + k - 1) x (w + k - 1) */
+} dw_planes;
+
+static dw_planes dw_planes_for(const conv_geom *g)
+{
+    dw_planes d;
+    d.hp = g->h + 2 * g->pad;
+    d.pw = (g->w + 2 * g->pad + g->stride - 1) / g->stride;
+    d.phase_size = (int64_t)g->stride * d.hp * d.pw;
+    d.fh = g->h + g->k - 1;
+    d.fw = g->w + g->k - 1;
+    return d;
+}
+
+static int64_t dw_thread_ws(const conv_geom *g)
+{
+    const dw_planes d = dw_planes_for(g);
+    return d.phase_size + (int64_t)d.fh * d.fw;
+}
+
+static void dw_pad_phases(float *P, const float *x, const conv_geom *g, const dw_planes *d)
+{
+    const int s = g->stride;
+    for (int r = 0; r < s; r++)
+        for (int row = 0; row < d->hp; row++) {
+            float *dst = P + ((int64_t)r * d->hp + row) * d->pw;
+            const int iy = row - g->pad;
+            if (iy < 0 || iy >= g->h) {
+                memset(dst, 0, (size_t)d->pw * sizeof *dst);
+                continue;
+            }
+            const float *src = x + (int64_t)iy * g->w;
+            for (int j = 0; j < d->pw; j++) {
+                const int ix = j * s + r - g->pad;
+                dst[j] = ix >= 0 && ix < g->w ? src[ix] : 0;
+            }
+        }
+}
+
+/* F[a][b] = dy[oy][ox] where a = oy * s + k - 1 - pad (b likewise), else 0. */
+static void dw_spread(float *F, const float *dy, const conv_geom *g, const dw_planes *d)
+{
+    const int s = g->stride, off = g->k - 1 - g->pad;
+    memset(F, 0, (size_t)d->fh * d->fw * sizeof *F);
+    for (int oy = 0; oy < g->oh; oy++) {
+        const int a = oy * s + off;
+        if (a < 0 || a >= d->fh)
+            continue;
+        for (int ox = 0; ox < g->ow; ox++) {
+            const int b = ox * s + off;
+            if (b >= 0 && b < d->fw)
+                F[(int64_t)a * d->fw + b] = dy[(int64_t)oy * g->ow + ox];
+        }
+    }
+}
+
+/* y[oy][ox] = init + sum over taps of w[ky*k+kx] * P[kx % s][oy*s + ky][ox + kx/s]
+ * for an oh x ow output; init is bias, or y's own value when accumulate. */
+/* Eight floats as one value (GCC/Clang vector extension): one AVX register,
+ * or two SSE ones; loads and stores through memcpy, which compiles to
+ * unaligned moves. */
+typedef float v8f __attribute__((vector_size(32)));
+static inline v8f load8(const float *p)
+{
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+
+/* The direct kernel keeps 16 output columns in registers through all the
+ * taps; the AVX2 clone is picked at load time where the CPU has it. */
+__attribute__((target_clones("avx2", "default"))) static void dw_core(float *y, const float *P, int hp, int pw,
+                                                                      const float *w, int k, int s, int oh, int ow,
+                                                                      float bias, int accumulate)
+{
+    int64_t off[DW_MAX_TAPS]; /* where tap t reads, from the start of output row oy's window */
+    const int taps = k * k;
+    for (int t = 0; t < taps; t++)
+        off[t] = ((int64_t)(t % k % s) * hp + t / k) * pw + t % k / s;
+    for (int oy = 0; oy < oh; oy++) {
+        float *yr = y + (int64_t)oy * ow;
+        const float *base = P + (int64_t)oy * s * pw;
+        int ox = 0;
+        for (; ox + 16 <= ow; ox += 16) {
+            v8f a0 = (v8f){0} + bias, a1 = a0;
+            if (accumulate) {
+                a0 = load8(yr + ox);
+                a1 = load8(yr + ox + 8);
+            }
+            for (int t = 0; t < taps; t++) {
+                const v8f wt = (v8f){0} + w[t];
+                const float *src = base + off[t] + ox;
+                a0 += wt * load8(src);
+                a1 += wt * load8(src + 8);
+            }
+            store8(yr + ox, a0);
+            store8(yr + ox + 8, a1);
+        }
+        for (; ox < ow; ox++) {
+            float acc = accumulate ? yr[ox] : bias;
+            for (int t = 0; t < taps; t++)
+                acc += w[t] * base[off[t] + ox];
+            yr[ox] = acc;
+        }
+    }
+}
+
+static void dw_forward(const cpu_par *p, float *out, const float *in, const float *weight, const float *bias,
+                       const conv_geom *g)
+{
+    const int og = g->oc / g->groups, k = g->k;
+    const int64_t planes = (int64_t)g->n * g->c, hw = (int64_t)g->h * g->w, ohw = (int64_t)g->oh * g->ow;
+    const dw_planes d = dw_planes_for(g);
+    const int64_t per_thread = dw_thread_ws(g);
+#pragma omp parallel num_threads(p->threads) if (planes * og * ohw * k * k > PAR_MIN)
+    {
+        float *P = p->ws + omp_get_thread_num() * per_thread;
+        int64_t lo, hi;
+        span(planes, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        for (int64_t pl = lo; pl < hi; pl++) { /* input plane (i, c), feeding outputs c*og .. */
+            const int i = (int)(pl / g->c), c = (int)(pl % g->c);
+            dw_pad_phases(P, in + pl * hw, g, &d);
+            for (int o = c * og; o < (c + 1) * og; o++)
+                dw_core(out + ((int64_t)i * g->oc + o) * ohw, P, d.hp, d.pw, weight + (int64_t)o * k * k, k,
+                        g->stride, g->oh, g->ow, bias ? bias[o] : 0, 0);
+        }
+    }
+}
+
+static void dw_backward(const cpu_par *p, float *din, float *dweight, const float *dout, const float *in,
+                        const float *weight, const conv_geom *g)
+{
+    const int og = g->oc / g->groups, k = g->k, s = g->stride;
+    const int64_t hw = (int64_t)g->h * g->w, ohw = (int64_t)g->oh * g->ow;
+    const dw_planes d = dw_planes_for(g);
+    const int64_t per_thread = dw_thread_ws(g);
+    /* Split over input channels: each owns its din planes and its outputs' weights. */
+#pragma omp parallel num_threads(p->threads) if ((int64_t)g->n * g->oc * ohw * k * k > PAR_MIN)
+    {
+        float *P = p->ws + omp_get_thread_num() * per_thread, *F = P + d.phase_size;
+        int64_t lo, hi;
+        span(g->c, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        for (int c = (int)lo; c < hi; c++)
+            for (int o = c * og; o < (c + 1) * og; o++) {
+                const float *w = weight + (int64_t)o * k * k;
+                float wflip[DW_MAX_TAPS];
+                for (int t = 0; t < k * k; t++)
+                    wflip[t] = w[k * k - 1 - t];
+                double acc[DW_MAX_TAPS] = {0};
+                for (int i = 0; i < g->n; i++) {
+                    const float *dy = dout + ((int64_t)i * g->oc + o) * ohw;
+                    if (dweight) {
+                        dw_pad_phases(P, in + ((int64_t)i * g->c + c) * hw, g, &d);
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                double sum = 0;
+                                for (int oy = 0; oy < g->oh; oy++) {
+                                    const float *dyr = dy + (int64_t)oy * g->ow;
+                                    const float *pr = P + ((int64_t)(kx % s) * d.hp + oy * s + ky) * d.pw + kx / s;
+                                    float row = 0;
+#pragma omp simd reduction(+ : row)
+                                    for (int ox = 0; ox < g->ow; ox++)
+                                        row += dyr[ox] * pr[ox];
+                                    sum += row;
+                                }
+                                acc[ky * k + kx] += sum;
+                            }
+                    }
+                    if (din) {
+                        dw_spread(F, dy, g, &d);
+                        dw_core(din + ((int64_t)i * g->c + c) * hw, F, d.fh, d.fw, wflip, k, 1, g->h, g->w, 0, 1);
+                    }
+                }
+                if (dweight)
+                    for (int t = 0; t < k * k; t++)
+                        dweight[(int64_t)o * k * k + t] += (float)acc[t];
+            }
+    }
+}
+
+void fast_conv2d_forward(const cpu_par *p, float *out, const float *in, const float *weight, const float *bias,
+                         const conv_geom *g)
+{
+    if (is_depthwise(g)) {
+        dw_forward(p, out, in, weight, bias, g);
+        return;
+    }
+    fast_blas_init();
+    const conv_tiling tl = conv_tiling_for(g, p->threads);
+    const int cg = g->c / g->groups, og = g->oc / g->groups, ckg = cg * g->k * g->k, direct = is_pointwise(g);
+    const int64_t hw = (int64_t)g->h * g->w, ohw = (int64_t)g->oh * g->ow;
+    const int64_t units = tl.imgs > 1 || tl.tiles == 1 ? (g->n + tl.imgs - 1) / tl.imgs : (int64_t)g->n * tl.tiles;
+    const int64_t per_thread = conv_thread_ws(g, &tl);
+#pragma omp parallel num_threads(p->threads) if (units > 1)
+    {
+        const int t = omp_get_thread_num();
+        float *col = p->ws + t * per_thread, *stage = col + (int64_t)g->c * g->k * g->k * tl.max_cols;
+        int64_t u0, u1;
+        span(units, t, omp_get_num_threads(), &u0, &u1);
+        for (int64_t u = u0; u < u1; u++) {
+            int img, ni, j0, nj;
+            conv_unit(&tl, g->n, (int)ohw, u, &img, &ni, &j0, &nj);
+            const int len = ni * nj;
+            const float *b = col;
+            int ldb = len;
+            if (direct && ni == 1) {
+                b = in + (int64_t)img * g->c * hw + j0;
+                ldb = (int)hw;
+            } else {
+                im2col_run(col, (float *)in, g, img, ni, j0, nj, 0);
+            }
+            float *c = ni == 1 ? out + (int64_t)img * g->oc * ohw + j0 : stage;
+            const int ldc = ni == 1 ? (int)ohw : len;
+            for (int grp = 0; grp < g->groups; grp++)
+                sgemm(0, 0, og, len, ckg, 1, weight + (int64_t)grp * og * ckg, ckg, b + (int64_t)grp * ckg * ldb,
+                      ldb, 0, c + (int64_t)grp * og * ldc, ldc);
+            for (int i = 0; i < ni; i++)
+                for (int o = 0; o < g->oc; o++) {
+                    float *dst = out + ((int64_t)(img + i) * g->oc + o) * ohw + j0;
+                    const float *src = c + (int64_t)o * ldc + (int64_t)i * nj;
+                    const float bo = bias ? bias[o] : 0;
+                    if (ni == 1) {
+                        if (bias) {
+#pragma omp simd
+                            for (int j = 0; j < nj; j++)
+                                dst[j] += bo;
+                        }
+                    } else {
+#pragma omp simd
+                        for (int j = 0; j < nj; j++)
+                            dst[j] = src[j] + bo;
+                    }
+                }
+        }
+    }
+}
+
+/* dbias[o] += sum over images and positions of dout[., o, .], split over channels. */
+static void bias_grad(const cpu_par *p, float *dbias, const float *dout, int n, int c, int64_t hw)
+{
+#pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
+    for (int o = 0; o < c; o++) {
+        double s = 0;
+        for (int i = 0; i < n; i++) {
+            const float *d = dout + ((int64_t)i * c + o) * hw;
+#pragma omp simd reduction(+ : s)
+            for (int64_t j = 0; j < hw; j++)
+                s += d[j];
+        }
+        dbias[o] += (float)s;
+    }
+}
+
+void fast_conv2d_backward(const cpu_par *p, float *din, float *dweight, float *dbias, const float *dout,
+                          const float *in, const float *weight, const conv_geom *g)
+{
+    if (dbias)
+        bias_grad(p, dbias, dout, g->n, g->oc, (int64_t)g->oh * g->ow);
+    if (is_depthwise(g)) {
+        if (din || dweight)
+            dw_backward(p, din, dweight, dout, in, weight, g);
+        return;
+    }
+    if (!din && !dweight)
+        return;
+    fast_blas_init();
+    const conv_tiling tl = conv_tiling_for(g, p->threads);
+    const int cg = g->c / g->groups, og = g->oc / g->groups, ckg = cg * g->k * g->k, direct = is_pointwise(g);
+    const int64_t hw = (int64_t)g->h * g->w, ohw = (int64_t)g->oh * g->ow, wsize = (int64_t)g->oc * ckg;
+    const int64_t per_thread = conv_thread_ws(g, &tl);
+    float *partials = p->ws + p->threads * per_thread;
+    /* Split over images, so each thread owns its din planes; weight gradients
+     * are summed per thread (thread 0 straight into dweight), then reduced in
+     * thread order. */
+#pragma omp parallel num_threads(p->threads) if (g->n > 1)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float *col = p->ws + t * per_thread, *stage = col + (int64_t)g->c * g->k * g->k * tl.max_cols;
+        float *dw = !dweight ? NULL : t == 0 ? dweight : partials + (t - 1) * wsize;
+        if (dw && t > 0)
+            memset(dw, 0, (size_t)wsize * sizeof *dw);
+        int64_t i0, i1;
+        span(g->n, t, nt, &i0, &i1);
+        for (int img = (int)i0; img < i1;) {
+            const int ni = (int)min64(tl.imgs, i1 - img);
+            for (int tile = 0; tile < tl.tiles; tile++) {
+                const int j0 = tile * tl.tile, nj = (int)min64(tl.tile, ohw - j0);
+                const int len = ni * nj;
+                const float *dy = dout + (int64_t)img * g->oc * ohw + j0;
+                int lddy = (int)ohw;
+                if (ni > 1) {
+                    for (int o = 0; o < g->oc; o++)
+                        for (int i = 0; i < ni; i++)
+                            memcpy(stage + (int64_t)o * len + (int64_t)i * nj,
+                                   dout + ((int64_t)(img + i) * g->oc + o) * ohw, (size_t)nj * sizeof *stage);
+                    dy = stage;
+                    lddy = len;
+                }
+                if (dw) {
+                    const float *b = col;
+                    int ldb = len;
+                    if (direct && ni == 1) {
+                        b = in + (int64_t)img * g->c * hw + j0;
+                        ldb = (int)hw;
+                    } else {
+                        im2col_run(col, (float *)in, g, img, ni, j0, nj, 0);
+                    }
+                    for (int grp = 0; grp < g->groups; grp++)
+                        sgemm(0, 1, og, ckg, len, 1, dy + (int64_t)grp * og * lddy, lddy,
+                              b + (int64_t)grp * ckg * ldb, ldb, 1, dw + (int64_t)grp * og * ckg, ckg);
+                }
+                if (din) {
+                    if (direct && ni == 1) {
+                        for (int grp = 0; grp < g->groups; grp++)
+                            sgemm(1, 0, ckg, len, og, 1, weight + (int64_t)grp * og * ckg, ckg,
+                                  dy + (int64_t)grp * og * lddy, lddy, 1,
+                                  din + ((int64_t)img * g->c + (int64_t)grp * cg) * hw + j0, (int)hw);
+                    } else {
+                        for (int grp = 0; grp < g->groups; grp++)
+                            sgemm(1, 0, ckg, len, og, 1, weight + (int64_t)grp * og * ckg, ckg,
+                                  dy + (int64_t)grp * og * lddy, lddy, 0, col + (int64_t)grp * ckg * len, len);
+                        im2col_run(col, din, g, img, ni, j0, nj, 1);
+                    }
+                }
+            }
+            img += ni;
+        }
+        if (dweight && nt > 1) {
+#pragma omp barrier
+            int64_t e0, e1;
+            span(wsize, t, nt, &e0, &e1);
+            for (int q = 1; q < nt; q++) {
+                const float *src = partials + (q - 1) * wsize;
+                for (int64_t e = e0; e < e1; e++)
+                    dweight[e] += src[e];
+            }
+        }
+    }
+}
+
+/* ---- batchnorm: split over channels, each channel's sums in one thread ---- */
+
+static double sum_plane(const float *x, int64_t count)
+{
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < count; j++)
+        s += x[j];
+    return s;
+}
+
+void fast_batchnorm_forward_train(const cpu_par *p, float *out, float *save, float *running_mean,
+                                  float *running_var, const float *in, const float *gamma, const float *beta, int n,
+                                  int c, int hw, float eps, float momentum)
+{
+    const double m = (double)n * hw;
+#pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
+    for (int ch = 0; ch < c; ch++) {
+        double sum = 0, sq = 0;
+        for (int i = 0; i < n; i++)
+            sum += sum_plane(in + ((int64_t)i * c + ch) * hw, hw);
+        const double mean = sum / m;
+        for (int i = 0; i < n; i++) {
+            const float *x = in + ((int64_t)i * c + ch) * hw;
+#pragma omp simd reduction(+ : sq)
+            for (int j = 0; j < hw; j++)
+                sq += (x[j] - mean) * (x[j] - mean);
+        }
+        save[ch] = (float)mean;
+        save[c + ch] = (float)(1 / sqrt(sq / m + eps));
+        const float mu = save[ch], scale = save[c + ch] * gamma[ch], shift = beta[ch];
+        for (int i = 0; i < n; i++) {
+            const float *x = in + ((int64_t)i * c + ch) * hw;
+            float *y = out + ((int64_t)i * c + ch) * hw;
+#pragma omp simd
+            for (int j = 0; j < hw; j++)
+                y[j] = (x[j] - mu) * scale + shift;
+        }
+        running_mean[ch] = (float)(momentum * mean + (1 - momentum) * (double)running_mean[ch]);
+        running_var[ch] = (float)(momentum * (sq / (m - 1)) + (1 - momentum) * (double)running_var[ch]);
+    }
+}
+
+void fast_batchnorm_forward_eval(const cpu_par *p, float *out, const float *in, const float *gamma,
+                                 const float *beta, const float *running_mean, const float *running_var, int n, int c,
+                                 int hw, float eps)
+{
+#pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
+    for (int64_t plane = 0; plane < (int64_t)n * c; plane++) {
+        const int ch = (int)(plane % c);
+        const float mu = running_mean[ch], scale = (float)(1 / sqrt((double)running_var[ch] + eps)) * gamma[ch];
+        const float shift = beta[ch];
+        const float *x = in + plane * hw;
+        float *y = out + plane * hw;
+#pragma omp simd
+        for (int j = 0; j < hw; j++)
+            y[j] = (x[j] - mu) * scale + shift;
+    }
+}
+
+void fast_batchnorm_backward(const cpu_par *p, float *din, float *dgamma, float *dbeta, const float *dout,
+                             const float *in, const float *save, const float *gamma, int n, int c, int hw)
+{
+    const double m = (double)n * hw;
+#pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
+    for (int ch = 0; ch < c; ch++) {
+        const float mu = save[ch], invstd = save[c + ch];
+        double sdy = 0, sdyx = 0;
+        for (int i = 0; i < n; i++) {
+            const float *x = in + ((int64_t)i * c + ch) * hw, *dy = dout + ((int64_t)i * c + ch) * hw;
+#pragma omp simd reduction(+ : sdy, sdyx)
+            for (int j = 0; j < hw; j++) {
+                sdy += dy[j];
+                sdyx += (double)dy[j] * ((x[j] - mu) * invstd);
+            }
+        }
+        if (dgamma)
+            dgamma[ch] += (float)sdyx;
+        if (dbeta)
+            dbeta[ch] += (float)sdy;
+        if (!din)
+            continue;
+        const float scale = gamma[ch] * invstd, mdy = (float)(sdy / m), mdyx = (float)(sdyx / m);
+        for (int i = 0; i < n; i++) {
+            const float *x = in + ((int64_t)i * c + ch) * hw, *dy = dout + ((int64_t)i * c + ch) * hw;
+            float *dx = din + ((int64_t)i * c + ch) * hw;
+#pragma omp simd
+            for (int j = 0; j < hw; j++)
+                dx[j] += scale * (dy[j] - mdy - (x[j] - mu) * invstd * mdyx);
+        }
+    }
+}
+
+/* ---- elementwise ---- */
+
+void fast_relu_forward(const cpu_par *p, float *out, const float *in, int64_t count)
+{
+#pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
+    for (int64_t i = 0; i < count; i++)
+        out[i] = in[i] < 0 ? 0 : in[i];
+}
+
+void fast_relu_backward(const cpu_par *p, float *din, const float *dout, const float *in, int64_t count)
+{
+#pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
+    for (int64_t i = 0; i < count; i++)
+        din[i] += in[i] > 0 ? dout[i] : 0;
+}
+
+void fast_relu6_forward(const cpu_par *p, float *out, const float *in, int64_t count)
+{
+#pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
+    for (int64_t i = 0; i < count; i++)
+        out[i] = in[i] < 0 ? 0 : in[i] > 6 ? 6 : in[i];
+}
+
+void fast_relu6_backward(const cpu_par *p, float *din, const float *dout, const float *in, int64_t count)
+{
+#pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
+    for (int64_t i = 0; i < count; i++)
+        din[i] += in[i] > 0 && in[i] < 6 ? dout[i] : 0;
+}
+
+void fast_add_forward(const cpu_par *p, float *out, const float *a, const float *b, int64_t count)
+{
+#pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
+    for (int64_t i = 0; i < count; i++)
+        out[i] = a[i] + b[i];
+}
+
+void fast_add_backward(const cpu_par *p, float *da, float *db, const float *dout, int64_t count)
+{
+    if (da) {
+#pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
+        for (int64_t i = 0; i < count; i++)
+            da[i] += dout[i];
+    }
+    if (db) {
+#pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
+        for (int64_t i = 0; i < count; i++)
+            db[i] += dout[i];
+    }
+}
+
+/* ---- pools: split over planes ---- */
+
+void fast_maxpool_forward(const cpu_par *p, float *out, int32_t *argmax, const float *in, const conv_geom *g)
+{
+    const int64_t planes = (int64_t)g->n * g->c, hw = (int64_t)g->h * g->w, ohw = (int64_t)g->oh * g->ow;
+#pragma omp parallel for schedule(static) num_threads(p->threads) if (planes * ohw * g->k * g->k > PAR_MIN)
+    for (int64_t plane = 0; plane < planes; plane++) {
+        const float *x = in + plane * hw;
+        for (int oy = 0; oy < g->oh; oy++) {
+            const int y0 = oy * g->stride - g->pad;
+            const int ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + g->k > g->h ? g->h - y0 : g->k;
+            for (int ox = 0; ox < g->ow; ox++) {
+                const int x0 = ox * g->stride - g->pad;
+                const int kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + g->k > g->w ? g->w - x0 : g->k;
+                /* as the reference: the first of equal maxima wins, NaN propagates */
+                float best = -INFINITY;
+                int32_t at = ky0 < ky1 && kx0 < kx1 ? (y0 + ky0) * g->w + x0 + kx0 : -1;
+                for (int ky = ky0; ky < ky1; ky++)
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        const int32_t idx = (y0 + ky) * g->w + x0 + kx;
+                        if (x[idx] > best || isnan(x[idx])) {
+                            best = x[idx];
+                            at = idx;
+                        }
+                    }
+                out[plane * ohw + (int64_t)oy * g->ow + ox] = best;
+                argmax[plane * ohw + (int64_t)oy * g->ow + ox] = at;
+            }
+        }
+    }
+}
+
+void fast_maxpool_backward(const cpu_par *p, float *din, const float *dout, const int32_t *argmax,
+                           const conv_geom *g)
+{
+    const int64_t planes = (int64_t)g->n * g->c, hw = (int64_t)g->h * g->w, ohw = (int64_t)g->oh * g->ow;
+#pragma omp parallel for schedule(static) num_threads(p->threads) if (planes * ohw > PAR_MIN)
+    for (int64_t plane = 0; plane < planes; plane++)
+        for (int64_t j = 0; j < ohw; j++)
+            if (argmax[plane * ohw + j] >= 0)
+                din[plane * hw + argmax[plane * ohw + j]] += dout[plane * ohw + j];
+}
+
+void fast_avgpool_forward(const cpu_par *p, float *out, const float *in, int n, int c, int hw)
+{
+#pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
+    for (int64_t plane = 0; plane < (int64_t)n * c; plane++)
+        out[plane] = (float)(sum_plane(in + plane * hw, hw) / hw);
+}
+
+void fast_avgpool_backward(const cpu_par *p, float *din, const float *dout, int n, int c, int hw)
+{
+#pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
+    for (int64_t plane = 0; plane < (int64_t)n * c; plane++) {
+        const float d = dout[plane] / hw;
+#pragma omp simd
+        for (int j = 0; j < hw; j++)
+            din[plane * hw + j] += d;
+    }
+}
+
+/* ---- channel plumbing: split over images ---- */
+
+void fast_slice_forward(const cpu_par *p, float *out, const float *in, int n, int c, int hw, int start, int count)
+{
+    const int64_t row = (int64_t)count * hw;
+#pragma omp parallel for schedule(static) num_threads(p->threads) if (n * row > PAR_MIN)
+    for (int i = 0; i < n; i++)
+        memcpy(out + i * row, in + ((int64_t)i * c + start) * hw, (size_t)row * sizeof *out);
+}
+
+void fast_slice_backward(const cpu_par *p, float *din, const float *dout, int n, int c, int hw, int start,
+                         int count)
+{
+    const int64_t row = (int64_t)count * hw;
+#pragma omp parallel for schedule(static) num_threads(p->threads) if (n * row > PAR_MIN)
+    for (int i = 0; i < n; i++) {
+        float *dst = din + ((int64_t)i * c + start) * hw;
+        const float *src = dout + i * row;
+#pragma omp simd
+        for (int64_t j = 0; j < row; j++)
+            dst[j] += src[j];
+    }
+}
+
+void fast_concat_forward(const cpu_par *p, float *out, const float *a, const float *b, int n, int ca, int cb,
+                         int hw)
+{
+    const int64_t ra = (int64_t)ca * hw, rb = (int64_t)cb * hw;
+#pragma omp parallel for schedule(static) num_threads(p->threads) if (n * (ra + rb) > PAR_MIN)
+    for (int i = 0; i < n; i++) {
+        memcpy(out + i * (ra + rb), a + i * ra, (size_t)ra * sizeof *out);
+        memcpy(out + i * (ra + rb) + ra, b + i * rb, (size_t)rb * sizeof *out);
+    }
+}
+
+void fast_concat_backward(const cpu_par *p, float *da, float *db, const float *dout, int n, int ca, int cb,
+                          int hw)
+{
+    const int64_t ra = (int64_t)ca * hw, rb = (int64_t)cb * hw;
+#pragma omp parallel for schedule(static) num_threads(p->threads) if (n * (ra + rb) > PAR_MIN)
+    for (int i = 0; i < n; i++) {
+        const float *src = dout + i * (ra + rb);
+        if (da) {
+#pragma omp simd
+            for (int64_t j = 0; j < ra; j++)
+                da[i * ra + j] += src[j];
+        }
+        if (db) {
+#pragma omp simd
+            for (int64_t j = 0; j < rb; j++)
+                db[i * rb + j] += src[ra + j];
+        }
+    }
+}
+
+void fast_shuffle_forward(const cpu_par *p, float *out, const float *in, int n, int c, int hw, int groups)
+{
+    const int per = c / groups;
+#pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
+    for (int i = 0; i < n; i++)
+        for (int gi = 0; gi < groups; gi++)
+            for (int j = 0; j < per; j++)
+                memcpy(out + ((int64_t)i * c + j * groups + gi) * hw, in + ((int64_t)i * c + gi * per + j) * hw,
+                       (size_t)hw * sizeof *out);
+}
+
+void fast_shuffle_backward(const cpu_par *p, float *din, const float *dout, int n, int c, int hw, int groups)
+{
+    const int per = c / groups;
+#pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
+    for (int i = 0; i < n; i++)
+        for (int gi = 0; gi < groups; gi++)
+            for (int j = 0; j < per; j++) {
+                float *dst = din + ((int64_t)i * c + gi * per + j) * hw;
+                const float *src = dout + ((int64_t)i * c + j * groups + gi) * hw;
+#pragma omp simd
+                for (int q = 0; q < hw; q++)
+                    dst[q] += src[q];
+            }
+}
+
+/* ---- classifier heads ---- */
+
+void fast_linear_forward(const cpu_par *p, float *out, const float *in, const float *weight, const float *bias,
+                         int n, int f, int k)
+{
+    par_sgemm(p, 0, 1, n, k, f, 1, in, f, weight, f, 0, out, k);
+    if (bias)
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < k; o++)
+                out[(int64_t)i * k + o] += bias[o];
+}
+
+void fast_linear_backward(const cpu_par *p, float *din, float *dweight, float *dbias, const float *dout,
+                          const float *in, const float *weight, int n, int f, int k)
+{
+    if (din)
+        par_sgemm(p, 0, 0, n, f, k, 1, dout, k, weight, f, 1, din, f);
+    if (dweight)
+        par_sgemm(p, 1, 0, k, f, n, 1, dout, k, in, f, 1, dweight, f);
+    if (dbias)
+        for (int o = 0; o < k; o++) {
+            double s = 0;
+            for (int i = 0; i < n; i++)
+                s += dout[(int64_t)i * k + o];
+            dbias[o] += (float)s;
+        }
+}
+
+/* Rows of x[rows,f] to unit length (norm floored at CPU_NORM_EPS) into y, raw lengths into norm. */
+static void normalize_rows(const cpu_par *p, float *y, float *norm, const float *x, int rows, int f)
+{
+#pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)rows * f > PAR_MIN)
+    for (int i = 0; i < rows; i++) {
+        const float *xr = x + (int64_t)i * f;
+        double s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int j = 0; j < f; j++)
+            s += (double)xr[j] * xr[j];
+        norm[i] = (float)sqrt(s);
+        const double d = sqrt(s) > CPU_NORM_EPS ? sqrt(s) : CPU_NORM_EPS;
+#pragma omp simd
+        for (int j = 0; j < f; j++)
+            y[(int64_t)i * f + j] = (float)(xr[j] / d);
+    }
+}
+
+/* dx_i += the gradient through y_i = x_i / max(|x_i|, eps), given dy (rows of [rows,f]). */
+static void normalize_rows_backward(const cpu_par *p, float *dx, const float *dy, const float *y, const float *norm,
+                                    int rows, int f)
+{
+#pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)rows * f > PAR_MIN)
+    for (int i = 0; i < rows; i++) {
+        const float *dyr = dy + (int64_t)i * f, *yr = y + (int64_t)i * f;
+        float *dxr = dx + (int64_t)i * f;
+        if (norm[i] > CPU_NORM_EPS) {
+            double dot = 0;
+#pragma omp simd reduction(+ : dot)
+            for (int j = 0; j < f; j++)
+                dot += (double)yr[j] * dyr[j];
+            const float inv = 1 / norm[i], fdot = (float)dot;
+#pragma omp simd
+            for (int j = 0; j < f; j++)
+                dxr[j] += (dyr[j] - yr[j] * fdot) * inv;
+        } else {
+#pragma omp simd
+            for (int j = 0; j < f; j++)
+                dxr[j] += (float)(dyr[j] / CPU_NORM_EPS);
+        }
+    }
+}
+
+int64_t fast_cosine_linear_workspace(int n, int f, int k) { return (int64_t)(n > k ? n : k) * f; }
+
+void fast_cosine_linear_forward(const cpu_par *p, float *out, float *save, const float *in, const float *weight,
+                                const float *sigma, int n, int f, int k)
+{
+    float *xn = save, *wn = xn + (int64_t)n * f, *xnorm = wn + (int64_t)k * f, *wnorm = xnorm + n, *cos = wnorm + k;
+    normalize_rows(p, xn, xnorm, in, n, f);
+    normalize_rows(p, wn, wnorm, weight, k, f);
+    par_sgemm(p, 0, 1, n, k, f, 1, xn, f, wn, f, 0, cos, k);
+    for (int64_t i = 0; i < (int64_t)n * k; i++)
+        out[i] = sigma[0] * cos[i];
+}
+
+void fast_cosine_linear_backward(const cpu_par *p, float *din, float *dweight, float *dsigma, const float *dout,
+                                 const float *save, const float *sigma, int n, int f, int k)
+{
+    const float *xn = save, *wn = xn + (int64_t)n * f, *xnorm = wn + (int64_t)k * f, *wnorm = xnorm + n,
+                *cos = wnorm + k;
+    if (dsigma) {
+        double s = 0;
+        for (int64_t i = 0; i < (int64_t)n * k; i++)
+            s += (double)dout[i] * cos[i];
+        dsigma[0] += (float)s;
+    }
+    if (din) { /* d loss / d xn = sigma dout wn */
+        par_sgemm(p, 0, 0, n, f, k, sigma[0], dout, k, wn, f, 0, p->ws, f);
+        normalize_rows_backward(p, din, p->ws, xn, xnorm, n, f);
+    }
+    if (dweight) { /* d loss / d wn = sigma dout^T xn */
+        par_sgemm(p, 1, 0, k, f, n, sigma[0], dout, k, xn, f, 0, p->ws, f);
+        normalize_rows_backward(p, dweight, p->ws, wn, wnorm, k, f);
+    }
+}
+
+void fast_l2norm_forward(const cpu_par *p, float *out, float *save, const float *in, int n, int f)
+{
+    normalize_rows(p, out, save, in, n, f);
+}
+
+void fast_l2norm_backward(const cpu_par *p, float *din, const float *dout, const float *out, const float *save,
+                          int n, int f)
+{
+    normalize_rows_backward(p, din, dout, out, save, n, f);
+}
+
+/* ---- losses: rows split over threads, per-thread sums added in thread order ---- */
+
+void fast_softmax_xent_forward(const cpu_par *p, float *loss, float *save, const float *logits,
+                               const float *labels, int n, int k)
+{
+    double part[CPU_MAX_THREADS] = {0};
+    const int nt = p->threads < CPU_MAX_THREADS ? p->threads : CPU_MAX_THREADS;
+#pragma omp parallel num_threads(nt) if ((int64_t)n * k > PAR_MIN)
+    {
+        const int t = omp_get_thread_num();
+        int64_t lo, hi;
+        span(n, t, omp_get_num_threads(), &lo, &hi);
+        double total = 0;
+        for (int64_t i = lo; i < hi; i++) {
+            const float *z = logits + i * k;
+            float *pr = save + i * k;
+            float mx = z[0];
+            for (int o = 1; o < k; o++)
+                mx = z[o] > mx ? z[o] : mx;
+            double s = 0;
+            for (int o = 0; o < k; o++)
+                s += exp((double)z[o] - mx);
+            for (int o = 0; o < k; o++)
+                pr[o] = (float)(exp((double)z[o] - mx) / s);
+            total += log(s) - ((double)z[(int)labels[i]] - mx);
+        }
+        part[t] = total;
+    }
+    double total = 0;
+    for (int t = 0; t < nt; t++)
+        total += part[t];
+    loss[0] = (float)(total / n);
+}
+
+void fast_softmax_xent_backward(const cpu_par *p, float *dlogits, float dloss, const float *save,
+                                const float *labels, int n, int k)
+{
+    const float scale = dloss / n;
+#pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * k > PAR_MIN)
+    for (int i = 0; i < n; i++) {
+        const int y = (int)labels[i];
+        for (int o = 0; o < k; o++)
+            dlogits[(int64_t)i * k + o] += scale * (save[(int64_t)i * k + o] - (o == y ? 1.0f : 0.0f));
+    }
+}
+
+void fast_cosine_embed_forward(const cpu_par *p, float *loss, float *save, const float *a, const float *b, int n,
+                               int f)
+{
+    float *anorm = save, *bnorm = save + n, *cos = save + 2 * n;
+    double part[CPU_MAX_THREADS] = {0};
+    const int nt = p->threads < CPU_MAX_THREADS ? p->threads : CPU_MAX_THREADS;
+#pragma omp parallel num_threads(nt) if ((int64_t)n * f > PAR_MIN)
+    {
+        const int t = omp_get_thread_num();
+        int64_t lo, hi;
+        span(n, t, omp_get_num_threads(), &lo, &hi);
+        double total = 0;
+        for (int64_t i = lo; i < hi; i++) {
+            const float *x = a + i * f, *y = b + i * f;
+            double aa = 0, bb = 0, ab = 0;
+#pragma omp simd reduction(+ : aa, bb, ab)
+            for (int j = 0; j < f; j++) {
+                aa += (double)x[j] * x[j];
+                bb += (double)y[j] * y[j];
+                ab += (double)x[j] * y[j];
+            }
+            const double na = sqrt(aa), nb = sqrt(bb);
+            anorm[i] = (float)na;
+            bnorm[i] = (float)nb;
+            const double c = ab / ((na > CPU_NORM_EPS ? na : CPU_NORM_EPS) * (nb > CPU_NORM_EPS ? nb : CPU_NORM_EPS));
+            cos[i] = (float)c;
+            total += 1 - c;
+        }
+        part[t] = total;
+    }
+    double total = 0;
+    for (int t = 0; t < nt; t++)
+        total += part[t];
+    loss[0] = (float)(total / n);
+}
+
+void fast_cosine_embed_backward(const cpu_par *p, float *da, float dloss, const float *save, const float *a,
+                                const float *b, int n, int f)
+{
+    const float *anorm = save, *bnorm = save + n, *cos = save + 2 * n;
+    const double scale = -(double)dloss / n;
+#pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * f > PAR_MIN)
+    for (int i = 0; i < n; i++) {
+        const double an = anorm[i] > CPU_NORM_EPS ? anorm[i] : CPU_NORM_EPS;
+        const double bn = bnorm[i] > CPU_NORM_EPS ? bnorm[i] : CPU_NORM_EPS;
+        const float *x = a + (int64_t)i * f, *y = b + (int64_t)i * f;
+        float *dx = da + (int64_t)i * f;
+        if (anorm[i] > CPU_NORM_EPS) {
+            const float ka = (float)(scale / an / bn), kb = (float)(-scale * cos[i] / (an * an));
+#pragma omp simd
+            for (int j = 0; j < f; j++)
+                dx[j] += ka * y[j] + kb * x[j];
+        } else {
+            const float kb = (float)(scale / bn / CPU_NORM_EPS);
+#pragma omp simd
+            for (int j = 0; j < f; j++)
+                dx[j] += kb * y[j];
+        }
+    }
+}
+
+/* ---- optimiser: elementwise, the reference's arithmetic exactly ---- */
+
+void fast_sgd_update(const cpu_par *p, float *param, const float *grad, float *mom, int64_t count, float lr,
+                     float momentum, float weight_decay, int nesterov)
+{
+#pragma omp parallel for schedule(static) num_threads(p->threads) if (count > PAR_MIN)
+    for (int64_t i = 0; i < count; i++) {
+        float d = grad[i];
+        if (weight_decay != 0)
+            d += weight_decay * param[i];
+        mom[i] = momentum * mom[i] + d;
+        if (nesterov)
+            d += momentum * mom[i];
+        else
+            d = mom[i];
+        param[i] -= lr * d;
+    }
+}

@@ -1,0 +1,775 @@
+/* plan.c: running a graph on the CPU: arenas, what each node saves for its backward, forward, backward and SGD. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "plan.h"
+
+/* What one node keeps from its forward for its backward. */
+typedef struct node_state {
+    float *save;     /* batch-norm statistics, probabilities, norms: kernels.h's *_save_size */
+    int32_t *argmax; /* maxpool: where each output came from */
+    conv_geom geom;  /* conv2d and maxpool at the graph's batch; n is set per run */
+} node_state;
+
+typedef struct cpu_plan {
+    const cs_graph *g;
+    int threads;
+    float *arena[CS_ARENA_COUNT_]; /* backend.h's arenas */
+    int64_t arena_size[CS_ARENA_COUNT_];
+    float *act;      /* inputs and activations, g->n_acts floats at their tensors' offsets */
+    float *act_grad; /* their gradients, same layout; a tensor's rows are zeroed when it first receives one */
+    unsigned char *has_grad; /* per tensor, this backward: its gradient is live (zeroed, accumulating) */
+    node_state *node;
+    float *save_pool;
+    int32_t *argmax_pool;
+    float *ws; /* scratch shared by every node (they run one at a time): im2col blocks and the like */
+    int64_t ws_size;
+    int trained_rows; /* n of the last forward when it was a training one and succeeded, else 0 */
+} cpu_plan;
+
+static const char *const arena_names[CS_ARENA_COUNT_] = {
+    "params", "grads", "momentum", "buffers", "frozen params", "frozen buffers",
+};
+
+static int node_fail(cs_error *err, const cs_graph *g, int i, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int node_fail(cs_error *err, const cs_graph *g, int i, const char *fmt, ...)
+{
+    char what[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return cs_error_set(err, CS_ERR_ARG, "cpu backend: node %d '%s' (%s): %s", i, g->nodes[i].name,
+                        cs_op_name(g->nodes[i].op), what);
+}
+
+/* ---- checking the graph at prepare ---- */
+
+/* The graph is taken as the builder makes it; these checks make sure that a
+ * hand-made or damaged one is refused with a message rather than read out of
+ * bounds. */
+
+static int64_t kind_arena_size(const cs_graph *g, cs_tensor_kind kind)
+{
+    switch (kind) {
+    case CS_TENSOR_PARAM: return g->n_params;
+    case CS_TENSOR_BUFFER: return g->n_buffers;
+    case CS_TENSOR_INPUT:
+    case CS_TENSOR_ACT: return g->n_acts;
+    }
+    return -1;
+}
+
+static int check_tensors(const cs_graph *g, cs_error *err)
+{
+    for (int t = 0; t < g->n_tensors; t++) {
+        const cs_tensor *x = &g->tensors[t];
+        int64_t size = 1;
+        int ok = x->ndim >= 1 && x->ndim <= 4;
+        for (int d = 0; ok && d < x->ndim; d++) {
+            ok = x->shape[d] >= 0;
+            size *= x->shape[d];
+        }
+        const int64_t arena = kind_arena_size(g, x->kind);
+        if (!ok || size != x->size || size < 1 || arena < 0 || x->offset < 0 || x->offset + x->size > arena ||
+            (x->batched && x->shape[0] != g->batch))
+            return cs_error_set(err, CS_ERR_ARG,
+                                "cpu backend: tensor %d '%s': its kind, shape, size or offset is inconsistent "
+                                "(a graph not made by the builder?)",
+                                t, x->name);
+    }
+    return CS_OK;
+}
+
+/* t is an activation (or input) of ndim dims with dim 0 the batch. */
+static int is_act(const cs_graph *g, const cs_tensor *t, int ndim)
+{
+    return (t->kind == CS_TENSOR_ACT || t->kind == CS_TENSOR_INPUT) && t->batched && t->ndim == ndim &&
+           t->shape[0] == g->batch;
+}
+
+/* t has the given dims (ndim of them). */
+static int has_shape(const cs_tensor *t, int ndim, int s0, int s1, int s2, int s3)
+{
+    const int want[4] = {s0, s1, s2, s3};
+    if (t->ndim != ndim)
+        return 0;
+    for (int d = 0; d < ndim; d++)
+        if (t->shape[d] != want[d])
+            return 0;
+    return 1;
+}
+
+static int is_param(const cs_tensor *t) { return t->kind == CS_TENSOR_PARAM; }
+
+static int check_node(const cs_graph *g, int i, cs_error *err)
+{
+    const cs_node *nd = &g->nodes[i];
+    /* inputs each op takes: at least, at most */
+    static const int min_in[CS_OP_COUNT_] = {
+        [CS_OP_CONV2D] = 2, [CS_OP_BATCHNORM] = 5, [CS_OP_RELU] = 1, [CS_OP_RELU6] = 1, [CS_OP_ADD] = 2,
+        [CS_OP_MAXPOOL] = 1, [CS_OP_AVGPOOL] = 1, [CS_OP_SLICE] = 1, [CS_OP_CONCAT] = 2, [CS_OP_SHUFFLE] = 1,
+        [CS_OP_LINEAR] = 2, [CS_OP_COSINE_LINEAR] = 3, [CS_OP_L2NORM] = 1, [CS_OP_SOFTMAX_XENT] = 2,
+        [CS_OP_COSINE_EMBED] = 2,
+    };
+    if ((int)nd->op <= 0 || nd->op >= CS_OP_COUNT_ || !min_in[nd->op])
+        return node_fail(err, g, i, "op %d is not one the cpu backend runs", (int)nd->op);
+    const int max_in = nd->op == CS_OP_CONV2D || nd->op == CS_OP_LINEAR ? 3 : min_in[nd->op];
+    if (nd->n_in < min_in[nd->op] || nd->n_in > max_in)
+        return node_fail(err, g, i, "%d inputs, expected %d%s", nd->n_in, min_in[nd->op],
+                         max_in > min_in[nd->op] ? " or 3" : "");
+    for (int j = 0; j < nd->n_in; j++) {
+        const int id = nd->in[j];
+        if (id < 0 || id >= g->n_tensors)
+            return node_fail(err, g, i, "input %d is tensor %d, not one of the graph's %d", j, id, g->n_tensors);
+        const cs_tensor *t = &g->tensors[id];
+        if (t->kind == CS_TENSOR_ACT && (t->producer < 0 || t->producer >= i))
+            return node_fail(err, g, i, "input %s is not produced by an earlier node", t->name);
+    }
+    if (nd->out < 0 || nd->out >= g->n_tensors || g->tensors[nd->out].kind != CS_TENSOR_ACT ||
+        g->tensors[nd->out].producer != i)
+        return node_fail(err, g, i, "its output is not an activation it produces");
+
+    const cs_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
+    const cs_tensor *in1 = nd->n_in > 1 ? &g->tensors[nd->in[1]] : NULL;
+    const int b = g->batch;
+    const char *shapes = "input and output shapes do not fit the op";
+    switch (nd->op) {
+    case CS_OP_CONV2D: {
+        const int k = nd->a.k, s = nd->a.stride, p = nd->a.pad, grp = nd->a.groups;
+        if (k < 1 || s < 1 || p < 0 || grp < 1)
+            return node_fail(err, g, i, "k %d, stride %d, pad %d, groups %d: expected positive (pad >= 0)", k, s, p,
+                             grp);
+        if (!is_act(g, x, 4) || !is_act(g, y, 4))
+            return node_fail(err, g, i, "%s", shapes);
+        const int c = x->shape[1], oc = y->shape[1];
+        if (c % grp || oc % grp)
+            return node_fail(err, g, i, "%d input and %d output channels are not both divisible by %d groups", c, oc,
+                             grp);
+        if (!has_shape(y, 4, b, oc, cs_conv_out(x->shape[2], k, s, p), cs_conv_out(x->shape[3], k, s, p)) ||
+            !is_param(in1) || !has_shape(in1, 4, oc, c / grp, k, k) ||
+            (nd->n_in == 3 && (!is_param(&g->tensors[nd->in[2]]) || !has_shape(&g->tensors[nd->in[2]], 1, oc, 0, 0, 0))))
+            return node_fail(err, g, i, "%s", shapes);
+        break;
+    }
+    case CS_OP_BATCHNORM: {
+        if (!is_act(g, x, 4) || !has_shape(y, 4, b, x->shape[1], x->shape[2], x->shape[3]))
+            return node_fail(err, g, i, "%s", shapes);
+        for (int j = 1; j < 5; j++) {
+            const cs_tensor *t = &g->tensors[nd->in[j]];
+            if (t->kind != (j < 3 ? CS_TENSOR_PARAM : CS_TENSOR_BUFFER) || t->size != x->shape[1])
+                return node_fail(err, g, i, "%s is not a %s of %d values", t->name, j < 3 ? "parameter" : "buffer",
+                                 x->shape[1]);
+        }
+        break;
+    }
+    case CS_OP_RELU:
+    case CS_OP_RELU6:
+        if (!is_act(g, x, x->ndim) || !is_act(g, y, y->ndim) || x->size != y->size)
+            return node_fail(err, g, i, "%s", shapes);
+        break;
+    case CS_OP_ADD:
+        if (!is_act(g, x, x->ndim) || !is_act(g, in1, in1->ndim) || !is_act(g, y, y->ndim) || x->size != y->size ||
+            in1->size != y->size)
+            return node_fail(err, g, i, "%s", shapes);
+        break;
+    case CS_OP_MAXPOOL: {
+        const int k = nd->a.k, s = nd->a.stride, p = nd->a.pad;
+        if (k < 1 || s < 1 || p < 0 || 2 * p > k)
+            return node_fail(err, g, i, "k %d, stride %d, pad %d: expected k, stride >= 1 and pad <= k/2", k, s, p);
+        if (!is_act(g, x, 4) ||
+            !has_shape(y, 4, b, x->shape[1], cs_conv_out(x->shape[2], k, s, p), cs_conv_out(x->shape[3], k, s, p)))
+            return node_fail(err, g, i, "%s", shapes);
+        break;
+    }
+    case CS_OP_AVGPOOL:
+        if (!is_act(g, x, 4) || !has_shape(y, 2, b, x->shape[1], 0, 0))
+            return node_fail(err, g, i, "%s", shapes);
+        break;
+    case CS_OP_SLICE:
+        if (!is_act(g, x, 4) || nd->a.start < 0 || nd->a.count < 1 || nd->a.start + nd->a.count > x->shape[1] ||
+            !has_shape(y, 4, b, nd->a.count, x->shape[2], x->shape[3]))
+            return node_fail(err, g, i, "channels [%d, %d) of %s: %s", nd->a.start, nd->a.start + nd->a.count,
+                             x->name, shapes);
+        break;
+    case CS_OP_CONCAT:
+        if (!is_act(g, x, 4) || !is_act(g, in1, 4) || x->shape[2] != in1->shape[2] ||
+            x->shape[3] != in1->shape[3] ||
+            !has_shape(y, 4, b, x->shape[1] + in1->shape[1], x->shape[2], x->shape[3]))
+            return node_fail(err, g, i, "%s", shapes);
+        break;
+    case CS_OP_SHUFFLE:
+        if (!is_act(g, x, 4) || nd->a.groups < 1 || x->shape[1] % nd->a.groups ||
+            !has_shape(y, 4, b, x->shape[1], x->shape[2], x->shape[3]))
+            return node_fail(err, g, i, "%d channels in %d groups: %s", x->shape[1], nd->a.groups, shapes);
+        break;
+    case CS_OP_LINEAR:
+    case CS_OP_COSINE_LINEAR: {
+        if (!is_act(g, x, 2) || !is_act(g, y, 2))
+            return node_fail(err, g, i, "%s", shapes);
+        const int f = x->shape[1], k = y->shape[1];
+        const cs_tensor *third = nd->n_in > 2 ? &g->tensors[nd->in[2]] : NULL;
+        if (!is_param(in1) || !has_shape(in1, 2, k, f, 0, 0) ||
+            (third && (!is_param(third) || third->size != (nd->op == CS_OP_LINEAR ? k : 1))))
+            return node_fail(err, g, i, "%s", shapes);
+        break;
+    }
+    case CS_OP_L2NORM:
+        if (!is_act(g, x, 2) || !has_shape(y, 2, b, x->shape[1], 0, 0))
+            return node_fail(err, g, i, "%s", shapes);
+        break;
+    case CS_OP_SOFTMAX_XENT:
+        if (!is_act(g, x, 2) || in1->kind != CS_TENSOR_INPUT || !has_shape(in1, 1, b, 0, 0, 0) || y->size != 1 ||
+            y->batched)
+            return node_fail(err, g, i, "%s", shapes);
+        break;
+    case CS_OP_COSINE_EMBED:
+        if (!is_act(g, x, 2) || !is_act(g, in1, 2) || x->shape[1] != in1->shape[1] || y->size != 1 || y->batched)
+            return node_fail(err, g, i, "%s", shapes);
+        break;
+    case CS_OP_COUNT_: break;
+    }
+    return CS_OK;
+}
+
+/* ---- prepare / release ---- */
+
+void cpu_release(void *plan)
+{
+    cpu_plan *p = plan;
+    if (!p)
+        return;
+    for (int a = 0; a < CS_ARENA_COUNT_; a++)
+        free(p->arena[a]);
+    free(p->act);
+    free(p->act_grad);
+    free(p->has_grad);
+    free(p->node);
+    free(p->save_pool);
+    free(p->argmax_pool);
+    free(p->ws);
+    free(p);
+}
+
+/* calloc of count elements, at least one so that empty arenas are valid pointers. */
+static void *zalloc(int64_t count, size_t elem) { return calloc(count > 0 ? (size_t)count : 1, elem); }
+
+int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
+{
+    const cpu_device *dev = ctx;
+    if (!dev || !g || !plan)
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: prepare needs a device, a graph and a place for the plan");
+    *plan = NULL;
+    if (g->failed)
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: the graph failed to build: %s", g->err.msg);
+    if (g->batch < 1 || g->n_losses < 0 || g->n_losses > (int)(sizeof g->losses / sizeof g->losses[0]))
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: graph with batch %d and %d losses: not a built graph",
+                            g->batch, g->n_losses);
+    int rc = check_tensors(g, err);
+    for (int i = 0; rc == CS_OK && i < g->n_nodes; i++)
+        rc = check_node(g, i, err);
+    for (int l = 0; rc == CS_OK && l < g->n_losses; l++)
+        if (g->losses[l] < 0 || g->losses[l] >= g->n_tensors || g->tensors[g->losses[l]].kind != CS_TENSOR_ACT ||
+            g->tensors[g->losses[l]].size != 1)
+            rc = cs_error_set(err, CS_ERR_ARG, "cpu backend: loss %d is not a one-value activation", l);
+    if (rc)
+        return rc;
+
+    cpu_plan *p = calloc(1, sizeof *p);
+    if (!p)
+        return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory preparing the plan");
+    p->g = g;
+    p->threads = dev->threads;
+    const int64_t sizes[CS_ARENA_COUNT_] = {g->n_params, g->n_params, g->n_params,
+                                            g->n_buffers, g->n_params, g->n_buffers};
+    int ok = 1;
+    for (int a = 0; a < CS_ARENA_COUNT_; a++) {
+        p->arena_size[a] = sizes[a];
+        ok &= (p->arena[a] = zalloc(sizes[a], sizeof(float))) != NULL;
+    }
+    p->act = zalloc(g->n_acts, sizeof(float));
+    p->act_grad = zalloc(g->n_acts, sizeof(float));
+    p->has_grad = zalloc(g->n_tensors, 1);
+    p->node = zalloc(g->n_nodes, sizeof *p->node);
+    ok &= p->act && p->act_grad && p->has_grad && p->node;
+    if (!ok) {
+        cpu_release(p);
+        return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory for the arenas (%lld activations)",
+                            (long long)g->n_acts);
+    }
+
+    /* What each node saves, and the largest workspace any needs, at the full batch. */
+    int64_t save_total = 0, argmax_total = 0, ws = 0;
+    int64_t *save_at = zalloc(g->n_nodes, sizeof *save_at), *argmax_at = zalloc(g->n_nodes, sizeof *argmax_at);
+    if (!save_at || !argmax_at) {
+        free(save_at);
+        free(argmax_at);
+        cpu_release(p);
+        return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory preparing the plan");
+    }
+    const int b = g->batch;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const cs_node *nd = &g->nodes[i];
+        const cs_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
+        node_state *st = &p->node[i];
+        int64_t save = 0, need = 0;
+        if (nd->op == CS_OP_CONV2D || nd->op == CS_OP_MAXPOOL) {
+            st->geom = (conv_geom){.n = b, .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
+                                   .oc = y->shape[1], .k = nd->a.k, .stride = nd->a.stride, .pad = nd->a.pad,
+                                   .groups = nd->op == CS_OP_CONV2D ? nd->a.groups : 1};
+            conv_geom_finish(&st->geom);
+        }
+        switch (nd->op) {
+        case CS_OP_CONV2D: need = fast_conv2d_workspace(&st->geom, p->threads); break;
+        case CS_OP_BATCHNORM: save = batchnorm_save_size(x->shape[1]); break;
+        case CS_OP_MAXPOOL:
+            argmax_at[i] = argmax_total;
+            argmax_total += y->size;
+            break;
+        case CS_OP_COSINE_LINEAR:
+            save = cosine_linear_save_size(b, x->shape[1], y->shape[1]);
+            need = fast_cosine_linear_workspace(b, x->shape[1], y->shape[1]);
+            break;
+        case CS_OP_L2NORM: save = l2norm_save_size(b); break;
+        case CS_OP_SOFTMAX_XENT: save = softmax_xent_save_size(b, x->shape[1]); break;
+        case CS_OP_COSINE_EMBED: save = cosine_embed_save_size(b); break;
+        default: break;
+        }
+        save_at[i] = save ? save_total : -1;
+        save_total += save;
+        ws = need > ws ? need : ws;
+    }
+    p->save_pool = zalloc(save_total, sizeof(float));
+    p->argmax_pool = zalloc(argmax_total, sizeof(int32_t));
+    p->ws = zalloc(ws, sizeof(float));
+    p->ws_size = ws;
+    if (!p->save_pool || !p->argmax_pool || !p->ws) {
+        free(save_at);
+        free(argmax_at);
+        cpu_release(p);
+        return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory for %lld floats of scratch",
+                            (long long)(save_total + argmax_total + ws));
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (save_at[i] >= 0)
+            p->node[i].save = p->save_pool + save_at[i];
+        if (g->nodes[i].op == CS_OP_MAXPOOL)
+            p->node[i].argmax = p->argmax_pool + argmax_at[i];
+    }
+    free(save_at);
+    free(argmax_at);
+    *plan = p;
+    return CS_OK;
+}
+
+/* ---- copies ---- */
+
+static int arena_range(cpu_plan *p, cs_arena a, int64_t offset, int64_t count, const void *buf, const char *what,
+                       cs_error *err)
+{
+    if (!p)
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: %s without a plan", what);
+    if ((int)a < 0 || a >= CS_ARENA_COUNT_)
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: %s: arena %d is not one of the %d", what, (int)a,
+                            CS_ARENA_COUNT_);
+    if (offset < 0 || count < 0 || offset > p->arena_size[a] - count)
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: %s: floats [%lld, %lld) are outside the %s arena's %lld",
+                            what, (long long)offset, (long long)(offset + count), arena_names[a],
+                            (long long)p->arena_size[a]);
+    if (count && !buf)
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: %s: no buffer", what);
+    return CS_OK;
+}
+
+int cpu_write(void *plan, cs_arena a, int64_t offset, int64_t count, const float *src, cs_error *err)
+{
+    cpu_plan *p = plan;
+    int rc = arena_range(p, a, offset, count, src, "write", err);
+    if (rc == CS_OK && count)
+        memcpy(p->arena[a] + offset, src, (size_t)count * sizeof *src);
+    return rc;
+}
+
+int cpu_read(void *plan, cs_arena a, int64_t offset, int64_t count, float *dst, cs_error *err)
+{
+    cpu_plan *p = plan;
+    int rc = arena_range(p, a, offset, count, dst, "read", err);
+    if (rc == CS_OK && count)
+        memcpy(dst, p->arena[a] + offset, (size_t)count * sizeof *dst);
+    return rc;
+}
+
+static int check_rows(const cpu_plan *p, int n, const char *what, cs_error *err)
+{
+    if (!p)
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: %s without a plan", what);
+    if (n < 1 || n > p->g->batch)
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: %s: %d rows, expected 1 to the graph's batch of %d", what,
+                            n, p->g->batch);
+    return CS_OK;
+}
+
+/* Floats of tensor t over n rows (a tensor without a batch dimension: all of it). */
+static int64_t rows_size(const cs_tensor *t, int n) { return t->batched ? n * cs_tensor_row(t) : t->size; }
+
+int cpu_set_input(void *plan, int tensor, const float *src, int n, cs_error *err)
+{
+    cpu_plan *p = plan;
+    int rc = check_rows(p, n, "set_input", err);
+    if (rc)
+        return rc;
+    if (tensor < 0 || tensor >= p->g->n_tensors || p->g->tensors[tensor].kind != CS_TENSOR_INPUT)
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: set_input: tensor %d is not an input of the graph", tensor);
+    const cs_tensor *t = &p->g->tensors[tensor];
+    if (!src)
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: set_input %s: no data", t->name);
+    memcpy(p->act + t->offset, src, (size_t)rows_size(t, n) * sizeof *src);
+    return CS_OK;
+}
+
+int cpu_read_tensor(void *plan, int tensor, float *dst, int n, cs_error *err)
+{
+    cpu_plan *p = plan;
+    int rc = check_rows(p, n, "read_tensor", err);
+    if (rc)
+        return rc;
+    if (tensor < 0 || tensor >= p->g->n_tensors ||
+        (p->g->tensors[tensor].kind != CS_TENSOR_ACT && p->g->tensors[tensor].kind != CS_TENSOR_INPUT))
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: read_tensor: tensor %d is not an input or activation",
+                            tensor);
+    const cs_tensor *t = &p->g->tensors[tensor];
+    if (!dst)
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: read_tensor %s: no buffer", t->name);
+    memcpy(dst, p->act + t->offset, (size_t)rows_size(t, n) * sizeof *dst);
+    return CS_OK;
+}
+
+/* ---- forward ---- */
+
+static float *tensor_data(cpu_plan *p, int id, float *params, float *buffers)
+{
+    const cs_tensor *t = &p->g->tensors[id];
+    switch (t->kind) {
+    case CS_TENSOR_PARAM: return params + t->offset;
+    case CS_TENSOR_BUFFER: return buffers + t->offset;
+    default: return p->act + t->offset;
+    }
+}
+
+static int check_labels(const cpu_plan *p, int i, const float *labels, int n, int k, cs_error *err)
+{
+    for (int r = 0; r < n; r++)
+        if (!(labels[r] >= 0 && labels[r] < k && labels[r] == floorf(labels[r])))
+            return node_fail(err, p->g, i, "label %g in row %d of %s is not a class id in [0, %d)", labels[r], r,
+                             p->g->tensors[p->g->nodes[i].in[1]].name, k);
+    return CS_OK;
+}
+
+static int node_forward(cpu_plan *p, int i, int n, int train, float *params, float *buffers, cs_error *err)
+{
+    const cs_graph *g = p->g;
+    const cs_node *nd = &g->nodes[i];
+    node_state *st = &p->node[i];
+    const cpu_par par = {p->threads, p->ws, p->ws_size};
+    float *in[CS_MAX_INPUTS] = {0};
+    for (int j = 0; j < nd->n_in; j++)
+        in[j] = tensor_data(p, nd->in[j], params, buffers);
+    const cs_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
+    float *out = p->act + y->offset;
+    const int64_t count = rows_size(x, n);
+    const int hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
+    conv_geom geom = st->geom;
+    geom.n = n;
+    switch (nd->op) {
+    case CS_OP_CONV2D: fast_conv2d_forward(&par, out, in[0], in[1], nd->n_in > 2 ? in[2] : NULL, &geom); break;
+    case CS_OP_BATCHNORM:
+        if (!train) {
+            fast_batchnorm_forward_eval(&par, out, in[0], in[1], in[2], in[3], in[4], n, x->shape[1], hw, nd->a.eps);
+            break;
+        }
+        if ((int64_t)n * hw < 2)
+            return node_fail(err, g, i, "training needs more than one value per channel (%d rows of %dx%d)", n,
+                             x->shape[2], x->shape[3]);
+        fast_batchnorm_forward_train(&par, out, st->save, in[3], in[4], in[0], in[1], in[2], n, x->shape[1], hw,
+                                     nd->a.eps, nd->a.momentum);
+        break;
+    case CS_OP_RELU: fast_relu_forward(&par, out, in[0], count); break;
+    case CS_OP_RELU6: fast_relu6_forward(&par, out, in[0], count); break;
+    case CS_OP_ADD: fast_add_forward(&par, out, in[0], in[1], count); break;
+    case CS_OP_MAXPOOL: fast_maxpool_forward(&par, out, st->argmax, in[0], &geom); break;
+    case CS_OP_AVGPOOL: fast_avgpool_forward(&par, out, in[0], n, x->shape[1], hw); break;
+    case CS_OP_SLICE: fast_slice_forward(&par, out, in[0], n, x->shape[1], hw, nd->a.start, nd->a.count); break;
+    case CS_OP_CONCAT:
+        fast_concat_forward(&par, out, in[0], in[1], n, x->shape[1], g->tensors[nd->in[1]].shape[1], hw);
+        break;
+    case CS_OP_SHUFFLE: fast_shuffle_forward(&par, out, in[0], n, x->shape[1], hw, nd->a.groups); break;
+    case CS_OP_LINEAR:
+        fast_linear_forward(&par, out, in[0], in[1], nd->n_in > 2 ? in[2] : NULL, n, x->shape[1], y->shape[1]);
+        break;
+    case CS_OP_COSINE_LINEAR:
+        fast_cosine_linear_forward(&par, out, st->save, in[0], in[1], in[2], n, x->shape[1], y->shape[1]);
+        break;
+    case CS_OP_L2NORM: fast_l2norm_forward(&par, out, st->save, in[0], n, x->shape[1]); break;
+    case CS_OP_SOFTMAX_XENT: {
+        int rc = check_labels(p, i, in[1], n, x->shape[1], err);
+        if (rc)
+            return rc;
+        fast_softmax_xent_forward(&par, out, st->save, in[0], in[1], n, x->shape[1]);
+        break;
+    }
+    case CS_OP_COSINE_EMBED: fast_cosine_embed_forward(&par, out, st->save, in[0], in[1], n, x->shape[1]); break;
+    case CS_OP_COUNT_: break;
+    }
+    return CS_OK;
+}
+
+int cpu_forward(void *plan, int n, int flags, cs_error *err)
+{
+    cpu_plan *p = plan;
+    int rc = check_rows(p, n, "forward", err);
+    if (rc)
+        return rc;
+    if (flags & ~(CS_FWD_TRAIN | CS_FWD_FROZEN))
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: forward: unknown flags 0x%x", (unsigned)flags);
+    const int train = flags & CS_FWD_TRAIN, frozen = flags & CS_FWD_FROZEN;
+    if (train && frozen)
+        return cs_error_set(err, CS_ERR_ARG,
+                            "cpu backend: forward: CS_FWD_FROZEN runs the frozen model in eval mode only, not with "
+                            "CS_FWD_TRAIN");
+    float *params = p->arena[frozen ? CS_ARENA_FROZEN_PARAMS : CS_ARENA_PARAMS];
+    float *buffers = p->arena[frozen ? CS_ARENA_FROZEN_BUFFERS : CS_ARENA_BUFFERS];
+    p->trained_rows = 0; /* the activations are being overwritten */
+    for (int i = 0; i < p->g->n_nodes; i++)
+        if ((rc = node_forward(p, i, n, train, params, buffers, err)))
+            return rc;
+    p->trained_rows = train ? n : 0;
+    return CS_OK;
+}
+
+/* ---- backward ---- */
+
+/* Where the gradient of tensor id accumulates, or NULL when it needs none;
+ * an activation's n rows are zeroed the first time it is asked for. */
+static float *grad_of(cpu_plan *p, int id, int n)
+{
+    const cs_tensor *t = &p->g->tensors[id];
+    if (!t->needs_grad || t->kind == CS_TENSOR_BUFFER)
+        return NULL;
+    if (t->kind == CS_TENSOR_PARAM)
+        return p->arena[CS_ARENA_GRADS] + t->offset;
+    float *d = p->act_grad + t->offset;
+    if (!p->has_grad[id]) {
+        memset(d, 0, (size_t)rows_size(t, n) * sizeof *d);
+        p->has_grad[id] = 1;
+    }
+    return d;
+}
+
+static void node_backward(cpu_plan *p, int i, int n)
+{
+    const cs_graph *g = p->g;
+    const cs_node *nd = &g->nodes[i];
+    node_state *st = &p->node[i];
+    const cpu_par par = {p->threads, p->ws, p->ws_size};
+    float *in[CS_MAX_INPUTS] = {0}, *din[CS_MAX_INPUTS] = {0};
+    for (int j = 0; j < nd->n_in; j++) {
+        in[j] = tensor_data(p, nd->in[j], p->arena[CS_ARENA_PARAMS], p->arena[CS_ARENA_BUFFERS]);
+        din[j] = grad_of(p, nd->in[j], n);
+    }
+    const cs_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
+    const float *out = p->act + y->offset, *dout = p->act_grad + y->offset;
+    const int64_t count = rows_size(x, n);
+    const int hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
+    conv_geom geom = st->geom;
+    geom.n = n;
+    switch (nd->op) {
+    case CS_OP_CONV2D:
+        fast_conv2d_backward(&par, din[0], din[1], nd->n_in > 2 ? din[2] : NULL, dout, in[0], in[1], &geom);
+        break;
+    case CS_OP_BATCHNORM:
+        fast_batchnorm_backward(&par, din[0], din[1], din[2], dout, in[0], st->save, in[1], n, x->shape[1], hw);
+        break;
+    case CS_OP_RELU:
+        if (din[0])
+            fast_relu_backward(&par, din[0], dout, in[0], count);
+        break;
+    case CS_OP_RELU6:
+        if (din[0])
+            fast_relu6_backward(&par, din[0], dout, in[0], count);
+        break;
+    case CS_OP_ADD: fast_add_backward(&par, din[0], din[1], dout, count); break;
+    case CS_OP_MAXPOOL:
+        if (din[0])
+            fast_maxpool_backward(&par, din[0], dout, st->argmax, &geom);
+        break;
+    case CS_OP_AVGPOOL:
+        if (din[0])
+            fast_avgpool_backward(&par, din[0], dout, n, x->shape[1], hw);
+        break;
+    case CS_OP_SLICE:
+        if (din[0])
+            fast_slice_backward(&par, din[0], dout, n, x->shape[1], hw, nd->a.start, nd->a.count);
+        break;
+    case CS_OP_CONCAT:
+        fast_concat_backward(&par, din[0], din[1], dout, n, x->shape[1], g->tensors[nd->in[1]].shape[1], hw);
+        break;
+    case CS_OP_SHUFFLE:
+        if (din[0])
+            fast_shuffle_backward(&par, din[0], dout, n, x->shape[1], hw, nd->a.groups);
+        break;
+    case CS_OP_LINEAR:
+        fast_linear_backward(&par, din[0], din[1], nd->n_in > 2 ? din[2] : NULL, dout, in[0], in[1], n, x->shape[1],
+                             y->shape[1]);
+        break;
+    case CS_OP_COSINE_LINEAR:
+        fast_cosine_linear_backward(&par, din[0], din[1], din[2], dout, st->save, in[2], n, x->shape[1],
+                                    y->shape[1]);
+        break;
+    case CS_OP_L2NORM:
+        if (din[0])
+            fast_l2norm_backward(&par, din[0], dout, out, st->save, n, x->shape[1]);
+        break;
+    case CS_OP_SOFTMAX_XENT:
+        if (din[0])
+            fast_softmax_xent_backward(&par, din[0], dout[0], st->save, in[1], n, x->shape[1]);
+        break;
+    case CS_OP_COSINE_EMBED:
+        if (din[0])
+            fast_cosine_embed_backward(&par, din[0], dout[0], st->save, in[0], in[1], n, x->shape[1]);
+        break;
+    case CS_OP_COUNT_: break;
+    }
+}
+
+int cpu_backward(void *plan, int n, cs_error *err)
+{
+    cpu_plan *p = plan;
+    int rc = check_rows(p, n, "backward", err);
+    if (rc)
+        return rc;
+    if (p->trained_rows != n)
+        return cs_error_set(err, CS_ERR_ARG,
+                            p->trained_rows ? "cpu backend: backward of %d rows after a training forward of %d"
+                                            : "cpu backend: backward of %d rows: the last forward was not a training "
+                                              "one (%d rows), so there is nothing to back-propagate",
+                            n, p->trained_rows);
+    const cs_graph *g = p->g;
+    memset(p->arena[CS_ARENA_GRADS], 0, (size_t)g->n_params * sizeof(float));
+    memset(p->has_grad, 0, (size_t)g->n_tensors);
+    for (int l = 0; l < g->n_losses; l++) {
+        float *d = grad_of(p, g->losses[l], n);
+        if (d)
+            d[0] += g->loss_weights[l];
+    }
+    /* A node whose output no gradient reached (a branch no loss depends on) is skipped. */
+    for (int i = g->n_nodes - 1; i >= 0; i--)
+        if (p->has_grad[g->nodes[i].out])
+            node_backward(p, i, n);
+    return CS_OK;
+}
+
+/* ---- update ---- */
+
+typedef struct sgd_pass {
+    cpu_par par;
+    float *param, *grad, *mom;
+    const cs_sgd *opt;
+    const int64_t (*frozen)[2]; /* sorted by offset */
+    int n_frozen;
+} sgd_pass;
+
+/* SGD on [start, end) of the parameter arena, less the frozen ranges. */
+static void sgd_run(const sgd_pass *s, int64_t start, int64_t end)
+{
+    int64_t at = start;
+    for (int f = 0; f < s->n_frozen && at < end; f++) {
+        const int64_t fs = s->frozen[f][0], fe = fs + s->frozen[f][1];
+        if (fe <= at || fs >= end)
+            continue;
+        if (fs > at)
+            fast_sgd_update(&s->par, s->param + at, s->grad + at, s->mom + at, fs - at, s->opt->lr,
+                            s->opt->momentum, s->opt->weight_decay, s->opt->nesterov);
+        at = fe;
+    }
+    if (at < end)
+        fast_sgd_update(&s->par, s->param + at, s->grad + at, s->mom + at, end - at, s->opt->lr, s->opt->momentum,
+                        s->opt->weight_decay, s->opt->nesterov);
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const int64_t x = ((const int64_t *)a)[0], y = ((const int64_t *)b)[0];
+    return (x > y) - (x < y);
+}
+
+int cpu_update(void *plan, const cs_sgd *opt, cs_error *err)
+{
+    cpu_plan *p = plan;
+    if (!p || !opt)
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: update needs a plan and SGD settings");
+    /* torch.optim.SGD refuses the same */
+    if (!(opt->lr >= 0) || !(opt->momentum >= 0) || !(opt->weight_decay >= 0) || (opt->nesterov && opt->momentum <= 0))
+        return cs_error_set(err, CS_ERR_ARG,
+                            "cpu backend: SGD lr %g, momentum %g, weight decay %g%s: expected values >= 0 "
+                            "(Nesterov needs momentum > 0)",
+                            opt->lr, opt->momentum, opt->weight_decay, opt->nesterov ? ", Nesterov" : "");
+    if (opt->n_frozen < 0 || (opt->n_frozen > 0 && !opt->frozen))
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: SGD: %d frozen ranges%s", opt->n_frozen,
+                            opt->n_frozen > 0 ? " but no array of them" : "");
+    for (int f = 0; f < opt->n_frozen; f++)
+        if (opt->frozen[f][0] < 0 || opt->frozen[f][1] < 0 || opt->frozen[f][0] > p->g->n_params - opt->frozen[f][1])
+            return cs_error_set(err, CS_ERR_ARG,
+                                "cpu backend: SGD: frozen range %d, floats [%lld, %lld), is outside the %lld "
+                                "parameters",
+                                f, (long long)opt->frozen[f][0], (long long)(opt->frozen[f][0] + opt->frozen[f][1]),
+                                (long long)p->g->n_params);
+    int64_t(*frozen)[2] = NULL;
+    if (opt->n_frozen > 0) {
+        frozen = malloc((size_t)opt->n_frozen * sizeof *frozen);
+        if (!frozen)
+            return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory in the SGD update");
+        memcpy(frozen, opt->frozen, (size_t)opt->n_frozen * sizeof *frozen);
+        qsort(frozen, (size_t)opt->n_frozen, sizeof *frozen, by_offset);
+    }
+    const sgd_pass s = {
+        .par = {p->threads, p->ws, p->ws_size},
+        .param = p->arena[CS_ARENA_PARAMS],
+        .grad = p->arena[CS_ARENA_GRADS],
+        .mom = p->arena[CS_ARENA_MOMENTUM],
+        .opt = opt,
+        .frozen = (const int64_t(*)[2])frozen,
+        .n_frozen = opt->n_frozen,
+    };
+    /* one pass per run of adjacent trainable tensors (usually all of them) */
+    int64_t start = 0, end = 0;
+    for (int t = 0; t <= p->g->n_tensors; t++) {
+        const cs_tensor *x = t < p->g->n_tensors ? &p->g->tensors[t] : NULL;
+        if (x && (x->kind != CS_TENSOR_PARAM || !x->needs_grad))
+            continue;
+        if (x && x->offset == end) {
+            end += x->size;
+            continue;
+        }
+        sgd_run(&s, start, end);
+        if (x) {
+            start = x->offset;
+            end = x->offset + x->size;
+        }
+    }
+    free(frozen);
+    return CS_OK;
+}
+
+int cpu_step(void *plan, int n, const cs_sgd *opt, cs_error *err)
+{
+    int rc = cpu_forward(plan, n, CS_FWD_TRAIN, err);
+    if (rc == CS_OK)
+        rc = cpu_backward(plan, n, err);
+    if (rc == CS_OK)
+        rc = cpu_update(plan, opt, err);
+    return rc;
+}
