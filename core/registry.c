@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "cilscale/arch.h"
+#include "cilscale/backend.h"
+#include "cilscale/cil.h"
 #include "cilscale/policy.h"
 #include "cilscale/registry.h"
 
@@ -90,6 +92,18 @@ static const char *missing_entry(const cs_plugin_desc *d)
         const cs_policy_iface *p = d->iface;
         return p->scale ? NULL : "scale";
     }
+    case CS_KIND_CIL: {
+        const cs_cil_iface *c = d->iface;
+        return !c->create ? "create" : !c->destroy ? "destroy" : NULL;
+    }
+    case CS_KIND_BACKEND: {
+        const cs_backend_iface *b = d->iface;
+        if (!b->open || !b->close || !b->describe || !b->prepare || !b->release)
+            return "open, close, describe, prepare and release";
+        if (!b->write || !b->read || !b->set_input || !b->read_tensor)
+            return "write, read, set_input and read_tensor";
+        return !b->forward || !b->backward || !b->update ? "forward, backward and update" : NULL;
+    }
     default:
         return NULL;
     }
@@ -161,7 +175,10 @@ int cs_registry_load_file(cs_registry *r, const char *path, cs_error *err)
         open_path = local;
     }
     dlerror();
-    void *h = dlopen(open_path, RTLD_NOW | RTLD_LOCAL);
+    /* RTLD_NODELETE: a backend's runtime (OpenMP, OpenBLAS, a Vulkan driver)
+     * may keep threads or allocations alive past dlclose; unmapping it under
+     * them would crash at exit, and LeakSanitizer could not name the owner. */
+    void *h = dlopen(open_path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!h) {
         const char *why = dlerror();
         return fail(r, err, CS_ERR, "%s: not a loadable shared object (%s)", path, why ? why : "dlopen failed");

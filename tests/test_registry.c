@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cilscale/cil.h"
 #include "testutil.h"
 
 /* ---- helpers ---- */
@@ -488,6 +489,14 @@ static const cs_arch_iface good_arch = {.n_stages = 1, .stages = one_stage, .cou
 static const cs_plugin_desc builtin = {
     .abi_version = CS_ABI_VERSION, .kind = CS_KIND_ARCH, .name = "builtin", .iface = &good_arch};
 
+static int cil_create(void **ctx, cs_error *err)
+{
+    (void)err;
+    *ctx = NULL;
+    return CS_OK;
+}
+static void cil_destroy(void *ctx) { (void)ctx; }
+
 START_TEST(test_add_builtin)
 {
     cs_registry *r = cs_registry_new();
@@ -509,7 +518,7 @@ START_TEST(test_add_builtin)
     ck_assert_uint_eq(cs_registry_count(r), 1);
 
     /* the same name in another kind is not a duplicate */
-    static const int cil_iface = 0;
+    static const cs_cil_iface cil_iface = {.create = cil_create, .destroy = cil_destroy};
     cs_plugin_desc cil = {.abi_version = CS_ABI_VERSION, .kind = CS_KIND_CIL, .name = "builtin", .iface = &cil_iface};
     ck_assert_int_eq(cs_registry_add(r, &cil, "mine", &err), 0);
     ck_assert_uint_eq(cs_registry_count(r), 2);

@@ -36,12 +36,15 @@ enum {
 /* One SGD step: v = momentum * v + (g + weight_decay * p); p -= lr * v
  * (Nesterov: p -= lr * (g + weight_decay * p + momentum * v)), PyTorch's
  * torch.optim.SGD exactly. Parameters whose tensor is not needs_grad are
- * left alone. */
+ * left alone, and so are the frozen ranges of the parameter arena (their
+ * values and momentum do not change: LUCIR's old-class weights). */
 typedef struct cs_sgd {
     float lr;
     float momentum;
     float weight_decay;
     int nesterov;
+    const int64_t (*frozen)[2]; /* [offset, count) ranges in the PARAMS arena, or NULL */
+    int n_frozen;
 } cs_sgd;
 
 typedef struct cs_backend_iface {

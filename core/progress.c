@@ -1,0 +1,79 @@
+/* progress.c: the status line of long commands. */
+#include <stdarg.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "progress.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_progress_init(cli_progress *p, FILE *f)
+{
+    p->f = f;
+    p->tty = isatty(fileno(f));
+    p->dirty = 0;
+    p->last = now_s();
+}
+
+int cli_progress_due(cli_progress *p)
+{
+    double t = now_s();
+    if (t - p->last < (p->tty ? 0.2 : 60.0))
+        return 0;
+    p->last = t;
+    return 1;
+}
+
+void cli_progress_update(cli_progress *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (p->tty)
+        fputs("\r", p->f);
+    vfprintf(p->f, fmt, ap);
+    fputs(p->tty ? "\033[K" : "\n", p->f);
+    fflush(p->f);
+    va_end(ap);
+    p->dirty = p->tty;
+}
+
+void cli_progress_line(cli_progress *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (p->dirty)
+        fputs("\r\033[K", p->f);
+    vfprintf(p->f, fmt, ap);
+    fputc('\n', p->f);
+    fflush(p->f);
+    va_end(ap);
+    p->dirty = 0;
+}
+
+void cli_progress_end(cli_progress *p)
+{
+    if (p->dirty)
+        fputs("\r\033[K", p->f);
+    p->dirty = 0;
+}
+
+const char *cli_duration(double s)
+{
+    static char ring[4][32];
+    static int slot;
+    char *b = ring[slot++ % 4];
+    if (!(s >= 0) || s > 1e8)
+        snprintf(b, 32, "?");
+    else if (s < 60)
+        snprintf(b, 32, "%.0fs", s);
+    else if (s < 3600)
+        snprintf(b, 32, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else
+        snprintf(b, 32, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+    return b;
+}
