@@ -88,6 +88,9 @@ void cli_json_ints(FILE *f, const int *v, int n);
 int cmd_plugins(int argc, char **argv);
 int cmd_scale(int argc, char **argv);
 int cmd_grid(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

@@ -104,7 +104,7 @@ END_TEST
 START_TEST(test_unknown_command)
 {
     ck_assert_int_eq(RUN("frobnicate"), 2);
-    assert_one_line(err, "cilscale: unknown command 'frobnicate'", "commands: scale, grid, plugins, version",
+    assert_one_line(err, "cilscale: unknown command 'frobnicate'", "commands: run, report, scale, grid, train, bench, plugins, version",
                     "cilscale --help", NULL);
     ck_assert_str_eq(out, "");
 }

@@ -1,0 +1,572 @@
+/* test_cil.c: class-incremental runs: scenarios, LUCIR's pieces, experiment files, resume. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cilscale/cil.h"
+#include "cilscale/experiment.h"
+#include "cilscale/rng.h"
+#include "cilscale/scenario.h"
+#include "testutil.h"
+
+/* ---- scenarios ---- */
+
+START_TEST(scenario_equal_split_covers_every_class_once)
+{
+    cs_scenario s;
+    ck_assert_int_eq(cs_scenario_make(10, 5, 0, NULL, 7, &s, NULL), CS_OK);
+    int seen[10] = {0};
+    for (int st = 0; st < 5; st++) {
+        ck_assert_int_eq(s.count[st], 2);
+        ck_assert_int_eq(s.first[st], 2 * st);
+        for (int l = s.first[st]; l < s.first[st] + s.count[st]; l++)
+            seen[s.order[l]]++;
+    }
+    for (int c = 0; c < 10; c++)
+        ck_assert_int_eq(seen[c], 1);
+    cs_scenario_free(&s);
+    /* 10 classes in 3 states: the earlier states take the remainder */
+    ck_assert_int_eq(cs_scenario_make(10, 3, 0, NULL, 7, &s, NULL), CS_OK);
+    ck_assert_int_eq(s.count[0], 4);
+    ck_assert_int_eq(s.count[1], 3);
+    ck_assert_int_eq(s.count[2], 3);
+    cs_scenario_free(&s);
+    /* first state B = 50, then 5 states of 10 */
+    ck_assert_int_eq(cs_scenario_make(100, 6, 50, NULL, 1, &s, NULL), CS_OK);
+    ck_assert_int_eq(s.count[0], 50);
+    for (int st = 1; st < 6; st++) {
+        ck_assert_int_eq(s.count[st], 10);
+        ck_assert_int_eq(s.first[st], 50 + 10 * (st - 1));
+    }
+    cs_scenario_free(&s);
+}
+END_TEST
+
+START_TEST(scenario_order_from_seed)
+{
+    cs_scenario a, b, c;
+    ck_assert_int_eq(cs_scenario_make(100, 10, 0, NULL, 1, &a, NULL), CS_OK);
+    ck_assert_int_eq(cs_scenario_make(100, 10, 0, NULL, 1, &b, NULL), CS_OK);
+    ck_assert_int_eq(cs_scenario_make(100, 10, 0, NULL, 2, &c, NULL), CS_OK);
+    ck_assert_mem_eq(a.order, b.order, sizeof(int) * 100);
+    ck_assert(memcmp(a.order, c.order, sizeof(int) * 100) != 0);
+    int identity = 1;
+    for (int i = 0; i < 100; i++)
+        identity &= a.order[i] == i;
+    ck_assert(!identity);
+    cs_scenario_free(&a);
+    cs_scenario_free(&b);
+    cs_scenario_free(&c);
+    int order[4] = {3, 1, 0, 2};
+    ck_assert_int_eq(cs_scenario_make(4, 2, 0, order, 9, &a, NULL), CS_OK);
+    ck_assert_mem_eq(a.order, order, sizeof order);
+    int map[4];
+    cs_scenario_label_map(&a, 1, 1, map); /* new classes of state 2: 0 and 2 -> labels 2, 3 */
+    ck_assert_int_eq(map[0], 2);
+    ck_assert_int_eq(map[2], 3);
+    ck_assert_int_eq(map[3], -1);
+    ck_assert_int_eq(map[1], -1);
+    cs_scenario_label_map(&a, 1, 0, map); /* everything seen by state 2 */
+    ck_assert_int_eq(map[3], 0);
+    ck_assert_int_eq(map[1], 1);
+    cs_scenario_free(&a);
+}
+END_TEST
+
+START_TEST(scenario_errors)
+{
+    cs_scenario s;
+    cs_error err;
+    int dup[4] = {0, 1, 1, 2};
+    ck_assert_int_eq(cs_scenario_make(4, 2, 0, dup, 1, &s, &err), CS_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "exactly once"));
+    ck_assert_int_eq(cs_scenario_make(4, 5, 0, NULL, 1, &s, &err), CS_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "at least one class"));
+    ck_assert_int_eq(cs_scenario_make(10, 3, 9, NULL, 1, &s, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_scenario_make(10, 0, 0, NULL, 1, &s, &err), CS_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "states 0"));
+}
+END_TEST
+
+START_TEST(scenario_indices_per_class_limit)
+{
+    cs_dataset d = {.n = 9, .n_classes = 3};
+    int labels[9] = {0, 1, 2, 0, 1, 2, 0, 1, 2};
+    d.labels = labels;
+    int map[3] = {0, -1, 1};
+    int *idx;
+    int n = cs_scenario_indices(&d, map, 2, &idx);
+    ck_assert_int_eq(n, 4);
+    int want[4] = {0, 2, 3, 5};
+    ck_assert_mem_eq(idx, want, sizeof want);
+    free(idx);
+}
+END_TEST
+
+/* ---- LUCIR ---- */
+
+static const cs_cil_iface *cil(const char *name)
+{
+    const cs_plugin *p = cs_registry_find(tu_registry(), CS_KIND_CIL, name);
+    ck_assert_msg(p != NULL, "cil plugin %s not loaded", name);
+    return p->iface;
+}
+
+/* A tiny network: input 1x8x8 -> conv -> bn -> relu -> avgpool -> cosine head. */
+static cs_graph *tiny(int classes, cs_cil_net *net, int old_feats)
+{
+    cs_graph *g = cs_graph_new(4);
+    memset(net, 0, sizeof *net);
+    net->g = g;
+    net->input = cs_input(g, "input", 1, 8, 8);
+    net->labels = cs_input_vec(g, "labels", 0);
+    int x = cs_conv2d(g, "conv1", net->input, 6, 3, 1, 1, 1, 0);
+    x = cs_relu(g, cs_batchnorm(g, "bn1", x));
+    net->features = cs_avgpool(g, x);
+    net->logits = cs_cosine_linear(g, "fc", net->features, classes, 1.0f);
+    net->xent = cs_softmax_xent(g, net->logits, net->labels);
+    cs_graph_add_loss(g, net->xent, 1.0f);
+    net->head_weight = cs_graph_find(g, "fc.weight");
+    net->old_features = old_feats ? cs_input_vec(g, "old_features", 6) : -1;
+    ck_assert_int_eq(cs_graph_status(g, NULL), CS_OK);
+    return g;
+}
+
+START_TEST(lucir_lambda_is_adaptive)
+{
+    const cs_cil_iface *l = cil("lucir");
+    ck_assert_int_eq(l->head, CS_HEAD_COSINE);
+    ck_assert(l->no_last_relu && l->needs_old_features);
+    void *ctx;
+    ck_assert_int_eq(l->create(&ctx, NULL), CS_OK);
+    cs_error err;
+    ck_assert_int_eq(l->option(ctx, "lambda_base", "5", &err), CS_OK);
+    ck_assert_int_eq(l->option(ctx, "lambda", "5", &err), CS_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "unknown key 'lambda'"));
+    ck_assert_int_eq(l->option(ctx, "lambda_base", "-1", &err), CS_ERR_ARG);
+    /* first state: no distillation term */
+    cs_cil_net net;
+    cs_graph *g = tiny(10, &net, 0);
+    cs_cil_state s0 = {0, 5, 0, 10};
+    ck_assert_int_eq(l->build_state(ctx, g, &net, &s0, &err), CS_OK);
+    ck_assert_int_eq(g->n_losses, 1);
+    cs_graph_free(g);
+    /* 60 old classes, 10 new: lambda = 5 * sqrt(60 / 10) */
+    g = tiny(70, &net, 1);
+    cs_cil_state s = {3, 5, 60, 10};
+    ck_assert_int_eq(l->build_state(ctx, g, &net, &s, &err), CS_OK);
+    ck_assert_int_eq(g->n_losses, 2);
+    ck_assert_double_eq_tol(g->loss_weights[1], 5 * sqrt(6.0), 1e-5);
+    const cs_node *n = &g->nodes[g->tensors[g->losses[1]].producer];
+    ck_assert_int_eq(n->op, CS_OP_COSINE_EMBED);
+    ck_assert_int_eq(n->in[0], net.features);
+    ck_assert_int_eq(n->in[1], net.old_features);
+    /* the old classes' weights are frozen: exactly rows 0..59 of fc.weight */
+    int64_t r[8][2];
+    ck_assert_int_eq(l->frozen_ranges(ctx, &net, &s, r, 8), 1);
+    ck_assert_int_eq(r[0][0], g->tensors[net.head_weight].offset);
+    ck_assert_int_eq(r[0][1], 60 * 6);
+    ck_assert_int_eq(l->frozen_ranges(ctx, &net, &s0, r, 8), 0);
+    cs_graph_free(g);
+    l->destroy(ctx);
+}
+END_TEST
+
+/* A host whose class means and weights the test controls. */
+typedef struct fake_host {
+    float w[5 * 6];
+    float means[2 * 6];
+    int first, count;
+} fake_host;
+
+static int fake_means(void *core, int first, int count, float *out, cs_error *err)
+{
+    (void)err;
+    fake_host *h = core;
+    h->first = first;
+    h->count = count;
+    memcpy(out, h->means, sizeof(float) * (size_t)count * 6);
+    return CS_OK;
+}
+static int fake_read(void *core, int tensor, float *dst, cs_error *err)
+{
+    (void)tensor, (void)err;
+    memcpy(dst, ((fake_host *)core)->w, sizeof ((fake_host *)core)->w);
+    return CS_OK;
+}
+static int fake_write(void *core, int tensor, const float *src, cs_error *err)
+{
+    (void)tensor, (void)err;
+    memcpy(((fake_host *)core)->w, src, sizeof ((fake_host *)core)->w);
+    return CS_OK;
+}
+
+START_TEST(lucir_imprints_new_classes)
+{
+    const cs_cil_iface *l = cil("lucir");
+    void *ctx;
+    ck_assert_int_eq(l->create(&ctx, NULL), CS_OK);
+    cs_cil_net net;
+    cs_graph *g = tiny(5, &net, 1);
+    fake_host h = {0};
+    /* three old classes with weight norms 1, 2 and 3: mean norm 2 */
+    h.w[0] = 1;
+    h.w[6 + 1] = 2;
+    h.w[12 + 2] = 3;
+    float before[18];
+    memcpy(before, h.w, sizeof before);
+    /* two new classes' mean features */
+    float m0[6] = {3, 4, 0, 0, 0, 0}, m1[6] = {0, 0, 0, 0, 1, 1};
+    memcpy(h.means, m0, sizeof m0);
+    memcpy(h.means + 6, m1, sizeof m1);
+    cs_cil_host host = {&h, fake_means, fake_read, fake_write};
+    cs_cil_state s = {1, 2, 3, 2};
+    ck_assert_int_eq(l->begin_state(ctx, &host, &net, &s, NULL), CS_OK);
+    ck_assert_int_eq(h.first, 3);
+    ck_assert_int_eq(h.count, 2);
+    ck_assert_mem_eq(h.w, before, sizeof before); /* old rows untouched */
+    /* new rows: unit direction of the mean, times the old mean norm 2 */
+    const float *r3 = h.w + 18, *r4 = h.w + 24;
+    ck_assert_float_eq_tol(r3[0], 2 * 0.6f, 1e-6f);
+    ck_assert_float_eq_tol(r3[1], 2 * 0.8f, 1e-6f);
+    ck_assert_float_eq_tol(r4[4], 2 / sqrtf(2), 1e-6f);
+    ck_assert_float_eq_tol(r4[5], 2 / sqrtf(2), 1e-6f);
+    ck_assert_float_eq_tol(r4[0], 0, 1e-7f);
+    cs_graph_free(g);
+    l->destroy(ctx);
+}
+END_TEST
+
+START_TEST(finetune_is_plain)
+{
+    const cs_cil_iface *f = cil("finetune");
+    ck_assert_int_eq(f->head, CS_HEAD_LINEAR);
+    ck_assert(!f->needs_old_features && !f->no_last_relu && !f->frozen_ranges && !f->begin_state);
+}
+END_TEST
+
+/* ---- experiment files ---- */
+
+static const char *base_cfg(void)
+{
+    return "data = { format = \"idx\"; path = \"/nonexistent\"; };\n"
+           "model = { arch = \"resnet18\"; policy = \"psi\"; budget = \"1M\"; };\n";
+}
+
+START_TEST(experiment_errors_name_the_key)
+{
+    cs_experiment e;
+    cs_error err;
+    cs_experiment_defaults(&e);
+    const char *p = tu_write("unknown.cfg", "data = { format = \"idx\"; };\nmodel = {\n  bugdet = \"1M\";\n};\n");
+    ck_assert_int_eq(cs_experiment_load(p, &e, &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "unknown.cfg:3: unknown key 'model.bugdet'") && strstr(err.msg, "budget"), "%s",
+                  err.msg);
+    p = tu_write("type.cfg", "train = { epochs = \"ten\"; };\n");
+    ck_assert_int_eq(cs_experiment_load(p, &e, &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "type.cfg:1: train.epochs: expected a whole number"), "%s", err.msg);
+    p = tu_write("range.cfg", "train = {\n  momentum = 1.5;\n};\n");
+    ck_assert_int_eq(cs_experiment_load(p, &e, &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "range.cfg:2: train.momentum: '1.5'"), "%s", err.msg);
+    p = tu_write("group.cfg", "modle = { arch = \"resnet18\"; };\n");
+    ck_assert_int_eq(cs_experiment_load(p, &e, &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "group.cfg:1: unknown group 'modle'"), "%s", err.msg);
+    p = tu_write("syntax.cfg", "seed = 1;\ntrain = { epochs = = 3; };\n");
+    ck_assert_int_eq(cs_experiment_load(p, &e, &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "syntax.cfg:2:"), "%s", err.msg);
+    p = tu_write("both.cfg", "model = { budget = \"1M\"; width = 0.5; };\n");
+    ck_assert_int_eq(cs_experiment_load(p, &e, &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "not both"), "%s", err.msg);
+    ck_assert_int_eq(cs_experiment_load("/nonexistent.cfg", &e, &err), CS_ERR_IO);
+    ck_assert_msg(strstr(err.msg, "/nonexistent.cfg: cannot read"), "%s", err.msg);
+    ck_assert_int_eq(cs_experiment_set(&e, "model.budget=two", &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "budget 'two'"), "%s", err.msg);
+    ck_assert_int_eq(cs_experiment_set(&e, "train.epoch=3", &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "unknown key 'train.epoch'") && strstr(err.msg, "epochs"), "%s", err.msg);
+    ck_assert_int_eq(cs_experiment_set(&e, "nonsense", &err), CS_ERR_ARG);
+}
+END_TEST
+
+START_TEST(experiment_round_trips)
+{
+    cs_experiment e, f;
+    cs_error err;
+    cs_experiment_defaults(&e);
+    const char *p = tu_write("ok.cfg", "scenario = { states = 3; order = [2, 0, 1, 3, 4, 5, 6, 7, 8, 9]; };\n"
+                                       "cil = { algorithm = \"lucir\"; lambda_base = 4.5; };\n"
+                                       "train = { lr = 0.05; nesterov = true; };\nseed = 12;\n");
+    ck_assert_msg(cs_experiment_load(p, &e, &err) == CS_OK, "%s", err.msg);
+    ck_assert_int_eq(cs_experiment_set(&e, "model.budget=2.5M", &err), CS_OK);
+    ck_assert_int_eq(e.states, 3);
+    ck_assert_int_eq(e.n_order, 10);
+    ck_assert_int_eq(e.order[0], 2);
+    ck_assert_int_eq(e.budget, 2500000);
+    ck_assert_int_eq(e.seed, 12);
+    ck_assert_int_eq(e.n_cil_opts, 1);
+    ck_assert_str_eq(e.cil_keys[0], "lambda_base");
+    /* written out and read back: the same experiment */
+    char path[600];
+    snprintf(path, sizeof path, "%s/resolved.cfg", tu_tmpdir());
+    FILE *fp = fopen(path, "w");
+    cs_experiment_write(&e, fp);
+    fclose(fp);
+    cs_experiment_defaults(&f);
+    ck_assert_msg(cs_experiment_load(path, &f, &err) == CS_OK, "%s", err.msg);
+    ck_assert_int_eq(f.budget, e.budget);
+    ck_assert_double_eq(f.lr, e.lr);
+    ck_assert_int_eq(f.nesterov, 1);
+    ck_assert_mem_eq(f.order, e.order, sizeof(int) * 10);
+    ck_assert_str_eq(f.cil_values[0], e.cil_values[0]);
+    ck_assert_int_eq(f.seed, 12);
+}
+END_TEST
+
+/* ---- whole runs on a tiny generated data set ---- */
+
+static void write_be32(FILE *f, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
+                          (unsigned char)v};
+    fwrite(b, 1, 4, f);
+}
+
+/* 10 classes of 8x8 images: class c is a bright square at a place of its own, plus noise. */
+static void write_split(const char *dir, const char *split, int per_class, uint64_t seed)
+{
+    char p[700];
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, split);
+    FILE *fi = fopen(p, "wb");
+    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", dir, split);
+    FILE *fl = fopen(p, "wb");
+    ck_assert(fi && fl);
+    int n = 10 * per_class;
+    write_be32(fi, 0x803);
+    write_be32(fi, (uint32_t)n);
+    write_be32(fi, 8);
+    write_be32(fi, 8);
+    write_be32(fl, 0x801);
+    write_be32(fl, (uint32_t)n);
+    cs_rng r;
+    cs_rng_seed(&r, seed, 3);
+    for (int i = 0; i < n; i++) {
+        int c = i % 10;
+        unsigned char img[64];
+        for (int j = 0; j < 64; j++)
+            img[j] = (unsigned char)cs_rng_below(&r, 60);
+        int y0 = (c / 5) * 4, x0 = (c % 5) * 1 + 1;
+        for (int y = y0; y < y0 + 3; y++)
+            for (int x = x0; x < x0 + 3; x++)
+                img[y * 8 + x] = 255;
+        fwrite(img, 1, 64, fi);
+        unsigned char l = (unsigned char)c;
+        fwrite(&l, 1, 1, fl);
+    }
+    fclose(fi);
+    fclose(fl);
+}
+
+static const char *tiny_data(void)
+{
+    static char dir[600];
+    snprintf(dir, sizeof dir, "%s/tinydata", tu_tmpdir());
+    mkdir(dir, 0777);
+    write_split(dir, "train", 24, 1);
+    write_split(dir, "t10k", 8, 2);
+    return dir;
+}
+
+static const char *tiny_cfg(const char *data, const char *cil)
+{
+    static char text[2048];
+    snprintf(text, sizeof text,
+             "data = { format = \"idx\"; path = \"%s\"; };\n"
+             "scenario = { states = 3; first = 4; };\n"
+             "model = { arch = \"resnet18\"; width = 0.1; depth = 0.5; stem = \"small\"; };\n"
+             "cil = { algorithm = \"%s\"; };\n"
+             "train = { epochs = 2; batch = 16; lr = 0.05; };\n"
+             "seed = 3;\n",
+             data, cil);
+    return tu_write(!strcmp(cil, "lucir") ? "tiny-lucir.cfg" : "tiny-finetune.cfg", text);
+}
+
+static char *slurp_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* The per-state rows of results.csv (the comment lines hold timings-free facts,
+ * but the seconds columns differ from run to run). */
+static void accuracy_rows(const char *dir, char *out, size_t size)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/results.csv", dir);
+    char *text = slurp_file(path);
+    ck_assert_msg(text != NULL, "no %s", path);
+    out[0] = '\0';
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#' || !strncmp(line, "state,", 6))
+            continue;
+        /* state,n_new,n_seen,top1,top5,train_loss,train_seconds,eval_seconds,group_top1 */
+        char *f[9];
+        int k = 0;
+        for (char *p = line; k < 9; k++) {
+            f[k] = p;
+            char *c = strchr(p, ',');
+            if (!c)
+                break;
+            *c = '\0';
+            p = c + 1;
+        }
+        ck_assert_int_ge(k, 8);
+        size_t u = strlen(out);
+        snprintf(out + u, size - u, "%s %s %s %s %s %s | ", f[0], f[2], f[3], f[4], f[5], f[8]);
+    }
+}
+
+START_TEST(run_writes_results_and_resume_matches)
+{
+    const char *data = tiny_data();
+    const char *cfg = tiny_cfg(data, "lucir");
+    char a[700], b[700], o[8192], e[8192];
+    snprintf(a, sizeof a, "%s/a", tu_tmpdir());
+    snprintf(b, sizeof b, "%s/b", tu_tmpdir());
+    int rc = tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", a, NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
+    ck_assert_ptr_nonnull(strstr(o, "lucir none resnet18 seed 3"));
+    ck_assert_ptr_nonnull(strstr(e, "state 3/3: 10 classes seen"));
+    const char *files[] = {"results.json", "results.csv", "accuracy.svg", "run.cfg", "state-0.safetensors",
+                           "state-2.safetensors"};
+    for (int i = 0; i < 6; i++) {
+        char p[800];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", a, files[i]);
+        ck_assert_msg(stat(p, &st) == 0 && st.st_size > 0, "%s missing", p);
+    }
+    char rows_a[4096], rows_b[4096];
+    accuracy_rows(a, rows_a, sizeof rows_a);
+
+    /* the same run, stopped after its first state's model was saved */
+    snprintf(o, sizeof o, "mkdir -p %s && cp %s/run.cfg %s/state-0.safetensors %s/ && "
+                          "head -n $(( $(grep -c '' %s/results.csv) - 2 )) %s/results.csv > %s/results.csv",
+             b, a, a, b, a, a, b);
+    ck_assert_int_eq(system(o), 0);
+    snprintf(o, sizeof o, "sed -i 's#\"%s\"#\"%s\"#' %s/run.cfg", a, b, b);
+    ck_assert_int_eq(system(o), 0);
+    rc = tu_run(o, sizeof o, e, sizeof e, "run", "--resume", b, NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
+    ck_assert_ptr_nonnull(strstr(e, "resuming after state 1 of 3"));
+    accuracy_rows(b, rows_b, sizeof rows_b);
+    ck_assert_str_eq(rows_b, rows_a);
+}
+END_TEST
+
+START_TEST(interrupt_saves_and_resume_finishes)
+{
+    const char *data = tiny_data();
+    const char *cfg = tiny_cfg(data, "finetune");
+    char a[700], b[700], o[8192], e[8192];
+    snprintf(a, sizeof a, "%s/fa", tu_tmpdir());
+    snprintf(b, sizeof b, "%s/fb", tu_tmpdir());
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", a, NULL), 0);
+    char rows_a[4096], rows_b[4096];
+    accuracy_rows(a, rows_a, sizeof rows_a);
+    /* Ctrl-C once run.cfg is there (the handler is set by then) */
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(getenv("CILSCALE_EXE"), "cilscale", "run", cfg, "--out", b, "--set", "train.epochs=40", (char *)NULL);
+        _exit(127);
+    }
+    char marker[800];
+    snprintf(marker, sizeof marker, "%s/run.cfg", b);
+    struct stat st;
+    struct timespec tick = {0, 10000000};
+    for (int i = 0; i < 2000 && stat(marker, &st) != 0; i++)
+        nanosleep(&tick, NULL);
+    kill(pid, SIGINT);
+    int status;
+    waitpid(pid, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 130, "status %d", status);
+    snprintf(marker, sizeof marker, "%s/interrupted.safetensors", b);
+    ck_assert_int_eq(stat(marker, &st), 0);
+    /* resuming needs the same experiment: put the epochs back in run.cfg */
+    snprintf(o, sizeof o, "sed -i 's/epochs = 40;/epochs = 2;/' %s/run.cfg", b);
+    ck_assert_int_eq(system(o), 0);
+    int rc = tu_run(o, sizeof o, e, sizeof e, "run", "--resume", b, NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
+    accuracy_rows(b, rows_b, sizeof rows_b);
+    ck_assert_str_eq(rows_b, rows_a);
+}
+END_TEST
+
+START_TEST(run_config_errors)
+{
+    char o[4096], e[4096];
+    const char *p = tu_write("badplugin.cfg", "cil = { algorithm = \"icarl\"; };\n");
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", p, "--set", "data.path=/nonexistent", NULL), 2);
+    /* the data path fails first or the plugin: whichever, one line naming it */
+    ck_assert_msg(strstr(e, "icarl") || strstr(e, "/nonexistent"), "%s", e);
+    p = tu_write("badplugin2.cfg", "cil = { algorithm = \"icarl\"; };\n");
+    char data_arg[700];
+    snprintf(data_arg, sizeof data_arg, "data.path=%s", tiny_data());
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", p, "--set", data_arg, NULL), 2);
+    ck_assert_msg(strstr(e, "cil.algorithm: unknown cil plugin 'icarl' (loaded: lucir, finetune)"), "%s", e);
+    p = tu_write("nodata.cfg", "data = { path = \"/nonexistent/fm\"; };\n");
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", p, NULL), 1);
+    ck_assert_msg(strstr(e, "/nonexistent/fm"), "%s", e);
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", "--set", "train.epoch=3", NULL), 2);
+    ck_assert_msg(strstr(e, "cilscale run: --set: unknown key 'train.epoch'"), "%s", e);
+    p = tu_write("badopt.cfg", "cil = { algorithm = \"lucir\"; lambda = 3; };\n");
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", p, "--set", data_arg, NULL), 2);
+    ck_assert_msg(strstr(e, "cil.lambda: unknown key 'lambda' (lucir knows: lambda_base)"), "%s", e);
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", "a.cfg", "b.cfg", NULL), 2);
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", "--help", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(o, "usage: cilscale run"));
+    (void)base_cfg;
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cil");
+    TCase *t = tcase_create("scenario");
+    tcase_add_test(t, scenario_equal_split_covers_every_class_once);
+    tcase_add_test(t, scenario_order_from_seed);
+    tcase_add_test(t, scenario_errors);
+    tcase_add_test(t, scenario_indices_per_class_limit);
+    suite_add_tcase(s, t);
+    t = tcase_create("algorithms");
+    tcase_add_test(t, lucir_lambda_is_adaptive);
+    tcase_add_test(t, lucir_imprints_new_classes);
+    tcase_add_test(t, finetune_is_plain);
+    suite_add_tcase(s, t);
+    t = tcase_create("experiment");
+    tcase_add_checked_fixture(t, NULL, tu_remove_tmpdir);
+    tcase_add_test(t, experiment_errors_name_the_key);
+    tcase_add_test(t, experiment_round_trips);
+    suite_add_tcase(s, t);
+    t = tcase_create("runs");
+    tcase_set_timeout(t, 240);
+    tcase_add_checked_fixture(t, NULL, tu_remove_tmpdir);
+    tcase_add_test(t, run_writes_results_and_resume_matches);
+    tcase_add_test(t, interrupt_saves_and_resume_finishes);
+    tcase_add_test(t, run_config_errors);
+    suite_add_tcase(s, t);
+    return tu_run_suite(s) ? EXIT_FAILURE : EXIT_SUCCESS;
+}
