@@ -60,6 +60,10 @@ static int cpu_open(const char *device, void **ctx, cs_error *err)
         return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory opening the device");
     d->threads = threads;
     fast_blas_init();
+#ifdef _OPENMP
+    /* the kernels split work by the thread count they get: it must not vary */
+    omp_set_dynamic(0);
+#endif
     *ctx = d;
     return CS_OK;
 }

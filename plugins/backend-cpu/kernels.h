@@ -51,8 +51,9 @@ int64_t cosine_embed_save_size(int n);                /* anorm[n], bnorm[n], cos
 /* ---- fast kernels (float) ----
  * Every fast kernel takes a cpu_par: how many threads to use, and a workspace
  * of at least fast_workspace_size() floats for the largest op it will run.
- * For a fixed thread count the results are bit-identical run to run: work is
- * split statically and every reduction has a fixed order. */
+ * For a fixed thread count the results are bit-identical run to run on one
+ * machine: work is split statically and every reduction has a fixed order
+ * (which may differ on a CPU without AVX2, where other vector code runs). */
 #define CPU_MAX_THREADS 256
 typedef struct cpu_par {
     int threads;
@@ -116,6 +117,8 @@ void fast_cosine_embed_forward(const cpu_par *p, float *loss, float *save, const
                                int f);
 void fast_cosine_embed_backward(const cpu_par *p, float *da, float dloss, const float *save, const float *a,
                                 const float *b, int n, int f);
+/* x[0:count] = 0, split over the threads (gradients are zeroed every step). */
+void fast_zero(const cpu_par *p, float *x, int64_t count);
 void fast_sgd_update(const cpu_par *p, float *param, const float *grad, float *mom, int64_t count, float lr,
                      float momentum, float weight_decay, int nesterov);
 

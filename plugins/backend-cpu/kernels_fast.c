@@ -1,4 +1,12 @@
-/* kernels_fast.c: the fast kernels: convolution and linear layers through OpenBLAS SGEMM, the rest split over threads with OpenMP. */
+/* kernels_fast.c: the fast kernels: convolutions and linear layers through OpenBLAS SGEMM, the rest over OpenMP threads.
+ *
+ * Threads: every kernel splits its work statically over p->threads OpenMP
+ * threads (images, channels, planes or rows), and every sum that crosses a
+ * split is added in thread order, so a thread count fixes every bit.
+ * OpenBLAS runs single-threaded inside those threads: its own pool would
+ * compete with OpenMP's for the same cores. Hot loops are written for the
+ * vectorizer (omp simd, or GCC vector types where it will not), and the
+ * depthwise kernel has an AVX2 clone picked at load time. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -41,6 +49,8 @@ static inline void span(int64_t total, int t, int nt, int64_t *lo, int64_t *hi)
 
 /* ---- BLAS ---- */
 
+/* openblas_set_num_threads is process-wide: a program that wants OpenBLAS
+ * threaded elsewhere must set it back around its own calls. */
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 static void blas_single_thread(void) { openblas_set_num_threads(1); }
 
@@ -64,8 +74,8 @@ static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float 
                 lda, b, ldb, beta, c, ldc);
 }
 
-/* The same with the m rows of C split over the threads (each row's sum is
- * computed by one thread, so the split only decides who does it). */
+/* The same with the m rows of C split over the threads (one GEMM each, on
+ * shares that depend only on m and the thread count). */
 static void par_sgemm(const cpu_par *p, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                       const float *b, int ldb, float beta, float *c, int ldc)
 {
@@ -85,29 +95,36 @@ static int is_depthwise(const conv_geom *g) { return g->groups == g->c && g->k *
 static int is_pointwise(const conv_geom *g) { return g->k == 1 && g->stride == 1 && g->pad == 0; }
 
 /* How a convolution's work is cut into units, each one GEMM per group: a run
- * of `imgs` whole images (small outputs), or a tile of `tile` output positions
- * of one image (`tiles` per image). */
+ * of up to `imgs` whole images (small outputs), or a tile of `tile` output
+ * positions of one image (`tiles` per image). */
 typedef struct conv_tiling {
     int imgs, tile, tiles;
     int64_t max_cols; /* the most columns a unit can have, whatever n */
 } conv_tiling;
 
-static conv_tiling conv_tiling_for(const conv_geom *g, int threads)
+static conv_tiling conv_tiling_for(const conv_geom *g)
 {
     const int ohw = g->oh * g->ow;
     conv_tiling t = {1, ohw, 1, ohw};
     if (ohw < CONV_MIN_COLS) {
-        const int want = (CONV_MIN_COLS + ohw - 1) / ohw;
-        t.max_cols = (int64_t)want * ohw;
-        /* no more than a thread's share of the images, so every thread has work */
-        const int share = (g->n + threads - 1) / threads;
-        t.imgs = want < share ? want : share > 0 ? share : 1;
+        t.imgs = (CONV_MIN_COLS + ohw - 1) / ohw;
+        t.max_cols = (int64_t)t.imgs * ohw;
     } else if (ohw > CONV_MAX_COLS) {
         t.tiles = (ohw + CONV_MAX_COLS - 1) / CONV_MAX_COLS;
         t.tile = (ohw + t.tiles - 1) / t.tiles;
         t.max_cols = t.tile;
     }
     return t;
+}
+
+/* Images per unit when count images are cut into runs of at most most
+ * images, as evenly as that allows, into at least min_units runs. */
+static int run_length(int count, int most, int min_units)
+{
+    int units = (count + most - 1) / most;
+    if (units < min_units)
+        units = min_units < count ? min_units : count;
+    return units > 0 ? (count + units - 1) / units : 1;
 }
 
 /* First and one-past-last output column ox whose tap kx lands inside the input row. */
@@ -122,6 +139,37 @@ static inline void valid_cols(const conv_geom *g, int kx, int *lo, int *hi)
         *lo = *hi;
 }
 
+/* im2col of one tap (ky, kx) of one image for a stride-1 convolution whose
+ * output is as large as its input: output position j reads
+ * plane[j + (ky - pad) * w + kx - pad], so the whole run of columns is one
+ * shifted copy, after which the positions whose tap falls in the padding are
+ * zeroed (whole rows above and below, a few columns at each side). */
+static void im2col_same(float *dst, const float *plane, const conv_geom *g, int ky, int kx, int j0, int nj)
+{
+    const int w = g->w, p = g->pad;
+    const int64_t hw = (int64_t)g->h * w, shift = (int64_t)(ky - p) * w + kx - p;
+    const int64_t a = j0, b = (int64_t)j0 + nj;
+    int64_t ca = a > -shift ? a : -shift, cb = b < hw - shift ? b : hw - shift;
+    if (cb < ca)
+        cb = ca = a;
+    memset(dst, 0, (size_t)(ca - a) * sizeof *dst);
+    memcpy(dst + (ca - a), plane + ca + shift, (size_t)(cb - ca) * sizeof *dst);
+    memset(dst + (cb - a), 0, (size_t)(b - cb) * sizeof *dst);
+    const int left = p - kx > 0 ? p - kx : 0, right = w + p - kx < w ? w + p - kx : w; /* valid ox: [left, right) */
+    for (int64_t r0 = a - a % w; r0 < b; r0 += w) { /* each output row the run touches */
+        const int oy = (int)(r0 / w), iy = oy - p + ky;
+        const int64_t s0 = r0 > a ? r0 : a, s1 = r0 + w < b ? r0 + w : b;
+        if (iy < 0 || iy >= g->h) {
+            memset(dst + (s0 - a), 0, (size_t)(s1 - s0) * sizeof *dst);
+            continue;
+        }
+        for (int64_t j = s0; j < s1 && j < r0 + left; j++)
+            dst[j - a] = 0;
+        for (int64_t j = s0 > r0 + right ? s0 : r0 + right; j < s1; j++)
+            dst[j - a] = 0;
+    }
+}
+
 /* col[c*k*k + ky*k + kx][i*nj + j] = the input tap (ky, kx) of output position
  * j0 + j of image img0 + i (0 in the padding), for i < ni, j < nj. When ni > 1
  * every image is whole (j0 = 0, nj = oh*ow). add = 0: im2col; add = 1: col2im,
@@ -130,10 +178,17 @@ static void im2col_run(float *col, float *in, const conv_geom *g, int img0, int 
 {
     const int k = g->k, s = g->stride;
     const int64_t len = (int64_t)ni * nj, hw = (int64_t)g->h * g->w;
+    const int same = !add && s == 1 && g->oh == g->h && g->ow == g->w;
     for (int c = 0; c < g->c; c++)
         for (int ky = 0; ky < k; ky++)
             for (int kx = 0; kx < k; kx++) {
                 float *row = col + ((int64_t)(c * k + ky) * k + kx) * len;
+                if (same) {
+                    for (int i = 0; i < ni; i++)
+                        im2col_same(row + (int64_t)i * nj, in + ((int64_t)(img0 + i) * g->c + c) * hw, g, ky, kx, j0,
+                                    nj);
+                    continue;
+                }
                 int vlo, vhi;
                 valid_cols(g, kx, &vlo, &vhi);
                 for (int i = 0; i < ni; i++) {
@@ -188,17 +243,17 @@ int64_t fast_conv2d_workspace(const conv_geom *g, int threads)
 {
     if (is_depthwise(g))
         return threads * dw_thread_ws(g);
-    const conv_tiling t = conv_tiling_for(g, threads);
+    const conv_tiling t = conv_tiling_for(g);
     const int64_t wsize = (int64_t)g->oc * (g->c / g->groups) * g->k * g->k;
     return threads * conv_thread_ws(g, &t) + (threads - 1) * wsize;
 }
 
-/* Unit u of the forward: which images and output positions. */
-static void conv_unit(const conv_tiling *t, int n, int ohw, int64_t u, int *img, int *ni, int *j0, int *nj)
+/* Unit u of the forward, with imgs images per unit: which images and output positions. */
+static void conv_unit(const conv_tiling *t, int imgs, int n, int ohw, int64_t u, int *img, int *ni, int *j0, int *nj)
 {
-    if (t->imgs > 1 || t->tiles == 1) {
-        *img = (int)(u * t->imgs);
-        *ni = (int)min64(t->imgs, n - *img);
+    if (t->tiles == 1) {
+        *img = (int)(u * imgs);
+        *ni = (int)min64(imgs, n - *img);
         *j0 = 0;
         *nj = t->tile;
     } else {
@@ -243,7 +298,12 @@ static int64_t dw_thread_ws(const conv_geom *g)
 static void dw_pad_phases(float *P, const float *x, const conv_geom *g, const dw_planes *d)
 {
     const int s = g->stride;
-    for (int r = 0; r < s; r++)
+    for (int r = 0; r < s; r++) {
+        /* columns j of phase r whose input column j * s + r - pad lies inside the row */
+        const int first = g->pad - r, last = g->w - 1 + g->pad - r;
+        int lo = first <= 0 ? 0 : (first + s - 1) / s, hi = last < 0 ? 0 : last / s + 1;
+        hi = hi < d->pw ? hi : d->pw;
+        lo = lo < hi ? lo : hi;
         for (int row = 0; row < d->hp; row++) {
             float *dst = P + ((int64_t)r * d->hp + row) * d->pw;
             const int iy = row - g->pad;
@@ -251,12 +311,16 @@ static void dw_pad_phases(float *P, const float *x, const conv_geom *g, const dw
                 memset(dst, 0, (size_t)d->pw * sizeof *dst);
                 continue;
             }
-            const float *src = x + (int64_t)iy * g->w;
-            for (int j = 0; j < d->pw; j++) {
-                const int ix = j * s + r - g->pad;
-                dst[j] = ix >= 0 && ix < g->w ? src[ix] : 0;
-            }
+            const float *src = x + (int64_t)iy * g->w + r - g->pad; /* src[j * s] for j in [lo, hi) */
+            memset(dst, 0, (size_t)lo * sizeof *dst);
+            if (s == 1)
+                memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof *dst);
+            else
+                for (int j = lo; j < hi; j++)
+                    dst[j] = src[(int64_t)j * s];
+            memset(dst + hi, 0, (size_t)(d->pw - hi) * sizeof *dst);
         }
+    }
 }
 
 /* F[a][b] = dy[oy][ox] where a = oy * s + k - 1 - pad (b likewise), else 0. */
@@ -264,31 +328,33 @@ static void dw_spread(float *F, const float *dy, const conv_geom *g, const dw_pl
 {
     const int s = g->stride, off = g->k - 1 - g->pad;
     memset(F, 0, (size_t)d->fh * d->fw * sizeof *F);
+    /* the columns ox whose b lies inside F's row */
+    int lo = 0, hi = g->ow;
+    while (lo < hi && lo * s + off < 0)
+        lo++;
+    while (hi > lo && (hi - 1) * s + off >= d->fw)
+        hi--;
     for (int oy = 0; oy < g->oh; oy++) {
         const int a = oy * s + off;
         if (a < 0 || a >= d->fh)
             continue;
-        for (int ox = 0; ox < g->ow; ox++) {
-            const int b = ox * s + off;
-            if (b >= 0 && b < d->fw)
-                F[(int64_t)a * d->fw + b] = dy[(int64_t)oy * g->ow + ox];
-        }
+        float *dst = F + (int64_t)a * d->fw + off;
+        const float *src = dy + (int64_t)oy * g->ow;
+        if (s == 1)
+            memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof *dst);
+        else
+            for (int ox = lo; ox < hi; ox++)
+                dst[(int64_t)ox * s] = src[ox];
     }
 }
 
-/* y[oy][ox] = init + sum over taps of w[ky*k+kx] * P[kx % s][oy*s + ky][ox + kx/s]
- * for an oh x ow output; init is bias, or y's own value when accumulate. */
 /* Eight floats as one value (GCC/Clang vector extension): one AVX register,
- * or two SSE ones; loads and stores through memcpy, which compiles to
- * unaligned moves. */
+ * or two SSE ones. Moved through memcpy, which compiles to unaligned moves
+ * (macros rather than functions: a function passing one would change the ABI
+ * between the AVX2 and baseline clones). */
 typedef float v8f __attribute__((vector_size(32)));
-static inline v8f load8(const float *p)
-{
-    v8f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+#define LOAD8(v, p) memcpy(&(v), (p), sizeof(v8f))
+#define STORE8(p, v) memcpy((p), &(v), sizeof(v8f))
 
 /* The direct kernel keeps 16 output columns in registers through all the
  * taps; the AVX2 clone is picked at load time where the CPU has it. */
@@ -303,21 +369,53 @@ __attribute__((target_clones("avx2", "default"))) static void dw_core(float *y, 
     for (int oy = 0; oy < oh; oy++) {
         float *yr = y + (int64_t)oy * ow;
         const float *base = P + (int64_t)oy * s * pw;
+        /* A row that is not a multiple of 8 ends with the last 8 columns,
+         * computed first (before the blocks below change them when
+         * accumulating) and stored last, only where the blocks did not reach. */
+        const int tail = ow % 8 && ow >= 8 ? ow - 8 : -1;
+        v8f a0, a1, x0, x1, last = (v8f){0};
+        if (tail >= 0) {
+            last += bias;
+            if (accumulate)
+                LOAD8(last, yr + tail);
+            for (int t = 0; t < taps; t++) {
+                LOAD8(x0, base + off[t] + tail);
+                last += w[t] * x0;
+            }
+        }
         int ox = 0;
         for (; ox + 16 <= ow; ox += 16) {
-            v8f a0 = (v8f){0} + bias, a1 = a0;
+            a0 = (v8f){0} + bias;
+            a1 = a0;
             if (accumulate) {
-                a0 = load8(yr + ox);
-                a1 = load8(yr + ox + 8);
+                LOAD8(a0, yr + ox);
+                LOAD8(a1, yr + ox + 8);
             }
             for (int t = 0; t < taps; t++) {
                 const v8f wt = (v8f){0} + w[t];
-                const float *src = base + off[t] + ox;
-                a0 += wt * load8(src);
-                a1 += wt * load8(src + 8);
+                LOAD8(x0, base + off[t] + ox);
+                LOAD8(x1, base + off[t] + ox + 8);
+                a0 += wt * x0;
+                a1 += wt * x1;
             }
-            store8(yr + ox, a0);
-            store8(yr + ox + 8, a1);
+            STORE8(yr + ox, a0);
+            STORE8(yr + ox + 8, a1);
+        }
+        for (; ox + 8 <= ow; ox += 8) {
+            a0 = (v8f){0} + bias;
+            if (accumulate)
+                LOAD8(a0, yr + ox);
+            for (int t = 0; t < taps; t++) {
+                LOAD8(x0, base + off[t] + ox);
+                a0 += w[t] * x0;
+            }
+            STORE8(yr + ox, a0);
+        }
+        if (tail >= 0) {
+            float keep[8];
+            STORE8(keep, last);
+            memcpy(yr + ox, keep + (ox - tail), (size_t)(ow - ox) * sizeof *yr);
+            ox = ow;
         }
         for (; ox < ow; ox++) {
             float acc = accumulate ? yr[ox] : bias;
@@ -325,6 +423,34 @@ __attribute__((target_clones("avx2", "default"))) static void dw_core(float *y, 
                 acc += w[t] * base[off[t] + ox];
             yr[ox] = acc;
         }
+    }
+}
+
+/* acc[t] += sum over the plane of dy[oy][ox] * P[kx % s][oy*s + ky][ox + kx/s]
+ * for every tap t = ky*k + kx: the weight gradient of one output plane. */
+__attribute__((target_clones("avx2", "default"))) static void dw_weight_grad(double *acc, const float *dy,
+                                                                             const float *P, int hp, int pw, int k,
+                                                                             int s, int oh, int ow)
+{
+    for (int t = 0; t < k * k; t++) {
+        const int64_t off = ((int64_t)(t % k % s) * hp + t / k) * pw + t % k / s;
+        v8f sum = (v8f){0}, a, b;
+        float rest = 0;
+        for (int oy = 0; oy < oh; oy++) {
+            const float *dyr = dy + (int64_t)oy * ow, *pr = P + (int64_t)oy * s * pw + off;
+            int ox = 0;
+            for (; ox + 8 <= ow; ox += 8) {
+                LOAD8(a, dyr + ox);
+                LOAD8(b, pr + ox);
+                sum += a * b;
+            }
+            for (; ox < ow; ox++)
+                rest += dyr[ox] * pr[ox];
+        }
+        double total = rest;
+        for (int j = 0; j < 8; j++)
+            total += sum[j];
+        acc[t] += total;
     }
 }
 
@@ -374,20 +500,7 @@ static void dw_backward(const cpu_par *p, float *din, float *dweight, const floa
                     const float *dy = dout + ((int64_t)i * g->oc + o) * ohw;
                     if (dweight) {
                         dw_pad_phases(P, in + ((int64_t)i * g->c + c) * hw, g, &d);
-                        for (int ky = 0; ky < k; ky++)
-                            for (int kx = 0; kx < k; kx++) {
-                                double sum = 0;
-                                for (int oy = 0; oy < g->oh; oy++) {
-                                    const float *dyr = dy + (int64_t)oy * g->ow;
-                                    const float *pr = P + ((int64_t)(kx % s) * d.hp + oy * s + ky) * d.pw + kx / s;
-                                    float row = 0;
-#pragma omp simd reduction(+ : row)
-                                    for (int ox = 0; ox < g->ow; ox++)
-                                        row += dyr[ox] * pr[ox];
-                                    sum += row;
-                                }
-                                acc[ky * k + kx] += sum;
-                            }
+                        dw_weight_grad(acc, dy, P, d.hp, d.pw, k, s, g->oh, g->ow);
                     }
                     if (din) {
                         dw_spread(F, dy, g, &d);
@@ -409,10 +522,12 @@ void fast_conv2d_forward(const cpu_par *p, float *out, const float *in, const fl
         return;
     }
     fast_blas_init();
-    const conv_tiling tl = conv_tiling_for(g, p->threads);
+    const conv_tiling tl = conv_tiling_for(g);
     const int cg = g->c / g->groups, og = g->oc / g->groups, ckg = cg * g->k * g->k, direct = is_pointwise(g);
     const int64_t hw = (int64_t)g->h * g->w, ohw = (int64_t)g->oh * g->ow;
-    const int64_t units = tl.imgs > 1 || tl.tiles == 1 ? (g->n + tl.imgs - 1) / tl.imgs : (int64_t)g->n * tl.tiles;
+    /* every thread gets work when there are images enough */
+    const int imgs = run_length(g->n, tl.imgs, p->threads);
+    const int64_t units = tl.tiles == 1 ? (g->n + imgs - 1) / imgs : (int64_t)g->n * tl.tiles;
     const int64_t per_thread = conv_thread_ws(g, &tl);
 #pragma omp parallel num_threads(p->threads) if (units > 1)
     {
@@ -422,7 +537,7 @@ void fast_conv2d_forward(const cpu_par *p, float *out, const float *in, const fl
         span(units, t, omp_get_num_threads(), &u0, &u1);
         for (int64_t u = u0; u < u1; u++) {
             int img, ni, j0, nj;
-            conv_unit(&tl, g->n, (int)ohw, u, &img, &ni, &j0, &nj);
+            conv_unit(&tl, imgs, g->n, (int)ohw, u, &img, &ni, &j0, &nj);
             const int len = ni * nj;
             const float *b = col;
             int ldb = len;
@@ -487,7 +602,7 @@ void fast_conv2d_backward(const cpu_par *p, float *din, float *dweight, float *d
     if (!din && !dweight)
         return;
     fast_blas_init();
-    const conv_tiling tl = conv_tiling_for(g, p->threads);
+    const conv_tiling tl = conv_tiling_for(g);
     const int cg = g->c / g->groups, og = g->oc / g->groups, ckg = cg * g->k * g->k, direct = is_pointwise(g);
     const int64_t hw = (int64_t)g->h * g->w, ohw = (int64_t)g->oh * g->ow, wsize = (int64_t)g->oc * ckg;
     const int64_t per_thread = conv_thread_ws(g, &tl);
@@ -504,8 +619,9 @@ void fast_conv2d_backward(const cpu_par *p, float *din, float *dweight, float *d
             memset(dw, 0, (size_t)wsize * sizeof *dw);
         int64_t i0, i1;
         span(g->n, t, nt, &i0, &i1);
+        const int imgs = run_length((int)(i1 - i0), tl.imgs, 1);
         for (int img = (int)i0; img < i1;) {
-            const int ni = (int)min64(tl.imgs, i1 - img);
+            const int ni = (int)min64(imgs, i1 - img);
             for (int tile = 0; tile < tl.tiles; tile++) {
                 const int j0 = tile * tl.tile, nj = (int)min64(tl.tile, ohw - j0);
                 const int len = ni * nj;
@@ -563,9 +679,10 @@ void fast_conv2d_backward(const cpu_par *p, float *din, float *dweight, float *d
 
 /* ---- batchnorm: split over channels, each channel's sums in one thread ---- */
 
+/* Sums of one plane run in float vectors; planes are then added in double. */
 static double sum_plane(const float *x, int64_t count)
 {
-    double s = 0;
+    float s = 0;
 #pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < count; j++)
         s += x[j];
@@ -583,11 +700,14 @@ void fast_batchnorm_forward_train(const cpu_par *p, float *out, float *save, flo
         for (int i = 0; i < n; i++)
             sum += sum_plane(in + ((int64_t)i * c + ch) * hw, hw);
         const double mean = sum / m;
+        const float fmean = (float)mean;
         for (int i = 0; i < n; i++) {
             const float *x = in + ((int64_t)i * c + ch) * hw;
-#pragma omp simd reduction(+ : sq)
+            float plane = 0;
+#pragma omp simd reduction(+ : plane)
             for (int j = 0; j < hw; j++)
-                sq += (x[j] - mean) * (x[j] - mean);
+                plane += (x[j] - fmean) * (x[j] - fmean);
+            sq += plane;
         }
         save[ch] = (float)mean;
         save[c + ch] = (float)(1 / sqrt(sq / m + eps));
@@ -631,11 +751,14 @@ void fast_batchnorm_backward(const cpu_par *p, float *din, float *dgamma, float 
         double sdy = 0, sdyx = 0;
         for (int i = 0; i < n; i++) {
             const float *x = in + ((int64_t)i * c + ch) * hw, *dy = dout + ((int64_t)i * c + ch) * hw;
-#pragma omp simd reduction(+ : sdy, sdyx)
+            float pdy = 0, pdyx = 0;
+#pragma omp simd reduction(+ : pdy, pdyx)
             for (int j = 0; j < hw; j++) {
-                sdy += dy[j];
-                sdyx += (double)dy[j] * ((x[j] - mu) * invstd);
+                pdy += dy[j];
+                pdyx += dy[j] * ((x[j] - mu) * invstd);
             }
+            sdy += pdy;
+            sdyx += pdyx;
         }
         if (dgamma)
             dgamma[ch] += (float)sdyx;
@@ -666,8 +789,10 @@ void fast_relu_forward(const cpu_par *p, float *out, const float *in, int64_t co
 void fast_relu_backward(const cpu_par *p, float *din, const float *dout, const float *in, int64_t count)
 {
 #pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
-    for (int64_t i = 0; i < count; i++)
-        din[i] += in[i] > 0 ? dout[i] : 0;
+    for (int64_t i = 0; i < count; i++) {
+        const float d = dout[i]; /* loaded either way, so that the select vectorizes */
+        din[i] += in[i] > 0 ? d : 0;
+    }
 }
 
 void fast_relu6_forward(const cpu_par *p, float *out, const float *in, int64_t count)
@@ -680,8 +805,10 @@ void fast_relu6_forward(const cpu_par *p, float *out, const float *in, int64_t c
 void fast_relu6_backward(const cpu_par *p, float *din, const float *dout, const float *in, int64_t count)
 {
 #pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
-    for (int64_t i = 0; i < count; i++)
-        din[i] += in[i] > 0 && in[i] < 6 ? dout[i] : 0;
+    for (int64_t i = 0; i < count; i++) {
+        const float d = dout[i], x = in[i];
+        din[i] += (x > 0) & (x < 6) ? d : 0;
+    }
 }
 
 void fast_add_forward(const cpu_par *p, float *out, const float *a, const float *b, int64_t count)
@@ -1071,6 +1198,17 @@ void fast_cosine_embed_backward(const cpu_par *p, float *da, float dloss, const 
 }
 
 /* ---- optimiser: elementwise, the reference's arithmetic exactly ---- */
+
+void fast_zero(const cpu_par *p, float *x, int64_t count)
+{
+    const int nt = count > 8 * PAR_MIN ? p->threads : 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int64_t lo, hi;
+        span(count, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        memset(x + lo, 0, (size_t)(hi - lo) * sizeof *x);
+    }
+}
 
 void fast_sgd_update(const cpu_par *p, float *param, const float *grad, float *mom, int64_t count, float lr,
                      float momentum, float weight_decay, int nesterov)

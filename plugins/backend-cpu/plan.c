@@ -563,7 +563,8 @@ static float *grad_of(cpu_plan *p, int id, int n)
         return p->arena[CS_ARENA_GRADS] + t->offset;
     float *d = p->act_grad + t->offset;
     if (!p->has_grad[id]) {
-        memset(d, 0, (size_t)rows_size(t, n) * sizeof *d);
+        const cpu_par par = {p->threads, p->ws, p->ws_size};
+        fast_zero(&par, d, rows_size(t, n));
         p->has_grad[id] = 1;
     }
     return d;
@@ -658,7 +659,8 @@ int cpu_backward(void *plan, int n, cs_error *err)
                                               "one (%d rows), so there is nothing to back-propagate",
                             n, p->trained_rows);
     const cs_graph *g = p->g;
-    memset(p->arena[CS_ARENA_GRADS], 0, (size_t)g->n_params * sizeof(float));
+    const cpu_par par = {p->threads, p->ws, p->ws_size};
+    fast_zero(&par, p->arena[CS_ARENA_GRADS], g->n_params);
     memset(p->has_grad, 0, (size_t)g->n_tensors);
     for (int l = 0; l < g->n_losses; l++) {
         float *d = grad_of(p, g->losses[l], n);
