@@ -36,6 +36,7 @@ typedef struct run {
     cs_cil_net net;
     int state;
     float *feat; /* batch x F */
+    double t_start;
     char msg[512];
 } run;
 
@@ -78,6 +79,11 @@ static int host_write_param(void *core, int tensor, const float *src, cs_error *
 static int host_class_means(void *core, int first, int count, float *out, cs_error *err)
 {
     run *r = core;
+    /* memoryless: only this state's classes have images to look at */
+    if (first < r->sc.first[r->state] || count < 1 || first + count > r->sc.first[r->state] + r->sc.count[r->state])
+        return cs_error_set(err, CS_ERR_ARG, "class means of labels [%d, %d): state %d only has images of [%d, %d)",
+                            first, first + count, r->state + 1, r->sc.first[r->state],
+                            r->sc.first[r->state] + r->sc.count[r->state]);
     int F = r->m.g->tensors[r->m.features].shape[1], B = r->m.batch;
     int *map = malloc(sizeof(int) * (size_t)r->sc.n_classes), *idx = NULL, *cnt = calloc((size_t)count, sizeof(int));
     float *img = malloc(sizeof(float) * (size_t)B * (size_t)cs_tensor_row(&r->m.g->tensors[r->m.input]));
@@ -261,7 +267,12 @@ static int save_model(run *r, const char *name, cs_error *err)
     float *p = malloc(sizeof(float) * (size_t)(r->m.g->n_params + r->m.g->n_buffers + 1));
     if (!p)
         return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
-    const char *meta[] = {"state", st, "arch", r->arch_p->name, "cil", r->cil_p->name, NULL};
+    /* model label i is data-set class order[i]: without it the classifier's rows mean nothing */
+    char order[4096];
+    size_t u = 0;
+    for (int i = 0; i < r->sc.n_classes && u < sizeof order; i++)
+        u += (size_t)snprintf(order + u, sizeof order - u, "%s%d", i ? "," : "", r->sc.order[i]);
+    const char *meta[] = {"state", st, "arch", r->arch_p->name, "cil", r->cil_p->name, "class_order", order, NULL};
     int rc = cs_model_read_params(&r->m, p, p + r->m.g->n_params, err);
     if (!rc)
         rc = cs_checkpoint_save(path, r->m.g, p, p + r->m.g->n_params, meta, err);
@@ -378,7 +389,11 @@ static int run_state(run *r, int s, cs_error *err)
         cs_batcher_free(eb);
         free(per);
         free(map);
-        return rc ? rc : cs_error_set(err, CS_ERR, "evaluating state %d: %s", s + 1, eb ? "out of memory" : err->msg);
+        if (rc)
+            return rc;
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", eb ? "out of memory" : err->msg);
+        return cs_error_set(err, CS_ERR, "evaluating state %d: %s", s + 1, why);
     }
     cs_batcher_free(eb);
     sr->top1 = es.seen ? (double)es.top1 / (double)es.seen : 0;
@@ -401,6 +416,7 @@ static int run_state(run *r, int s, cs_error *err)
     if ((rc = save_model(r, name, err)))
         return rc;
     r->res->n_states = s + 1;
+    r->res->seconds = now_s() - r->t_start;
     if ((rc = cs_results_write(e->out, r->res, err)))
         return rc;
     return keep_previous(r, err);
@@ -438,11 +454,28 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
     if ((rc = r->cil->create(&r->cil_ctx, err)))
         return rc;
     for (int i = 0; i < e->n_cil_opts; i++) {
+        const char *key = e->cil_keys[i], *dot = strchr(key, '.');
+        if (dot) { /* another algorithm's group: not ours to read */
+            if ((size_t)(dot - key) != strlen(e->cil) || strncmp(key, e->cil, (size_t)(dot - key)))
+                continue;
+            key = dot + 1;
+        }
         if (!r->cil->option)
             return cs_error_set(err, CS_ERR_ARG, "cil.%s: %s takes no options", e->cil_keys[i], e->cil);
         cs_error e2;
-        if (r->cil->option(r->cil_ctx, e->cil_keys[i], e->cil_values[i], &e2))
+        if (r->cil->option(r->cil_ctx, key, e->cil_values[i], &e2))
             return cs_error_set(err, CS_ERR_ARG, "cil.%s: %s", e->cil_keys[i], e2.msg);
+    }
+    if (r->cil->describe) {
+        char d[256];
+        r->cil->describe(r->cil_ctx, d, sizeof d);
+        say(r, "%s", d);
+    }
+    cs_schedule sched;
+    if ((rc = cs_schedule_parse(e->schedule, (float)e->lr, e->epochs, &sched, err))) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return cs_error_set(err, rc, "train.%s", why);
     }
     if ((rc = cs_dataset_load(fmt, e->data_path, 1, e->image_size, 0, &r->train, err)) ||
         (rc = cs_dataset_load(fmt, e->data_path, 0, e->image_size, r->train->c, &r->test, err)))
@@ -590,6 +623,7 @@ int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int resume
     run r = {.e = e, .cb = cb, .res = res};
     memset(res, 0, sizeof *res);
     double t0 = now_s();
+    r.t_start = t0;
     char cfg_path[PATH_MAX + 16];
     int rc = CS_OK, next = 0;
     char *cfg_text = NULL;
@@ -636,6 +670,10 @@ int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int resume
         if (rc)
             goto out;
     }
+    /* finished: an interrupted model from before a resume is out of date */
+    char stale[PATH_MAX + 32];
+    snprintf(stale, sizeof stale, "%s/interrupted.safetensors", e->out);
+    remove(stale);
 out:
     res->seconds = now_s() - t0;
     free_state(&r);

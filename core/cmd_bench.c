@@ -11,7 +11,7 @@
 static const char usage[] =
     "usage: cilscale bench --arch A (--budget M [--policy P] | --width W [--depth D]) --batch N --input CxHxW\n"
     "                      [--backend B] [--device D] [--classes K] [--stem S] [--head H] [--steps S]\n"
-    "                      [--warmup W] [--json]\n"
+    "                      [--warmup W] [--json] [--profile]\n"
     "\n"
     "Times training steps (forward, backward, SGD update) and inference passes\n"
     "of the network on random data, after warm-up, and prints images/s and the\n"
@@ -23,7 +23,8 @@ static const char usage[] =
     "  --backend B        compute backend plugin (default cpu)\n"
     "  --device D         backend device string (cpu: threads=N)\n"
     "  --steps S          timed steps of each kind (default 20)\n"
-    "  --warmup W         untimed steps first (default 3)\n" CLI_NET_HELP
+    "  --warmup W         untimed steps first (default 3)\n"
+    "  --profile          then the device time per op of all those steps (backends with a profiler: vulkan)\n" CLI_NET_HELP
     "\n"
     "Exit status: 0 done; 1 the backend failed; 2 bad usage.\n";
 
@@ -36,17 +37,17 @@ static double now_s(void)
 
 int cmd_bench(int argc, char **argv)
 {
-    enum { O_BATCH = 256, O_INPUT, O_BACKEND, O_DEVICE, O_STEPS, O_WARMUP };
+    enum { O_BATCH = 256, O_INPUT, O_BACKEND, O_DEVICE, O_STEPS, O_WARMUP, O_PROFILE };
     static const struct option longopts[] = {
         CLI_NET_LONG_OPTIONS,
         {"batch", required_argument, 0, O_BATCH},     {"input", required_argument, 0, O_INPUT},
         {"backend", required_argument, 0, O_BACKEND}, {"device", required_argument, 0, O_DEVICE},
         {"steps", required_argument, 0, O_STEPS},     {"warmup", required_argument, 0, O_WARMUP},
-        {0, 0, 0, 0},
+        {"profile", no_argument, 0, O_PROFILE},       {0, 0, 0, 0},
     };
     cli_net_opts o;
     cli_net_defaults(&o);
-    int batch = 128, steps = 20, warmup = 3, ic = 3, ih = 32, iw = 32;
+    int batch = 128, steps = 20, warmup = 3, ic = 3, ih = 32, iw = 32, profile = 0;
     const char *backend = "cpu", *device = "";
     opterr = 0;
     optind = 1;
@@ -65,6 +66,7 @@ int cmd_bench(int argc, char **argv)
         case O_WARMUP: bad = cli_int("bench", "warmup", optarg, 0, 1000000, &warmup); break;
         case O_BACKEND: backend = optarg; break;
         case O_DEVICE: device = optarg; break;
+        case O_PROFILE: profile = 1; break;
         case O_INPUT:
             if (sscanf(optarg, "%dx%dx%d", &ic, &ih, &iw) != 3 || ic < 1 || ih < 1 || iw < 1 || ic > 4096 ||
                 ih > 8192 || iw > 8192) {
@@ -89,7 +91,7 @@ int cmd_bench(int argc, char **argv)
         return CLI_FAIL;
     int rc = CLI_USAGE;
     void *ctx = NULL;
-    float *x = NULL, *y = NULL;
+    float *x = NULL, *y = NULL, *logits_row = NULL, y_loss[1];
     cs_model m = {0};
     const cs_plugin *bp = cli_find("bench", reg, CS_KIND_BACKEND, backend);
     const cs_backend_iface *be = bp ? bp->iface : NULL;
@@ -107,7 +109,8 @@ int cmd_bench(int argc, char **argv)
     size_t nx = (size_t)batch * (size_t)ic * (size_t)ih * (size_t)iw;
     x = malloc(sizeof(float) * nx);
     y = malloc(sizeof(float) * (size_t)batch);
-    if (!x || !y)
+    logits_row = malloc(sizeof(float) * (size_t)o.classes);
+    if (!x || !y || !logits_row)
         goto out;
     cs_rng r;
     cs_rng_seed(&r, 1, 7);
@@ -117,6 +120,14 @@ int cmd_bench(int argc, char **argv)
         y[i] = (float)cs_rng_below(&r, (uint32_t)o.classes);
     cs_sgd sgd = {.lr = 0.01f, .momentum = 0.9f, .weight_decay = 5e-4f};
     if (be->set_input(m.plan, m.input, x, batch, &err) || be->set_input(m.plan, m.labels, y, batch, &err))
+        goto fail;
+    if (profile && !be->profile) {
+        fprintf(stderr, "cilscale bench: --profile: the %s backend has no profiler\n", bp->name);
+        rc = CLI_USAGE;
+        goto out;
+    }
+    /* every step below is timed on the device too (timestamps slow it a little) */
+    if (profile && be->profile(m.plan, NULL, 0, &err))
         goto fail;
     double t_train = 0, t_infer = 0;
     for (int pass = 0; pass < 2; pass++) {
@@ -129,9 +140,9 @@ int cmd_bench(int argc, char **argv)
                                 be->update(m.plan, &sgd, &err));
             else
                 e = be->forward(m.plan, batch, 0, &err);
-            float loss;
             /* reading a value back waits for the device to finish the step */
-            if (e || be->read_tensor(m.plan, pass == 0 ? m.xent : m.logits, &loss, 1, &err))
+            if (e || (pass == 0 ? be->read_tensor(m.plan, m.xent, y_loss, 1, &err)
+                                : be->read_tensor(m.plan, m.logits, logits_row, 1, &err)))
                 goto fail;
             if (i >= warmup)
                 *(pass == 0 ? &t_train : &t_infer) += now_s() - t0;
@@ -167,6 +178,12 @@ int cmd_bench(int argc, char **argv)
         printf("  train     %9.1f img/s  %7.2f GFLOP/s\n", train_ips, 3 * flops * train_ips / 1e9);
         printf("  inference %9.1f img/s  %7.2f GFLOP/s\n", infer_ips, flops * infer_ips / 1e9);
     }
+    if (profile) {
+        char report[16384];
+        if (be->profile(m.plan, report, sizeof report, &err))
+            goto fail;
+        fputs(report, o.json ? stderr : stdout);
+    }
     rc = CLI_OK;
     goto out;
 fail:
@@ -178,6 +195,7 @@ out:
         be->close(ctx);
     free(x);
     free(y);
+    free(logits_row);
     cs_registry_free(reg);
     return rc;
 }

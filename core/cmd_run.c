@@ -40,6 +40,8 @@ static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig)
 {
     (void)sig;
+    if (interrupted) /* a second Ctrl-C: stop now, without saving */
+        _exit(130);
     interrupted = 1;
 }
 

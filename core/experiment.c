@@ -118,6 +118,9 @@ static void known_in(const char *group, char *buf, size_t size)
 
 static int add_cil_opt(cs_experiment *e, const char *k, const char *v, const char *where, cs_error *err)
 {
+    if (strlen(k) >= sizeof e->cil_keys[0] || strlen(v) >= sizeof e->cil_values[0])
+        return cs_error_set(err, CS_ERR_ARG, "%scil.%s: key or value too long (at most %zu and %zu characters)",
+                            where, k, sizeof e->cil_keys[0] - 1, sizeof e->cil_values[0] - 1);
     for (int i = 0; i < e->n_cil_opts; i++)
         if (!strcmp(e->cil_keys[i], k)) {
             snprintf(e->cil_values[i], sizeof e->cil_values[i], "%s", v);
@@ -244,6 +247,23 @@ static int load_setting(cs_experiment *e, const char *file, const config_setting
     else
         snprintf(path, sizeof path, "%s", name);
     if (group && !strcmp(group, "cil") && strcmp(name, "algorithm")) {
+        /* cil = { algorithm = "lucir"; lucir = { lambda_base = 10.0; }; }: each
+         * algorithm's options in a group of its own, so switching algorithms
+         * (--set cil.algorithm=finetune) leaves the others' options unread */
+        if (config_setting_is_group(s)) {
+            for (int i = 0; i < config_setting_length(s); i++) {
+                const config_setting_t *c = config_setting_get_elem(s, (unsigned)i);
+                char key[160];
+                snprintf(where, sizeof where, "%s:%d: ", file, config_setting_source_line(c));
+                snprintf(key, sizeof key, "%s.%s", name, config_setting_name(c));
+                if (scalar_text(c, text, sizeof text))
+                    return cs_error_set(err, CS_ERR_ARG, "%scil.%s: expected a single value", where, key);
+                int rc = add_cil_opt(e, key, text, where, err);
+                if (rc)
+                    return rc;
+            }
+            return CS_OK;
+        }
         if (scalar_text(s, text, sizeof text))
             return cs_error_set(err, CS_ERR_ARG, "%s%s: expected a single value", where, path);
         return add_cil_opt(e, name, text, where, err);
@@ -392,8 +412,26 @@ void cs_experiment_write(const cs_experiment *e, FILE *f)
     write_str(f, "stem", e->stem);
     fputs("};\ncil = {\n", f);
     write_str(f, "algorithm", e->cil);
-    for (int i = 0; i < e->n_cil_opts; i++)
-        write_str(f, e->cil_keys[i], e->cil_values[i]);
+    for (int i = 0; i < e->n_cil_opts; i++) {
+        const char *dot = strchr(e->cil_keys[i], '.');
+        if (!dot) {
+            write_str(f, e->cil_keys[i], e->cil_values[i]);
+            continue;
+        }
+        /* one group per algorithm, holding all of its keys */
+        int plen = (int)(dot - e->cil_keys[i]), first = 1;
+        for (int j = 0; j < i; j++)
+            first &= !(strchr(e->cil_keys[j], '.') && !strncmp(e->cil_keys[j], e->cil_keys[i], (size_t)plen + 1));
+        if (!first)
+            continue;
+        fprintf(f, "  %.*s = {\n", plen, e->cil_keys[i]);
+        for (int j = i; j < e->n_cil_opts; j++)
+            if (!strncmp(e->cil_keys[j], e->cil_keys[i], (size_t)plen + 1)) {
+                fputs("  ", f);
+                write_str(f, e->cil_keys[j] + plen + 1, e->cil_values[j]);
+            }
+        fputs("  };\n", f);
+    }
     fprintf(f, "};\ntrain = {\n  epochs = %d;\n  first_epochs = %d;\n  batch = %d;\n  lr = %.17g;\n"
                "  first_lr = %.17g;\n  momentum = %.17g;\n  weight_decay = %.17g;\n",
             e->epochs, e->first_epochs, e->batch, e->lr, e->first_lr, e->momentum, e->weight_decay);

@@ -27,8 +27,12 @@ int cs_scenario_make(int n_classes, int n_states, int first_count, const int *or
         return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
     if (order) {
         char *seen = calloc((size_t)n_classes, 1);
+        if (!seen) {
+            cs_scenario_free(s);
+            return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+        }
         for (int i = 0; i < n_classes; i++) {
-            if (order[i] < 0 || order[i] >= n_classes || (seen && seen[order[i]])) {
+            if (order[i] < 0 || order[i] >= n_classes || seen[order[i]]) {
                 int bad = order[i];
                 free(seen);
                 cs_scenario_free(s);

@@ -159,9 +159,11 @@ static void count_hits(const float *logits, const float *labels, int n, int k, i
         const float *row = logits + (size_t)i * k;
         int y = (int)labels[i];
         float v = row[y];
-        int above = 0; /* classes scored strictly higher than the true one */
+        /* classes that score higher than the true one, or as high: a tie is
+         * not a hit (constant logits must not read as 100%) */
+        int above = 0;
         for (int j = 0; j < k; j++)
-            above += row[j] > v;
+            above += row[j] > v || (row[j] == v && j != y);
         *top1 += above == 0;
         *top5 += above < 5;
         if (per_label && y >= 0 && y < k) {

@@ -80,6 +80,13 @@ typedef struct cs_backend_iface {
     /* optional: forward(TRAIN) + backward + update in one go (a GPU backend
      * records it once); NULL = the core calls the three. */
     int (*step)(void *plan, int n, const cs_sgd *opt, cs_error *err);
+    /* optional: device time per op, for `cilscale bench --profile`. With
+     * report NULL, starts (or restarts) collecting: every later submission is
+     * timed (a GPU backend re-records its command buffers with timestamps, so
+     * the first steps after it are slower). With a buffer, writes a table of
+     * what was collected since, one line per op and direction, and the
+     * slowest nodes. NULL = the backend has no profiler. */
+    int (*profile)(void *plan, char *report, size_t size, cs_error *err);
 } cs_backend_iface;
 
 #ifdef __cplusplus

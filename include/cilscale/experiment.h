@@ -38,7 +38,7 @@ typedef struct cs_experiment {
     /* cil */
     char cil[64];
     int n_cil_opts;
-    char cil_keys[CS_EXP_MAX_CIL_OPTS][64];
+    char cil_keys[CS_EXP_MAX_CIL_OPTS][64]; /* "lucir.lambda_base" (for one algorithm) or "key" (any) */
     char cil_values[CS_EXP_MAX_CIL_OPTS][128];
     /* train */
     int epochs, first_epochs, batch;

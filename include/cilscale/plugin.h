@@ -11,7 +11,7 @@ extern "C" {
 
 /* Bumped whenever a struct a plugin sees changes layout or meaning. The loader
  * refuses a plugin built against another version rather than guessing. */
-#define CS_ABI_VERSION 2
+#define CS_ABI_VERSION 3
 
 #if defined(_WIN32)
 #define CS_PLUGIN_EXPORT __declspec(dllexport)
@@ -22,8 +22,8 @@ extern "C" {
 typedef enum cs_kind {
     CS_KIND_ARCH = 1,    /* cs_arch_iface    (arch.h)    */
     CS_KIND_POLICY = 2,  /* cs_policy_iface  (policy.h)  */
-    CS_KIND_CIL = 3,     /* CIL algorithm: interface arrives with the training engine */
-    CS_KIND_BACKEND = 4, /* compute backend: interface arrives with the training engine */
+    CS_KIND_CIL = 3,     /* cs_cil_iface     (cil.h)     */
+    CS_KIND_BACKEND = 4, /* cs_backend_iface (backend.h) */
 } cs_kind;
 
 /* What cs_plugin_init returns. Static storage, owned by the plugin. */
