@@ -2,7 +2,6 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,14 +35,6 @@ static const char usage[] =
     "Exit status: 0 done; 1 failed (data, backend, a loss that is not finite); 2 bad\n"
     "experiment file or usage; 130 interrupted (saved).\n";
 
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig)
-{
-    (void)sig;
-    if (interrupted) /* a second Ctrl-C: stop now, without saving */
-        _exit(130);
-    interrupted = 1;
-}
 
 typedef struct ui {
     cli_progress p;
@@ -67,7 +58,7 @@ static int on_batch(void *ctx, int state, int n_states, int epoch, int epochs, i
                             100.0 * (double)st->top1 / (double)st->seen, (double)st->seen / st->seconds,
                             cli_duration(left));
     }
-    return interrupted;
+    return cli_interrupted();
 }
 
 /* configs/fashion-mnist.cfg from the source tree when running from the build tree, else the installed copy. */
@@ -150,12 +141,10 @@ int cmd_run(int argc, char **argv)
     ui u;
     cli_progress_init(&u.p, stderr);
     cs_run_callbacks cb = {&u, on_log, on_batch};
-    struct sigaction sa = {0}, old_sa;
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old_sa);
+    cli_catch_interrupt();
     static cs_run_result res;
     int rc = cs_experiment_run(&e, reg, resume != NULL, &cb, &res, &err);
-    sigaction(SIGINT, &old_sa, NULL);
+    cli_release_interrupt();
     cli_progress_end(&u.p);
     if (rc < 0) {
         fprintf(stderr, "cilscale run: %s\n", err.msg);

@@ -3,7 +3,6 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -49,14 +48,6 @@ static const char usage[] =
     "\n"
     "Exit status: 0 done; 1 failed (data, backend, non-finite loss); 2 bad usage; 130 interrupted (model saved).\n";
 
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig)
-{
-    (void)sig;
-    if (interrupted) /* a second Ctrl-C: stop now, without saving */
-        _exit(130);
-    interrupted = 1;
-}
 
 typedef struct train_opts {
     cli_net_opts net;
@@ -175,7 +166,7 @@ static int on_batch(void *ctx, int bi, int nb, const cs_epoch_stats *st)
                             pc->epoch + 1, pc->epochs, bi, nb, st->loss, 100.0 * (double)st->top1 / (double)st->seen,
                             (double)st->seen / st->seconds, cli_duration(left));
     }
-    return interrupted;
+    return cli_interrupted();
 }
 
 int cmd_train(int argc, char **argv)
@@ -270,9 +261,7 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "cilscale train: --out %s: %s\n", o.out, strerror(errno));
         goto out;
     }
-    struct sigaction sa = {0}, old_sa;
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old_sa);
+    cli_catch_interrupt();
     cli_progress prog;
     cli_progress_init(&prog, stderr);
     progress_ctx pc = {.p = &prog, .epochs = o.epochs};
@@ -325,7 +314,7 @@ int cmd_train(int argc, char **argv)
         free(params);
     }
 out_sig:
-    sigaction(SIGINT, &old_sa, NULL);
+    cli_release_interrupt();
 out:
     cs_model_free(&m);
     if (be_ctx)

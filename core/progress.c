@@ -1,5 +1,7 @@
 /* progress.c: the status line of long commands. */
+#include <signal.h>
 #include <stdarg.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,3 +79,27 @@ const char *cli_duration(double s)
         snprintf(b, 32, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
     return b;
 }
+
+static volatile sig_atomic_t interrupted;
+static struct sigaction previous;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    if (interrupted) /* a second Ctrl-C: stop now, without saving */
+        _exit(130);
+    interrupted = 1;
+}
+
+void cli_catch_interrupt(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    interrupted = 0;
+    sigaction(SIGINT, &sa, &previous);
+}
+
+int cli_interrupted(void) { return interrupted; }
+
+void cli_release_interrupt(void) { sigaction(SIGINT, &previous, NULL); }

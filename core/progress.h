@@ -19,6 +19,12 @@ void cli_progress_update(cli_progress *p, const char *fmt, ...) __attribute__((f
 /* A permanent line (replacing the status line on a terminal). */
 void cli_progress_line(cli_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_progress_end(cli_progress *p);
+/* Ctrl-C for long commands: the first asks to stop at the next batch
+ * boundary (cli_interrupted turns true), a second exits at once (130). */
+void cli_catch_interrupt(void);
+int cli_interrupted(void);
+void cli_release_interrupt(void);
+
 /* "45s", "4m10s", "2h03m": from a small ring of static buffers. */
 const char *cli_duration(double seconds);
 
