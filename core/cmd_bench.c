@@ -24,7 +24,7 @@ static const char usage[] =
     "  --device D         backend device string (cpu: threads=N)\n"
     "  --steps S          timed steps of each kind (default 20)\n"
     "  --warmup W         untimed steps first (default 3)\n"
-    "  --profile          then the device time per op of all those steps (backends with a profiler: vulkan)\n" CLI_NET_HELP
+    "  --profile          then the time per op of all those steps (cpu: wall time; vulkan: timestamps)\n" CLI_NET_HELP
     "\n"
     "Exit status: 0 done; 1 the backend failed; 2 bad usage.\n";
 

@@ -113,6 +113,7 @@ static const cs_backend_iface iface = {
     .backward = cpu_backward,
     .update = cpu_update,
     .step = cpu_step,
+    .profile = cpu_profile,
 };
 
 static const cs_plugin_desc desc = {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels.h"
 #include "plan.h"
@@ -29,7 +30,30 @@ typedef struct cpu_plan {
     float *ws; /* scratch shared by every node (they run one at a time): im2col blocks and the like */
     int64_t ws_size;
     int trained_rows; /* n of the last forward when it was a training one and succeeded, else 0 */
+    /* profiling (cpu_profile): wall time, calls, rows and flops per op and direction */
+    int profiling;
+    double prof_s[2][CS_OP_COUNT_], prof_flops[2][CS_OP_COUNT_];
+    int64_t prof_calls[2][CS_OP_COUNT_];
 } cpu_plan;
+
+static double prof_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Multiply-adds x 2 of one node's forward over n rows (convolutions and linear layers). */
+static double node_flops(const cs_graph *g, int i, int n)
+{
+    const cs_node *nd = &g->nodes[i];
+    const cs_tensor *out = &g->tensors[nd->out], *w = nd->n_in > 1 ? &g->tensors[nd->in[1]] : NULL;
+    if (nd->op == CS_OP_CONV2D)
+        return 2.0 * n * (double)cs_tensor_row(out) * (double)(w->shape[1] * w->shape[2] * w->shape[3]);
+    if (nd->op == CS_OP_LINEAR || nd->op == CS_OP_COSINE_LINEAR)
+        return 2.0 * n * (double)w->shape[0] * (double)w->shape[1];
+    return 0;
+}
 
 static const char *const arena_names[CS_ARENA_COUNT_] = {
     "params", "grads", "momentum", "buffers", "frozen params", "frozen buffers",
@@ -543,9 +567,17 @@ int cpu_forward(void *plan, int n, int flags, cs_error *err)
     float *params = p->arena[frozen ? CS_ARENA_FROZEN_PARAMS : CS_ARENA_PARAMS];
     float *buffers = p->arena[frozen ? CS_ARENA_FROZEN_BUFFERS : CS_ARENA_BUFFERS];
     p->trained_rows = 0; /* the activations are being overwritten */
-    for (int i = 0; i < p->g->n_nodes; i++)
+    for (int i = 0; i < p->g->n_nodes; i++) {
+        double t0 = p->profiling ? prof_now() : 0;
         if ((rc = node_forward(p, i, n, train, params, buffers, err)))
             return rc;
+        if (p->profiling) {
+            cs_op op = p->g->nodes[i].op;
+            p->prof_s[0][op] += prof_now() - t0;
+            p->prof_calls[0][op]++;
+            p->prof_flops[0][op] += node_flops(p->g, i, n);
+        }
+    }
     p->trained_rows = train ? n : 0;
     return CS_OK;
 }
@@ -668,9 +700,19 @@ int cpu_backward(void *plan, int n, cs_error *err)
             d[0] += g->loss_weights[l];
     }
     /* A node whose output no gradient reached (a branch no loss depends on) is skipped. */
-    for (int i = g->n_nodes - 1; i >= 0; i--)
-        if (p->has_grad[g->nodes[i].out])
-            node_backward(p, i, n);
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        if (!p->has_grad[g->nodes[i].out])
+            continue;
+        double t0 = p->profiling ? prof_now() : 0;
+        node_backward(p, i, n);
+        if (p->profiling) {
+            cs_op op = g->nodes[i].op;
+            p->prof_s[1][op] += prof_now() - t0;
+            p->prof_calls[1][op]++;
+            /* the data and weight gradients: twice the forward's work */
+            p->prof_flops[1][op] += 2 * node_flops(g, i, n);
+        }
+    }
     return CS_OK;
 }
 
@@ -774,4 +816,40 @@ int cpu_step(void *plan, int n, const cs_sgd *opt, cs_error *err)
     if (rc == CS_OK)
         rc = cpu_update(plan, opt, err);
     return rc;
+}
+
+int cpu_profile(void *plan, char *report, size_t size, cs_error *err)
+{
+    (void)err;
+    cpu_plan *p = plan;
+    if (!report) {
+        p->profiling = 1;
+        memset(p->prof_s, 0, sizeof p->prof_s);
+        memset(p->prof_calls, 0, sizeof p->prof_calls);
+        memset(p->prof_flops, 0, sizeof p->prof_flops);
+        return CS_OK;
+    }
+    double total = 0;
+    for (int d = 0; d < 2; d++)
+        for (int op = 0; op < CS_OP_COUNT_; op++)
+            total += p->prof_s[d][op];
+    size_t u = (size_t)snprintf(report, size, "%-14s %-8s %8s %10s %6s %9s\n", "op", "pass", "calls", "ms", "%",
+                                "GFLOP/s");
+    for (int d = 0; d < 2; d++)
+        for (int op = 1; op < CS_OP_COUNT_ && u < size; op++) {
+            if (!p->prof_calls[d][op])
+                continue;
+            double ms = 1e3 * p->prof_s[d][op];
+            u += (size_t)snprintf(report + u, size - u, "%-14s %-8s %8lld %10.1f %6.1f", cs_op_name((cs_op)op),
+                                  d ? "backward" : "forward", (long long)p->prof_calls[d][op], ms,
+                                  total > 0 ? 100 * p->prof_s[d][op] / total : 0);
+            if (u < size && p->prof_flops[d][op] > 0 && p->prof_s[d][op] > 0)
+                u += (size_t)snprintf(report + u, size - u, " %9.1f", p->prof_flops[d][op] / p->prof_s[d][op] / 1e9);
+            if (u < size)
+                u += (size_t)snprintf(report + u, size - u, "\n");
+        }
+    if (u < size)
+        snprintf(report + u, size - u, "wall time per op on the host (%d thread%s); the update step is not counted\n",
+                 p->threads, p->threads == 1 ? "" : "s");
+    return CS_OK;
 }

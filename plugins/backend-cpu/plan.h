@@ -22,5 +22,6 @@ int cpu_forward(void *plan, int n, int flags, cs_error *err);
 int cpu_backward(void *plan, int n, cs_error *err);
 int cpu_update(void *plan, const cs_sgd *opt, cs_error *err);
 int cpu_step(void *plan, int n, const cs_sgd *opt, cs_error *err);
+int cpu_profile(void *plan, char *report, size_t size, cs_error *err);
 
 #endif
