@@ -1,0 +1,821 @@
+/* record.c: recording a graph's forward, backward and update into a command buffer, with the
+ * buffer memory barriers that the data dependencies between dispatches need (and no others). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vk.h"
+
+/* ---- the recorder: dispatches, copies, fills, and the hazards between them ----
+ *
+ * Every command declares the float ranges of the buffers it reads and writes.
+ * Ranges touched since the last barrier are kept; a command that reads what
+ * is pending a write, or writes what is pending a read or a write, gets a
+ * barrier first: an execution dependency from everything before, plus a
+ * buffer memory barrier for each buffer with pending writes. Independent
+ * dispatches (a convolution's data and weight gradients, the two halves of a
+ * concat, the SGD runs) stay unordered and may overlap on the device. */
+
+#define MAX_PENDING 512
+#define MAX_ACCESS 16
+
+typedef struct range {
+    int buf;
+    uint64_t lo, hi; /* floats */
+} range;
+
+typedef struct recorder {
+    vk_plan *p;
+    VkCommandBuffer cb;
+    vk_rec *rec; /* NULL for one-off copies */
+    int frozen;  /* parameters and buffers come from the frozen arenas */
+    int n;       /* rows */
+    range pw[MAX_PENDING], pr[MAX_PENDING]; /* pending writes, reads */
+    int npw, npr;
+    VkPipelineStageFlags wstage, rstage;
+    VkAccessFlags waccess[VB_COUNT_];
+    range acc[MAX_ACCESS];
+    int accw[MAX_ACCESS];
+    int nacc;
+    VkPipeline bound;
+    int max_marks;
+    cs_error *err;
+    int failed;
+} recorder;
+
+static void rec_init(recorder *R, vk_plan *p, VkCommandBuffer cb, vk_rec *rec, cs_error *err)
+{
+    memset(R, 0, sizeof *R);
+    R->p = p;
+    R->cb = cb;
+    R->rec = rec;
+    R->err = err;
+    /* The previous submission wrote any device buffer: the first command that
+     * touches one waits for it and sees its writes. */
+    for (int b = 0; b < VB_COUNT_; b++) {
+        R->pw[R->npw++] = (range){b, 0, UINT64_MAX};
+        R->waccess[b] = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+    }
+    R->wstage = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+}
+
+static int overlaps(const range *a, const range *b) { return a->buf == b->buf && a->lo < b->hi && b->lo < a->hi; }
+
+static void barrier(recorder *R)
+{
+    VkBufferMemoryBarrier bm[VB_COUNT_];
+    uint32_t nb = 0;
+    for (int b = 0; b < VB_COUNT_; b++)
+        if (R->waccess[b])
+            bm[nb++] = (VkBufferMemoryBarrier){
+                .sType = VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER,
+                .srcAccessMask = R->waccess[b],
+                .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                                 VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+                .srcQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED,
+                .dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED,
+                .buffer = R->p->b[b].buf,
+                .offset = 0,
+                .size = VK_WHOLE_SIZE,
+            };
+    const VkPipelineStageFlags src = R->wstage | R->rstage;
+    if (src)
+        vkf.vkCmdPipelineBarrier(R->cb, src, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
+                                 0, NULL, nb, bm, 0, NULL);
+    if (R->rec)
+        R->rec->barriers++;
+    R->npw = R->npr = 0;
+    R->wstage = R->rstage = 0;
+    memset(R->waccess, 0, sizeof R->waccess);
+}
+
+/* Declares an access of the next command: floats [off, off + count) of buffer buf. */
+static void access(recorder *R, int buf, int64_t off, int64_t count, int write)
+{
+    if (R->nacc == MAX_ACCESS || count <= 0)
+        return; /* (MAX_ACCESS is above what any command declares) */
+    R->acc[R->nacc] = (range){buf, (uint64_t)off, (uint64_t)(off + count)};
+    R->accw[R->nacc++] = write;
+}
+
+/* Orders the declared accesses after the pending ones where they conflict, then makes them pending. */
+static void commit(recorder *R, VkPipelineStageFlags stage, VkAccessFlags write_access)
+{
+    int conflict = R->npw + R->nacc > MAX_PENDING || R->npr + R->nacc > MAX_PENDING;
+    for (int i = 0; i < R->nacc && !conflict; i++) {
+        for (int j = 0; j < R->npw && !conflict; j++)
+            conflict = overlaps(&R->acc[i], &R->pw[j]);
+        for (int j = 0; R->accw[i] && j < R->npr && !conflict; j++)
+            conflict = overlaps(&R->acc[i], &R->pr[j]);
+    }
+    if (conflict)
+        barrier(R);
+    for (int i = 0; i < R->nacc; i++) {
+        if (R->accw[i]) {
+            R->pw[R->npw++] = R->acc[i];
+            R->waccess[R->acc[i].buf] |= write_access;
+            R->wstage |= stage;
+        } else {
+            R->pr[R->npr++] = R->acc[i];
+            R->rstage |= stage;
+        }
+    }
+    R->nacc = 0;
+}
+
+static uint32_t groups_for(const recorder *R, int64_t items, int per_group)
+{
+    int64_t g = per_group ? (items + R->p->d->wg - 1) / R->p->d->wg : items;
+    return g < 1 ? 1 : g > 65535 ? 65535 : (uint32_t)g;
+}
+
+/* One dispatch of shader s with push constants pc (its accesses declared before). */
+static void dispatch(recorder *R, vk_shader s, const void *pc, size_t size, uint32_t groups)
+{
+    if (R->failed)
+        return;
+    VkPipeline pipe = vk_pipeline(R->p->d, s, R->err);
+    if (!pipe) {
+        R->failed = 1;
+        return;
+    }
+    commit(R, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT);
+    if (pipe != R->bound) {
+        vkf.vkCmdBindPipeline(R->cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+        R->bound = pipe;
+    }
+    vkf.vkCmdPushConstants(R->cb, R->p->d->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, (uint32_t)size, pc);
+    vkf.vkCmdDispatch(R->cb, groups, 1, 1);
+    if (R->rec)
+        R->rec->dispatches++;
+}
+
+static void copy(recorder *R, int src, int64_t src_off, int dst, int64_t dst_off, int64_t count)
+{
+    if (count <= 0)
+        return;
+    access(R, src, src_off, count, 0);
+    access(R, dst, dst_off, count, 1);
+    commit(R, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT);
+    const VkBufferCopy region = {(VkDeviceSize)src_off * 4, (VkDeviceSize)dst_off * 4, (VkDeviceSize)count * 4};
+    vkf.vkCmdCopyBuffer(R->cb, R->p->b[src].buf, R->p->b[dst].buf, 1, &region);
+}
+
+static void fill_zero(recorder *R, int buf)
+{
+    access(R, buf, 0, (int64_t)(R->p->b[buf].size / 4), 1);
+    commit(R, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT);
+    vkf.vkCmdFillBuffer(R->cb, R->p->b[buf].buf, 0, VK_WHOLE_SIZE, 0);
+}
+
+/* Makes the transfer writes to a host-visible buffer visible to the host after the fence. */
+static void host_barrier(recorder *R, int buf)
+{
+    const VkBufferMemoryBarrier bm = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER,
+        .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_HOST_READ_BIT,
+        .srcQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED,
+        .dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED,
+        .buffer = R->p->b[buf].buf,
+        .offset = 0,
+        .size = VK_WHOLE_SIZE,
+    };
+    vkf.vkCmdPipelineBarrier(R->cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 0, NULL, 1, &bm,
+                             0, NULL);
+}
+
+/* Profiling: a timestamp once everything recorded so far is done, charged to slot. */
+static void mark(recorder *R, int32_t slot)
+{
+    vk_rec *r = R->rec;
+    if (!r || !r->queries || r->n_marks >= R->max_marks)
+        return;
+    vkf.vkCmdWriteTimestamp(R->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, r->queries, (uint32_t)r->n_marks);
+    r->mark[r->n_marks++] = slot;
+}
+
+/* ---- tensors as operands ---- */
+
+int64_t vk_rows_size(const cs_tensor *t, int n) { return t->batched ? n * cs_tensor_row(t) : t->size; }
+
+typedef struct opnd {
+    int buf;
+    int64_t off, count; /* floats */
+} opnd;
+
+/* Tensor id's values over the run's rows. */
+static opnd val(const recorder *R, int id)
+{
+    const cs_tensor *t = &R->p->g->tensors[id];
+    int buf = VB_ACT;
+    if (t->kind == CS_TENSOR_PARAM)
+        buf = R->frozen ? VB_FPARAMS : VB_PARAMS;
+    else if (t->kind == CS_TENSOR_BUFFER)
+        buf = R->frozen ? VB_FBUFFERS : VB_BUFFERS;
+    return (opnd){buf, t->offset, vk_rows_size(t, R->n)};
+}
+
+/* Where tensor id's gradient accumulates (the caller checked has_grad). */
+static opnd grad(const recorder *R, int id)
+{
+    const cs_tensor *t = &R->p->g->tensors[id];
+    return (opnd){t->kind == CS_TENSOR_PARAM ? VB_GRADS : VB_DACT, t->offset, vk_rows_size(t, R->n)};
+}
+
+/* Floats [at, at + count) of node i's save area. */
+static opnd saved(const recorder *R, int i, int64_t at, int64_t count)
+{
+    return (opnd){VB_SAVE, R->p->save_at[i] + at, count};
+}
+
+static vk_addr addr(const recorder *R, opnd o) { return R->p->b[o.buf].addr + (vk_addr)o.off * 4; }
+static void rd(recorder *R, opnd o) { access(R, o.buf, o.off, o.count, 0); }
+static void wr(recorder *R, opnd o) { access(R, o.buf, o.off, o.count, 1); }
+
+/* A gradient flows into tensor id (the CPU backend's grad_of is not NULL). */
+static int has_grad(const vk_plan *p, int id)
+{
+    const cs_tensor *t = &p->g->tensors[id];
+    return t->needs_grad && t->kind != CS_TENSOR_BUFFER;
+}
+
+/* ---- convolution weight gradients: register tiles, and chunks of the positions ---- */
+
+/* Tiles of conv2d node i's weight gradient (output channels x taps, per group). */
+static int64_t conv_weight_tiles(const cs_graph *g, int i)
+{
+    const cs_node *nd = &g->nodes[i];
+    const int grp = nd->a.groups, cg = g->tensors[nd->in[0]].shape[1] / grp, og = g->tensors[nd->out].shape[1] / grp;
+    const int dw = og < 4, tm = dw ? 1 : VK_CONV_WEIGHT_TM, tn = dw ? VK_CONV_DW_TN : VK_CONV_WEIGHT_TN;
+    const int r = cg * nd->a.k * nd->a.k;
+    return (int64_t)grp * ((og + tm - 1) / tm) * ((r + tn - 1) / tn);
+}
+
+/* How many chunks the n * oh * ow positions of node i's weight gradient are summed in: enough
+ * tiles x chunks to keep a GPU busy (about 8192 invocations), each chunk at least 256 positions,
+ * the partial sums at most 4M floats. */
+static int conv_chunks(const cs_graph *g, int i, int n)
+{
+    const cs_node *nd = &g->nodes[i];
+    const cs_tensor *y = &g->tensors[nd->out];
+    const int64_t m = (int64_t)n * y->shape[2] * y->shape[3], tiles = conv_weight_tiles(g, i);
+    const int64_t wsize = g->tensors[nd->in[1]].size;
+    int64_t chunks = (8192 + tiles - 1) / tiles;
+    if (chunks > m / 256)
+        chunks = m / 256;
+    if (chunks * wsize > (4 << 20))
+        chunks = (4 << 20) / wsize;
+    return chunks < 2 ? 1 : (int)chunks;
+}
+
+int64_t vk_work_size(const cs_graph *g, int i)
+{
+    const cs_node *nd = &g->nodes[i];
+    if (nd->op != CS_OP_CONV2D)
+        return 0;
+    const int chunks = conv_chunks(g, i, g->batch);
+    return chunks > 1 ? (int64_t)chunks * g->tensors[nd->in[1]].size : 0;
+}
+
+/* ---- forward ---- */
+
+static void chcopy(recorder *R, vk_shader s, opnd src, int src_c, int src_c0, opnd dst, int dst_c, int dst_c0,
+                   int count, int hw, int groups, int perm_side)
+{
+    const pc_chcopy pc = {addr(R, src), addr(R, dst), R->n, hw, count, src_c, src_c0, dst_c, dst_c0, groups, perm_side};
+    rd(R, src);
+    wr(R, dst);
+    dispatch(R, s, &pc, sizeof pc, groups_for(R, (int64_t)R->n * count * hw, 1));
+}
+
+static void node_forward(recorder *R, int i, int train)
+{
+    const cs_graph *g = R->p->g;
+    const cs_node *nd = &g->nodes[i];
+    const cs_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
+    const opnd X = val(R, nd->in[0]), Y = val(R, nd->out);
+    const opnd I1 = nd->n_in > 1 ? val(R, nd->in[1]) : X, I2 = nd->n_in > 2 ? val(R, nd->in[2]) : X;
+    const int n = R->n, hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
+    switch (nd->op) {
+    case CS_OP_CONV2D: {
+        const int bias = nd->n_in > 2, og = y->shape[1] / nd->a.groups, dw = og < 4;
+        const pc_conv pc = {.x = addr(R, X), .w = addr(R, I1), .b = bias ? addr(R, I2) : 0, .y = addr(R, Y),
+                            .n = n, .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3], .oc = y->shape[1],
+                            .oh = y->shape[2], .ow = y->shape[3], .k = nd->a.k, .stride = nd->a.stride,
+                            .pad = nd->a.pad, .groups = nd->a.groups, .flags = bias};
+        const int tm = dw ? 1 : VK_CONV_FWD_TM, tn = dw ? VK_CONV_DW_TN : VK_CONV_FWD_TN;
+        const int64_t tiles = (int64_t)nd->a.groups * ((og + tm - 1) / tm) *
+                              (((int64_t)n * y->shape[2] * y->shape[3] + tn - 1) / tn);
+        rd(R, X);
+        rd(R, I1);
+        if (bias)
+            rd(R, I2);
+        wr(R, Y);
+        dispatch(R, dw ? VK_SH_conv2d_fwd_dw : VK_SH_conv2d_fwd, &pc, sizeof pc, groups_for(R, tiles, 1));
+        break;
+    }
+    case CS_OP_BATCHNORM: {
+        const int c = x->shape[1];
+        const opnd rm = val(R, nd->in[3]), rv = val(R, nd->in[4]), S = saved(R, i, 0, 2 * c);
+        const pc_bn pc = {.x = addr(R, X), .y = addr(R, Y), .gamma = addr(R, I1), .beta = addr(R, I2),
+                          .rmean = addr(R, rm), .rvar = addr(R, rv), .save = addr(R, S), .n = n, .c = c, .hw = hw,
+                          .eps = nd->a.eps, .momentum = nd->a.momentum};
+        rd(R, X);
+        rd(R, I1);
+        rd(R, I2);
+        wr(R, Y);
+        if (train) {
+            const int serial = (int64_t)n * hw <= VK_SERIAL_SUM_MAX;
+            wr(R, rm);
+            wr(R, rv);
+            wr(R, S);
+            dispatch(R, serial ? VK_SH_bn_train_serial : VK_SH_bn_train, &pc, sizeof pc, groups_for(R, c, serial));
+        } else {
+            rd(R, rm);
+            rd(R, rv);
+            dispatch(R, VK_SH_bn_eval, &pc, sizeof pc, groups_for(R, Y.count, 1));
+        }
+        break;
+    }
+    case CS_OP_RELU:
+    case CS_OP_RELU6:
+    case CS_OP_ADD: {
+        const int add = nd->op == CS_OP_ADD;
+        const pc_elt pc = {.a = addr(R, X), .b = add ? addr(R, I1) : 0, .y = addr(R, Y), .count = (int32_t)Y.count};
+        rd(R, X);
+        if (add)
+            rd(R, I1);
+        wr(R, Y);
+        dispatch(R, add ? VK_SH_add_fwd : nd->op == CS_OP_RELU ? VK_SH_relu_fwd : VK_SH_relu6_fwd, &pc, sizeof pc,
+                 groups_for(R, Y.count, 1));
+        break;
+    }
+    case CS_OP_MAXPOOL:
+    case CS_OP_AVGPOOL: {
+        const int maxp = nd->op == CS_OP_MAXPOOL;
+        const opnd S = maxp ? saved(R, i, 0, Y.count) : Y;
+        const pc_pool pc = {.x = addr(R, X), .y = addr(R, Y), .save = maxp ? addr(R, S) : 0, .n = n,
+                            .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3],
+                            .oh = maxp ? y->shape[2] : 1, .ow = maxp ? y->shape[3] : 1, .k = nd->a.k,
+                            .stride = nd->a.stride, .pad = nd->a.pad};
+        rd(R, X);
+        wr(R, Y);
+        if (maxp)
+            wr(R, S);
+        dispatch(R, maxp ? VK_SH_maxpool_fwd : VK_SH_avgpool_fwd, &pc, sizeof pc, groups_for(R, Y.count, 1));
+        break;
+    }
+    case CS_OP_SLICE:
+        chcopy(R, VK_SH_chcopy_fwd, X, x->shape[1], nd->a.start, Y, nd->a.count, 0, nd->a.count, hw, 1, 0);
+        break;
+    case CS_OP_CONCAT: {
+        const int ca = x->shape[1], cb = g->tensors[nd->in[1]].shape[1];
+        chcopy(R, VK_SH_chcopy_fwd, X, ca, 0, Y, ca + cb, 0, ca, hw, 1, 0);
+        chcopy(R, VK_SH_chcopy_fwd, I1, cb, 0, Y, ca + cb, ca, cb, hw, 1, 0);
+        break;
+    }
+    case CS_OP_SHUFFLE:
+        chcopy(R, VK_SH_chcopy_fwd, X, x->shape[1], 0, Y, x->shape[1], 0, x->shape[1], hw, nd->a.groups, 1);
+        break;
+    case CS_OP_LINEAR: {
+        const int bias = nd->n_in > 2;
+        const pc_linear pc = {.x = addr(R, X), .w = addr(R, I1), .b = bias ? addr(R, I2) : 0, .y = addr(R, Y),
+                              .n = n, .f = x->shape[1], .k = y->shape[1], .flags = bias};
+        rd(R, X);
+        rd(R, I1);
+        if (bias)
+            rd(R, I2);
+        wr(R, Y);
+        dispatch(R, VK_SH_linear_fwd, &pc, sizeof pc, groups_for(R, Y.count, 1));
+        break;
+    }
+    case CS_OP_COSINE_LINEAR: {
+        const int b = g->batch, f = x->shape[1], k = y->shape[1];
+        const opnd xn = saved(R, i, 0, (int64_t)n * f), wn = saved(R, i, (int64_t)b * f, (int64_t)k * f);
+        const opnd xnorm = saved(R, i, (int64_t)(b + k) * f, n), wnorm = saved(R, i, (int64_t)(b + k) * f + b, k);
+        const opnd cosv = saved(R, i, (int64_t)(b + k) * f + b + k, (int64_t)n * k);
+        pc_rownorm rn = {.x = addr(R, X), .y = addr(R, xn), .norm = addr(R, xnorm), .rows = n, .f = f};
+        rd(R, X);
+        wr(R, xn);
+        wr(R, xnorm);
+        dispatch(R, VK_SH_rownorm_fwd, &rn, sizeof rn, groups_for(R, n, 0));
+        rn = (pc_rownorm){.x = addr(R, I1), .y = addr(R, wn), .norm = addr(R, wnorm), .rows = k, .f = f};
+        rd(R, I1);
+        wr(R, wn);
+        wr(R, wnorm);
+        dispatch(R, VK_SH_rownorm_fwd, &rn, sizeof rn, groups_for(R, k, 0));
+        const pc_cosl pc = {.xn = addr(R, xn), .wn = addr(R, wn), .cosv = addr(R, cosv), .sigma = addr(R, I2),
+                            .y = addr(R, Y), .n = n, .f = f, .k = k};
+        rd(R, xn);
+        rd(R, wn);
+        rd(R, I2);
+        wr(R, cosv);
+        wr(R, Y);
+        dispatch(R, VK_SH_cosine_linear_fwd, &pc, sizeof pc, groups_for(R, Y.count, 1));
+        break;
+    }
+    case CS_OP_L2NORM: {
+        const opnd nrm = saved(R, i, 0, n);
+        const pc_rownorm pc = {.x = addr(R, X), .y = addr(R, Y), .norm = addr(R, nrm), .rows = n, .f = x->shape[1]};
+        rd(R, X);
+        wr(R, Y);
+        wr(R, nrm);
+        dispatch(R, VK_SH_rownorm_fwd, &pc, sizeof pc, groups_for(R, n, 0));
+        break;
+    }
+    case CS_OP_SOFTMAX_XENT:
+    case CS_OP_COSINE_EMBED: {
+        const int xent = nd->op == CS_OP_SOFTMAX_XENT, b = g->batch, f = x->shape[1];
+        /* xent: probs [b, f], then the row terms; cosine_embed: |a|, |b|, cos [n each], then the terms */
+        const int64_t terms_at = xent ? (int64_t)b * f : 3 * (int64_t)b;
+        const opnd S = saved(R, i, 0, xent ? (int64_t)n * f : 3 * (int64_t)n), T = saved(R, i, terms_at, n);
+        const pc_loss pc = {.a = addr(R, X), .b = addr(R, I1), .save = addr(R, S), .terms = addr(R, T), .n = n, .f = f};
+        rd(R, X);
+        rd(R, I1);
+        wr(R, S);
+        wr(R, T);
+        dispatch(R, xent ? VK_SH_xent_fwd : VK_SH_cosine_embed_fwd, &pc, sizeof pc, groups_for(R, n, 0));
+        const pc_loss mean = {.terms = addr(R, T), .loss = addr(R, Y), .n = n};
+        rd(R, T);
+        wr(R, Y);
+        dispatch(R, VK_SH_loss_mean, &mean, sizeof mean, 1);
+        break;
+    }
+    case CS_OP_COUNT_: break;
+    }
+}
+
+/* ---- backward ---- */
+
+static void node_backward(recorder *R, int i)
+{
+    const vk_plan *p = R->p;
+    const cs_graph *g = p->g;
+    const cs_node *nd = &g->nodes[i];
+    const cs_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
+    const opnd X = val(R, nd->in[0]), GY = grad(R, nd->out);
+    const opnd I1 = nd->n_in > 1 ? val(R, nd->in[1]) : X;
+    int gin[CS_MAX_INPUTS] = {0};
+    opnd G[CS_MAX_INPUTS];
+    for (int j = 0; j < nd->n_in; j++) {
+        gin[j] = has_grad(p, nd->in[j]);
+        G[j] = gin[j] ? grad(R, nd->in[j]) : X;
+    }
+    const int n = R->n, hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
+    switch (nd->op) {
+    case CS_OP_CONV2D: {
+        const int bias = nd->n_in > 2, grp = nd->a.groups, cg = x->shape[1] / grp, og = y->shape[1] / grp;
+        const int k = nd->a.k, chunks = conv_chunks(g, i, n);
+        const opnd part = {VB_WORK, 0, chunks > 1 ? (int64_t)chunks * y->shape[1] * cg * k * k : 0};
+        pc_conv pc = {.x = addr(R, X), .w = addr(R, I1), .gx = addr(R, G[0]), .gw = addr(R, G[1]),
+                      .gb = bias ? addr(R, G[2]) : 0, .gy = addr(R, GY), .part = addr(R, part), .n = n,
+                      .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3], .oc = y->shape[1], .oh = y->shape[2],
+                      .ow = y->shape[3], .k = k, .stride = nd->a.stride, .pad = nd->a.pad, .groups = grp,
+                      .flags = bias, .chunks = chunks};
+        if (gin[0]) {
+            const int dw = cg < 4, tm = dw ? 1 : VK_CONV_DATA_TM, tn = dw ? VK_CONV_DW_TN : VK_CONV_DATA_TN;
+            const int64_t tiles =
+                (int64_t)grp * ((cg + tm - 1) / tm) * (((int64_t)n * x->shape[2] * x->shape[3] + tn - 1) / tn);
+            rd(R, GY);
+            rd(R, I1);
+            wr(R, G[0]);
+            const vk_shader by_stride[2][3] = {
+                {VK_SH_conv2d_bwd_data, VK_SH_conv2d_bwd_data_s1, VK_SH_conv2d_bwd_data_s2},
+                {VK_SH_conv2d_bwd_data_dw, VK_SH_conv2d_bwd_data_dw_s1, VK_SH_conv2d_bwd_data_dw_s2}};
+            const int s = nd->a.stride;
+            dispatch(R, by_stride[dw][s == 1 ? 1 : s == 2 ? 2 : 0], &pc, sizeof pc, groups_for(R, tiles, 1));
+        }
+        if (gin[1]) {
+            const int dw = og < 4;
+            rd(R, GY);
+            rd(R, X);
+            wr(R, chunks > 1 ? part : G[1]);
+            dispatch(R, dw ? VK_SH_conv2d_bwd_weight_dw : VK_SH_conv2d_bwd_weight, &pc, sizeof pc,
+                     groups_for(R, conv_weight_tiles(g, i) * chunks, 1));
+            if (chunks > 1) {
+                rd(R, part);
+                wr(R, G[1]);
+                dispatch(R, VK_SH_conv2d_reduce_chunks, &pc, sizeof pc, groups_for(R, G[1].count, 1));
+            }
+        }
+        if (bias && gin[2]) {
+            rd(R, GY);
+            wr(R, G[2]);
+            dispatch(R, VK_SH_conv2d_bwd_bias, &pc, sizeof pc, groups_for(R, y->shape[1], 1));
+        }
+        break;
+    }
+    case CS_OP_BATCHNORM: {
+        const int c = x->shape[1];
+        if (!gin[0] && !gin[1] && !gin[2])
+            break;
+        const opnd S = saved(R, i, 0, 2 * c), gamma = I1;
+        const pc_bn pc = {.x = addr(R, X), .gamma = addr(R, gamma), .save = addr(R, S), .gx = addr(R, G[0]),
+                          .gy = addr(R, GY), .ggamma = addr(R, G[1]), .gbeta = addr(R, G[2]), .n = n, .c = c,
+                          .hw = hw, .flags = gin[0] | gin[1] << 1 | gin[2] << 2};
+        rd(R, X);
+        rd(R, GY);
+        rd(R, S);
+        rd(R, gamma);
+        for (int j = 0; j < 3; j++)
+            if (gin[j])
+                wr(R, G[j]);
+        const int serial = (int64_t)n * hw <= VK_SERIAL_SUM_MAX;
+        dispatch(R, serial ? VK_SH_bn_bwd_serial : VK_SH_bn_bwd, &pc, sizeof pc, groups_for(R, c, serial));
+        break;
+    }
+    case CS_OP_RELU:
+    case CS_OP_RELU6:
+        if (gin[0]) {
+            const pc_elt pc = {.a = addr(R, X), .ga = addr(R, G[0]), .gy = addr(R, GY), .count = (int32_t)X.count};
+            rd(R, X);
+            rd(R, GY);
+            wr(R, G[0]);
+            dispatch(R, nd->op == CS_OP_RELU ? VK_SH_relu_bwd : VK_SH_relu6_bwd, &pc, sizeof pc,
+                     groups_for(R, X.count, 1));
+        }
+        break;
+    case CS_OP_ADD:
+        if (gin[0] || gin[1]) {
+            const pc_elt pc = {.ga = addr(R, G[0]), .gb = addr(R, G[1]), .gy = addr(R, GY),
+                               .count = (int32_t)GY.count, .flags = gin[0] | gin[1] << 1};
+            rd(R, GY);
+            for (int j = 0; j < 2; j++)
+                if (gin[j])
+                    wr(R, G[j]);
+            dispatch(R, VK_SH_add_bwd, &pc, sizeof pc, groups_for(R, GY.count, 1));
+        }
+        break;
+    case CS_OP_MAXPOOL:
+    case CS_OP_AVGPOOL:
+        if (gin[0]) {
+            const int maxp = nd->op == CS_OP_MAXPOOL;
+            const opnd S = maxp ? saved(R, i, 0, GY.count) : GY;
+            const pc_pool pc = {.save = maxp ? addr(R, S) : 0, .gx = addr(R, G[0]), .gy = addr(R, GY), .n = n,
+                                .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3],
+                                .oh = maxp ? y->shape[2] : 1, .ow = maxp ? y->shape[3] : 1, .k = nd->a.k,
+                                .stride = nd->a.stride, .pad = nd->a.pad};
+            rd(R, GY);
+            if (maxp)
+                rd(R, S);
+            wr(R, G[0]);
+            dispatch(R, maxp ? VK_SH_maxpool_bwd : VK_SH_avgpool_bwd, &pc, sizeof pc, groups_for(R, X.count, 1));
+        }
+        break;
+    case CS_OP_SLICE:
+        if (gin[0])
+            chcopy(R, VK_SH_chcopy_bwd, GY, nd->a.count, 0, G[0], x->shape[1], nd->a.start, nd->a.count, hw, 1, 0);
+        break;
+    case CS_OP_CONCAT: {
+        const int ca = x->shape[1], cb = g->tensors[nd->in[1]].shape[1];
+        if (gin[0])
+            chcopy(R, VK_SH_chcopy_bwd, GY, ca + cb, 0, G[0], ca, 0, ca, hw, 1, 0);
+        if (gin[1])
+            chcopy(R, VK_SH_chcopy_bwd, GY, ca + cb, ca, G[1], cb, 0, cb, hw, 1, 0);
+        break;
+    }
+    case CS_OP_SHUFFLE:
+        if (gin[0])
+            chcopy(R, VK_SH_chcopy_bwd, GY, x->shape[1], 0, G[0], x->shape[1], 0, x->shape[1], hw, nd->a.groups, 2);
+        break;
+    case CS_OP_LINEAR: {
+        const int bias = nd->n_in > 2, f = x->shape[1], k = y->shape[1];
+        const pc_linear pc = {.x = addr(R, X), .w = addr(R, I1), .gx = addr(R, G[0]), .gw = addr(R, G[1]),
+                              .gb = bias ? addr(R, G[2]) : 0, .gy = addr(R, GY), .n = n, .f = f, .k = k,
+                              .flags = bias};
+        if (gin[0]) {
+            rd(R, GY);
+            rd(R, I1);
+            wr(R, G[0]);
+            dispatch(R, VK_SH_linear_bwd_data, &pc, sizeof pc, groups_for(R, X.count, 1));
+        }
+        if (gin[1]) {
+            rd(R, GY);
+            rd(R, X);
+            wr(R, G[1]);
+            dispatch(R, VK_SH_linear_bwd_weight, &pc, sizeof pc, groups_for(R, (int64_t)k * f, 1));
+        }
+        if (bias && gin[2]) {
+            rd(R, GY);
+            wr(R, G[2]);
+            dispatch(R, VK_SH_linear_bwd_bias, &pc, sizeof pc, groups_for(R, k, 1));
+        }
+        break;
+    }
+    case CS_OP_COSINE_LINEAR: {
+        const int b = g->batch, f = x->shape[1], k = y->shape[1];
+        const opnd xn = saved(R, i, 0, (int64_t)n * f), wn = saved(R, i, (int64_t)b * f, (int64_t)k * f);
+        const opnd xnorm = saved(R, i, (int64_t)(b + k) * f, n), wnorm = saved(R, i, (int64_t)(b + k) * f + b, k);
+        const opnd cosv = saved(R, i, (int64_t)(b + k) * f + b + k, (int64_t)n * k), sigma = val(R, nd->in[2]);
+        const pc_cosl pc = {.xn = addr(R, xn), .wn = addr(R, wn), .xnorm = addr(R, xnorm), .wnorm = addr(R, wnorm),
+                            .cosv = addr(R, cosv), .sigma = addr(R, sigma), .gx = addr(R, G[0]),
+                            .gw = addr(R, G[1]), .gsigma = addr(R, G[2]), .gy = addr(R, GY), .n = n, .f = f, .k = k};
+        if (gin[2]) {
+            rd(R, GY);
+            rd(R, cosv);
+            wr(R, G[2]);
+            dispatch(R, VK_SH_cosine_linear_bwd_sigma, &pc, sizeof pc, 1);
+        }
+        if (gin[0]) {
+            rd(R, GY);
+            rd(R, cosv);
+            rd(R, wn);
+            rd(R, xn);
+            rd(R, xnorm);
+            rd(R, sigma);
+            wr(R, G[0]);
+            dispatch(R, VK_SH_cosine_linear_bwd_data, &pc, sizeof pc, groups_for(R, (int64_t)n * f, 1));
+        }
+        if (gin[1]) {
+            rd(R, GY);
+            rd(R, cosv);
+            rd(R, wn);
+            rd(R, xn);
+            rd(R, wnorm);
+            rd(R, sigma);
+            wr(R, G[1]);
+            dispatch(R, VK_SH_cosine_linear_bwd_weight, &pc, sizeof pc, groups_for(R, (int64_t)k * f, 1));
+        }
+        break;
+    }
+    case CS_OP_L2NORM:
+        if (gin[0]) {
+            const opnd nrm = saved(R, i, 0, n), Y = val(R, nd->out);
+            const pc_rownorm pc = {.y = addr(R, Y), .norm = addr(R, nrm), .gx = addr(R, G[0]), .gy = addr(R, GY),
+                                   .rows = n, .f = x->shape[1]};
+            rd(R, Y);
+            rd(R, nrm);
+            rd(R, GY);
+            wr(R, G[0]);
+            dispatch(R, VK_SH_rownorm_bwd, &pc, sizeof pc, groups_for(R, n, 0));
+        }
+        break;
+    case CS_OP_SOFTMAX_XENT:
+    case CS_OP_COSINE_EMBED:
+        if (gin[0]) {
+            const int xent = nd->op == CS_OP_SOFTMAX_XENT, f = x->shape[1];
+            const opnd S = saved(R, i, 0, xent ? (int64_t)n * f : 3 * (int64_t)n);
+            const pc_loss pc = {.a = addr(R, X), .b = addr(R, I1), .save = addr(R, S), .ga = addr(R, G[0]),
+                                .gloss = addr(R, GY), .n = n, .f = f};
+            rd(R, X);
+            rd(R, I1);
+            rd(R, S);
+            rd(R, GY);
+            wr(R, G[0]);
+            dispatch(R, xent ? VK_SH_xent_bwd : VK_SH_cosine_embed_bwd, &pc, sizeof pc, groups_for(R, X.count, 1));
+        }
+        break;
+    case CS_OP_COUNT_: break;
+    }
+}
+
+/* ---- whole passes ---- */
+
+static void record_forward(recorder *R, int train)
+{
+    vk_plan *p = R->p;
+    const cs_graph *g = p->g;
+    const int64_t extras = 2 * (int64_t)g->n_nodes;
+    /* the inputs as set_input left them */
+    for (int t = 0; t < g->n_tensors; t++)
+        if (p->input_at[t] >= 0)
+            copy(R, VB_INPUT, p->input_at[t], VB_ACT, g->tensors[t].offset, vk_rows_size(&g->tensors[t], R->n));
+    mark(R, (int32_t)(extras + VK_SLOT_UPLOAD));
+    for (int i = 0; i < g->n_nodes; i++) {
+        node_forward(R, i, train);
+        mark(R, 2 * i);
+    }
+    /* every one-value activation (the losses), for read_tensor without another submission */
+    for (int t = 0; t < g->n_tensors; t++)
+        if (p->scalar_at[t] >= 0)
+            copy(R, VB_ACT, g->tensors[t].offset, VB_SCALARS, p->scalar_at[t], 1);
+    if (p->n_scalars)
+        host_barrier(R, VB_SCALARS);
+    mark(R, (int32_t)(extras + VK_SLOT_SCALARS));
+}
+
+static void record_backward(recorder *R)
+{
+    vk_plan *p = R->p;
+    const cs_graph *g = p->g;
+    /* Which tensors get a gradient: the CPU backend's has_grad, which only the graph decides. */
+    memset(p->grad_live, 0, (size_t)g->n_tensors);
+    for (int l = 0; l < g->n_losses; l++)
+        if (has_grad(p, g->losses[l]))
+            p->grad_live[g->losses[l]] = 1;
+    for (int i = g->n_nodes - 1; i >= 0; i--)
+        if (p->grad_live[g->nodes[i].out])
+            for (int j = 0; j < g->nodes[i].n_in; j++)
+                if (has_grad(p, g->nodes[i].in[j]))
+                    p->grad_live[g->nodes[i].in[j]] = 1;
+
+    fill_zero(R, VB_GRADS);
+    fill_zero(R, VB_DACT);
+    for (int l = 0; l < g->n_losses; l++)
+        if (has_grad(p, g->losses[l])) {
+            const opnd gl = grad(R, g->losses[l]);
+            const pc_loss pc = {.ga = addr(R, gl), .hyper = p->b[VB_HYPER].addr, .n = l};
+            wr(R, gl);
+            dispatch(R, VK_SH_loss_seed, &pc, sizeof pc, 1);
+        }
+    mark(R, (int32_t)(2 * (int64_t)g->n_nodes + VK_SLOT_ZERO_SEED));
+    for (int i = g->n_nodes - 1; i >= 0; i--)
+        if (p->grad_live[g->nodes[i].out]) {
+            node_backward(R, i);
+            mark(R, 2 * i + 1);
+        }
+}
+
+static void sgd_run(recorder *R, int64_t start, int64_t end)
+{
+    if (end <= start)
+        return;
+    const vk_plan *p = R->p;
+    const pc_sgd pc = {p->b[VB_PARAMS].addr + (vk_addr)start * 4, p->b[VB_GRADS].addr + (vk_addr)start * 4,
+                       p->b[VB_MOMENTUM].addr + (vk_addr)start * 4, p->b[VB_HYPER].addr, (int32_t)start,
+                       (int32_t)(end - start)};
+    access(R, VB_PARAMS, start, end - start, 1);
+    access(R, VB_MOMENTUM, start, end - start, 1);
+    access(R, VB_GRADS, start, end - start, 0);
+    dispatch(R, VK_SH_sgd, &pc, sizeof pc, groups_for(R, end - start, 1));
+}
+
+static void record_update(recorder *R)
+{
+    const cs_graph *g = R->p->g;
+    /* one dispatch per run of adjacent trainable tensors (usually one for all) */
+    int64_t start = 0, end = 0;
+    for (int t = 0; t <= g->n_tensors; t++) {
+        const cs_tensor *x = t < g->n_tensors ? &g->tensors[t] : NULL;
+        if (x && (x->kind != CS_TENSOR_PARAM || !x->needs_grad))
+            continue;
+        if (x && x->offset == end) {
+            end += x->size;
+            continue;
+        }
+        sgd_run(R, start, end);
+        if (x) {
+            start = x->offset;
+            end = x->offset + x->size;
+        }
+    }
+    mark(R, (int32_t)(2 * (int64_t)g->n_nodes + VK_SLOT_SGD));
+}
+
+int vk_record(vk_plan *p, vk_rec *r, cs_error *err)
+{
+    recorder *R = malloc(sizeof *R);
+    if (!R)
+        return cs_error_set(err, CS_ERR_NOMEM, "vulkan backend: out of memory recording a command buffer");
+    rec_init(R, p, r->cb, r, err);
+    R->frozen = r->kind == VK_REC_FWD_FROZEN;
+    R->n = r->n;
+    R->max_marks = 2 * p->g->n_nodes + 8;
+    const VkCommandBufferBeginInfo begin = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    VkResult vr = vkf.vkBeginCommandBuffer(r->cb, &begin);
+    if (vr != VK_SUCCESS) {
+        free(R);
+        return vk_fail(err, vr, "vkBeginCommandBuffer");
+    }
+    if (r->queries) {
+        vkf.vkCmdResetQueryPool(r->cb, r->queries, 0, (uint32_t)R->max_marks);
+        mark(R, -1);
+    }
+    switch (r->kind) {
+    case VK_REC_FWD_TRAIN: record_forward(R, 1); break;
+    case VK_REC_FWD_EVAL:
+    case VK_REC_FWD_FROZEN: record_forward(R, 0); break;
+    case VK_REC_BWD: record_backward(R); break;
+    case VK_REC_UPDATE: record_update(R); break;
+    case VK_REC_STEP:
+        record_forward(R, 1);
+        record_backward(R);
+        record_update(R);
+        break;
+    case VK_REC_KINDS_: break;
+    }
+    const int failed = R->failed;
+    free(R);
+    vr = vkf.vkEndCommandBuffer(r->cb);
+    if (failed)
+        return err ? err->status : CS_ERR;
+    return vr == VK_SUCCESS ? CS_OK : vk_fail(err, vr, "vkEndCommandBuffer");
+}
+
+int vk_record_copy(vk_plan *p, VkCommandBuffer cb, int src, VkDeviceSize src_off, int dst, VkDeviceSize dst_off,
+                   VkDeviceSize bytes, cs_error *err)
+{
+    recorder R;
+    rec_init(&R, p, cb, NULL, err);
+    const VkCommandBufferBeginInfo begin = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                            .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    VkResult vr = vkf.vkBeginCommandBuffer(cb, &begin);
+    if (vr != VK_SUCCESS)
+        return vk_fail(err, vr, "vkBeginCommandBuffer");
+    copy(&R, src, (int64_t)(src_off / 4), dst, (int64_t)(dst_off / 4), (int64_t)(bytes / 4));
+    if (p->b[dst].map)
+        host_barrier(&R, dst);
+    vr = vkf.vkEndCommandBuffer(cb);
+    return vr == VK_SUCCESS ? CS_OK : vk_fail(err, vr, "vkEndCommandBuffer");
+}
