@@ -132,6 +132,12 @@ int cs_graph_find(const cs_graph *g, const char *name); /* tensor id or -1 */
 int64_t cs_graph_param_count(const cs_graph *g);       /* trainable elements */
 const char *cs_op_name(cs_op op);
 
+/* What a backend checks in prepare before it trusts a graph: every tensor
+ * consistent with its arena, every node's inputs, attributes and output
+ * shape, the losses. Messages start with who ("cpu backend") and name the
+ * node. */
+int cs_graph_check(const cs_graph *g, const char *who, cs_error *err);
+
 /* Forward multiply-adds x 2 per image of the convolutions and linear layers
  * (what "GFLOP/s" in benchmarks counts; the rest is a few percent). */
 double cs_graph_flops_per_image(const cs_graph *g);

@@ -240,7 +240,7 @@ int vk_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
         return cs_error_set(err, CS_ERR_ARG,
                             "vulkan backend: prepare needs a device, a graph and a place for the plan");
     *plan = NULL;
-    int rc = vk_check_graph(g, err);
+    int rc = cs_graph_check(g, "vulkan backend", err);
     if (rc)
         return rc;
     /* shaders index with 32-bit integers */

@@ -223,7 +223,6 @@ typedef struct vk_plan {
 enum { VK_SLOT_UPLOAD = 0, VK_SLOT_SCALARS, VK_SLOT_ZERO_SEED, VK_SLOT_SGD, VK_SLOT_EXTRAS_ };
 
 /* check.c: the graph is one the backend can run (shapes, kinds, offsets), else an error naming the node. */
-int vk_check_graph(const cs_graph *g, cs_error *err);
 
 /* record.c: records (kind, n) into r->cb (allocated, not begun); fills the marks when profiling. */
 int vk_record(vk_plan *p, vk_rec *r, cs_error *err);
