@@ -330,55 +330,14 @@ END_TEST
 
 /* ---- whole runs on a tiny generated data set ---- */
 
-static void write_be32(FILE *f, uint32_t v)
-{
-    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
-                          (unsigned char)v};
-    fwrite(b, 1, 4, f);
-}
-
-/* 10 classes of 8x8 images: class c is a bright square at a place of its own, plus noise. */
-static void write_split(const char *dir, const char *split, int per_class, uint64_t seed)
-{
-    char p[700];
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, split);
-    FILE *fi = fopen(p, "wb");
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", dir, split);
-    FILE *fl = fopen(p, "wb");
-    ck_assert(fi && fl);
-    int n = 10 * per_class;
-    write_be32(fi, 0x803);
-    write_be32(fi, (uint32_t)n);
-    write_be32(fi, 8);
-    write_be32(fi, 8);
-    write_be32(fl, 0x801);
-    write_be32(fl, (uint32_t)n);
-    cs_rng r;
-    cs_rng_seed(&r, seed, 3);
-    for (int i = 0; i < n; i++) {
-        int c = i % 10;
-        unsigned char img[64];
-        for (int j = 0; j < 64; j++)
-            img[j] = (unsigned char)cs_rng_below(&r, 60);
-        int y0 = (c / 5) * 4, x0 = (c % 5) * 1 + 1;
-        for (int y = y0; y < y0 + 3; y++)
-            for (int x = x0; x < x0 + 3; x++)
-                img[y * 8 + x] = 255;
-        fwrite(img, 1, 64, fi);
-        unsigned char l = (unsigned char)c;
-        fwrite(&l, 1, 1, fl);
-    }
-    fclose(fi);
-    fclose(fl);
-}
 
 static const char *tiny_data(void)
 {
     static char dir[600];
     snprintf(dir, sizeof dir, "%s/tinydata", tu_tmpdir());
     mkdir(dir, 0777);
-    write_split(dir, "train", 24, 1);
-    write_split(dir, "t10k", 8, 2);
+    tu_write_tiny_idx(dir, "train", 24, 1);
+    tu_write_tiny_idx(dir, "t10k", 8, 2);
     return dir;
 }
 

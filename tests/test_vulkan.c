@@ -749,47 +749,6 @@ END_TEST
 
 /* ---- a whole class-incremental run ---- */
 
-static void write_be32(FILE *f, uint32_t v)
-{
-    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
-                          (unsigned char)v};
-    fwrite(b, 1, 4, f);
-}
-
-/* 10 classes of 8x8 images in IDX files: class c is a bright square at a place of its own, plus noise. */
-static void write_split(const char *dir, const char *split, int per_class, uint64_t s)
-{
-    char path[700];
-    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, split);
-    FILE *fi = fopen(path, "wb");
-    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, split);
-    FILE *fl = fopen(path, "wb");
-    ck_assert(fi && fl);
-    const int n = 10 * per_class;
-    write_be32(fi, 0x803);
-    write_be32(fi, (uint32_t)n);
-    write_be32(fi, 8);
-    write_be32(fi, 8);
-    write_be32(fl, 0x801);
-    write_be32(fl, (uint32_t)n);
-    cs_rng r;
-    cs_rng_seed(&r, s, 3);
-    for (int i = 0; i < n; i++) {
-        const int c = i % 10;
-        unsigned char img[64];
-        for (int j = 0; j < 64; j++)
-            img[j] = (unsigned char)cs_rng_below(&r, 60);
-        const int y0 = (c / 5) * 4, x0 = (c % 5) + 1;
-        for (int yy = y0; yy < y0 + 3; yy++)
-            for (int xx = x0; xx < x0 + 3; xx++)
-                img[yy * 8 + xx] = 255;
-        fwrite(img, 1, 64, fi);
-        const unsigned char l = (unsigned char)c;
-        fwrite(&l, 1, 1, fl);
-    }
-    fclose(fi);
-    fclose(fl);
-}
 
 /* Each state's top-1 from results.csv (state,n_new,n_seen,top1,...); returns the number of states. */
 static int top1_by_state(const char *dir, double *top1, int max)
@@ -815,8 +774,8 @@ START_TEST(cil_run_on_vulkan)
     char dir[600];
     snprintf(dir, sizeof dir, "%s/data", tu_tmpdir());
     mkdir(dir, 0777);
-    write_split(dir, "train", 30, 1);
-    write_split(dir, "t10k", 6, 2);
+    tu_write_tiny_idx(dir, "train", 30, 1);
+    tu_write_tiny_idx(dir, "t10k", 6, 2);
     char cfg[2048];
     snprintf(cfg, sizeof cfg,
              "data = { format = \"idx\"; path = \"%s\"; };\n"

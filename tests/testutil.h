@@ -39,6 +39,12 @@ void tu_remove_tmpdir(void);
 /* Writes text to dir/name and returns the full path (static buffer per call slot). */
 const char *tu_write(const char *name, const char *text);
 
+/* Writes DIR/SPLIT-images-idx3-ubyte and DIR/SPLIT-labels-idx1-ubyte: 10
+ * classes of 8x8 images, per_class each, class c a bright 3x3 square at a
+ * place of its own over noise drawn from seed (a data set tiny networks
+ * learn in a few steps). */
+void tu_write_tiny_idx(const char *dir, const char *split, int per_class, uint64_t seed);
+
 /* Runs suite s, prints Check's summary, returns the number of failures. */
 int tu_run_suite(Suite *s);
 
