@@ -2,18 +2,41 @@
 #include <getopt.h>
 #include <limits.h>
 
+#include "cilscale/backend.h"
 #include "cli.h"
 
 static const char usage[] =
     "usage: cilscale plugins [--plugins FILE]\n"
     "\n"
     "Lists the plugins the plugins.conf in force loads (kind, name, version, file)\n"
-    "and every plugin that failed to load, with the reason.\n"
+    "and every plugin that failed to load, with the reason. Each compute backend\n"
+    "that can run here opens its default device and names it (device, driver,\n"
+    "limits); one that cannot says so.\n"
     "\n"
     "  --plugins FILE    plugins.conf to load (default $CILSCALE_PLUGINS, the build tree's, the installed)\n"
     "  --help            this text\n"
     "\n"
     "Exit status: 0 all loaded, 1 the conf could not be read or some plugin failed, 2 bad usage.\n";
+
+/* A backend's default device, as the backend describes it, or why it cannot run. */
+static void print_device(const cs_plugin *p)
+{
+    if (cs_registry_score(p) == 0) {
+        printf("%-8s %-14s (score 0: cannot run on this machine)\n", "", "");
+        return;
+    }
+    const cs_backend_iface *b = p->iface;
+    void *ctx = NULL;
+    cs_error err;
+    if (b->open("", &ctx, &err)) {
+        printf("%-8s %-14s default device: cannot open: %s\n", "", "", err.msg);
+        return;
+    }
+    char d[512];
+    b->describe(ctx, d, sizeof d);
+    b->close(ctx);
+    printf("%-8s %-14s default device: %s\n", "", "", d);
+}
 
 int cmd_plugins(int argc, char **argv)
 {
@@ -53,8 +76,8 @@ int cmd_plugins(int argc, char **argv)
             printf("%-8s %-14s %-8s %s\n", cs_kind_name(p->kind), p->name, p->version, p->path);
             if (p->description[0])
                 printf("%-8s %-14s %s\n", "", "", p->description);
-            if (p->kind == CS_KIND_BACKEND && p->score == 0)
-                printf("%-8s %-14s (score 0: cannot run on this machine)\n", "", "");
+            if (p->kind == CS_KIND_BACKEND)
+                print_device(p);
         }
     size_t n = cs_registry_n_problems(r);
     if (n) {

@@ -110,7 +110,7 @@ static const char *missing_entry(const cs_plugin_desc *d)
 }
 
 static int register_desc(cs_registry *r, const cs_plugin_desc *d, const char *origin, void *handle,
-                         int score, cs_error *err)
+                         cs_plugin_score_fn score_fn, cs_error *err)
 {
     if (!d)
         return fail(r, err, CS_ERR, "%s: cs_plugin_init returned NULL", origin);
@@ -146,7 +146,8 @@ static int register_desc(cs_registry *r, const cs_plugin_desc *d, const char *or
     p->version = d->version ? d->version : "";
     p->description = d->description ? d->description : "";
     p->iface = d->iface;
-    p->score = score;
+    p->score_ = -1;
+    p->score_fn_ = score_fn;
     p->path = strdup(origin);
     p->handle = handle;
     if (!p->path)
@@ -157,7 +158,7 @@ static int register_desc(cs_registry *r, const cs_plugin_desc *d, const char *or
 
 int cs_registry_add(cs_registry *r, const cs_plugin_desc *desc, const char *origin, cs_error *err)
 {
-    return register_desc(r, desc, origin ? origin : "(built in)", NULL, 1, err);
+    return register_desc(r, desc, origin ? origin : "(built in)", NULL, NULL, err);
 }
 
 int cs_registry_load_file(cs_registry *r, const char *path, cs_error *err)
@@ -189,17 +190,27 @@ int cs_registry_load_file(cs_registry *r, const char *path, cs_error *err)
         dlclose(h);
         return fail(r, err, CS_ERR, "%s: no %s symbol: not a cilscale plugin", path, CS_PLUGIN_INIT_SYMBOL);
     }
-    int rc = register_desc(r, init(), path, h, 1, err);
+    /* The score is looked up now but only called when someone asks
+     * (cs_registry_score), and only for a plugin that passed the checks. */
+    cs_plugin_score_fn score_fn;
+    *(void **)&score_fn = dlsym(h, CS_PLUGIN_SCORE_SYMBOL);
+    int rc = register_desc(r, init(), path, h, score_fn, err);
     if (rc) {
         dlclose(h);
         return rc;
     }
-    /* Only a plugin that passed the checks gets any more of its code run. */
-    cs_plugin_score_fn score_fn;
-    *(void **)&score_fn = dlsym(h, CS_PLUGIN_SCORE_SYMBOL);
-    if (score_fn)
-        r->plugins[r->n - 1].score = score_fn();
     return CS_OK;
+}
+
+int cs_registry_score(const cs_plugin *p)
+{
+    /* The registry owns its plugins; the const is for callers, the cache is ours. */
+    cs_plugin *q = (cs_plugin *)p;
+    if (q->score_ < 0)
+        q->score_ = q->score_fn_ ? q->score_fn_() : 1;
+    if (q->score_ < 0)
+        q->score_ = 0; /* a negative score reads as "cannot run" */
+    return q->score_;
 }
 
 /* dir of path ("." when it has none), into buf. */

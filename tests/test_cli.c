@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <ftw.h>
 
 #include "testutil.h"
@@ -458,6 +459,8 @@ START_TEST(test_plugins_list)
         snprintf(want, sizeof want, "/plugins/%s\n", files[i]);
         assert_contains(out, want);
     }
+    /* each backend that can run names its default device */
+    assert_contains(out, "default device: cpu: ");
     assert_lacks(out, "problem");
 }
 END_TEST
@@ -474,6 +477,7 @@ START_TEST(test_plugins_broken)
     assert_contains(out, " psi ");
     assert_contains(out, " tiny ");
     assert_contains(out, "(score 0: cannot run on this machine)");
+    assert_lacks(out, "score0: no device here"); /* a backend that scores 0 is not opened */
     assert_contains(out, "\n1 problem:\n");
     snprintf(want, sizeof want, "  %s/bad-abi.so: built for plugin ABI " TU_STR(CS_ABI_VERSION_NEXT) ", this cilscale has ABI " TU_STR(CS_ABI_VERSION),
              env("CILSCALE_TEST_PLUGIN_DIR"));
@@ -491,6 +495,29 @@ START_TEST(test_plugins_broken)
     /* only resnet18 and psi are in this conf */
     ck_assert_int_eq(RUN("scale", "--plugins", conf, "--arch", "resnet18", "--budget", "1M", "--policy", "width"), 2);
     assert_contains(err, "unknown policy 'width' (loaded: psi)");
+}
+END_TEST
+
+/* A backend's score is asked when it is used (here: listed), not whenever
+ * plugins load: `scale` never probes a device. */
+START_TEST(test_plugins_score_lazy)
+{
+    const char *conf = broken_conf("score.conf", "backend-score0.so", NULL);
+    const char *mark = tu_write("score.mark", "");
+    ck_assert(remove(mark) == 0);
+    ck_assert(setenv("CILSCALE_TEST_SCORE_MARK", mark, 1) == 0);
+    ck_assert_int_eq(RUN("scale", "--plugins", conf, "--arch", "resnet18", "--budget", "1M"), 0);
+    ck_assert_msg(access(mark, F_OK) != 0, "cilscale scale asked a backend for its score");
+    ck_assert_int_eq(RUN("plugins", "--plugins", conf), 0);
+    ck_assert_int_eq(unsetenv("CILSCALE_TEST_SCORE_MARK"), 0);
+    FILE *f = fopen(mark, "r");
+    ck_assert_msg(f != NULL, "cilscale plugins did not ask the backend for its score");
+    char text[64] = "";
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    ck_assert_str_eq(text, "asked\n"); /* once */
+    assert_contains(out, "(score 0: cannot run on this machine)");
 }
 END_TEST
 
@@ -588,6 +615,7 @@ static Suite *cli_suite(void)
     tc = tcase_create("plugins");
     tcase_add_test(tc, test_plugins_list);
     tcase_add_test(tc, test_plugins_broken);
+    tcase_add_test(tc, test_plugins_score_lazy);
     tcase_add_test(tc, test_plugins_many_problems);
     tcase_add_test(tc, test_plugins_conf_missing);
     tcase_add_test(tc, test_plugins_conf_syntax);

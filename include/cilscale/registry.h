@@ -17,7 +17,8 @@ typedef struct cs_plugin {
     const char *version;
     const char *description;
     const void *iface;        /* cast to the kind's interface struct */
-    int score;                /* cs_plugin_score() where exported, else 1 */
+    int score_;               /* private: cs_registry_score's cache (-1: not asked yet) */
+    cs_plugin_score_fn score_fn_; /* private: the plugin's cs_plugin_score, or NULL */
     char *path;               /* the file it came from */
     void *handle;             /* dlopen handle; NULL for built-in plugins */
 } cs_plugin;
@@ -39,6 +40,12 @@ int cs_registry_load_file(cs_registry *r, const char *path, cs_error *err);
 
 /* Registers a plugin compiled into the caller (tests, embedding). */
 int cs_registry_add(cs_registry *r, const cs_plugin_desc *desc, const char *origin, cs_error *err);
+
+/* The plugin's cs_plugin_score() where it exports one (0: cannot run on this
+ * machine), else 1. Asked on first use, not at load, and remembered: probing
+ * a device (a Vulkan instance, say) costs time that commands which never use
+ * the backend should not pay. */
+int cs_registry_score(const cs_plugin *p);
 
 size_t cs_registry_count(const cs_registry *r);
 const cs_plugin *cs_registry_at(const cs_registry *r, size_t i);

@@ -1,4 +1,7 @@
 /* backend_score0.c: a backend plugin whose cs_plugin_score returns 0 (cannot run here): every entry refuses. */
+#include <stdio.h>
+#include <stdlib.h>
+
 #include <cilscale/backend.h>
 #include <cilscale/plugin.h>
 
@@ -69,4 +72,17 @@ static const cs_plugin_desc desc = {
 };
 
 CS_PLUGIN_EXPORT const cs_plugin_desc *cs_plugin_init(void) { return &desc; }
-CS_PLUGIN_EXPORT int cs_plugin_score(void) { return 0; }
+/* Leaves a mark where $CILSCALE_TEST_SCORE_MARK says, so that a test can tell
+ * whether (and when) the loader asked for the score: only on first use. */
+CS_PLUGIN_EXPORT int cs_plugin_score(void)
+{
+    const char *mark = getenv("CILSCALE_TEST_SCORE_MARK");
+    if (mark) {
+        FILE *f = fopen(mark, "a");
+        if (f) {
+            fputs("asked\n", f);
+            fclose(f);
+        }
+    }
+    return 0;
+}
