@@ -1,5 +1,6 @@
 /* cmd_run.c: `cilscale run`: a class-incremental experiment from an experiment file. */
 #include <getopt.h>
+#include <signal.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@ static const char usage[] =
     "5 states, a few minutes on 2 cores.\n"
     "\n"
     "After each state DIR holds state-K.safetensors, results.json, results.csv\n"
-    "and accuracy.svg. Ctrl-C stops at the next batch and saves; --resume DIR\n"
+    "and accuracy.svg. Ctrl-C (or SIGTERM) stops at the next batch and saves; --resume DIR\n"
     "continues after the last finished state and ends with the same numbers as\n"
     "an uninterrupted run.\n"
     "\n"
@@ -33,7 +34,7 @@ static const char usage[] =
     "  --help             this text\n"
     "\n"
     "Exit status: 0 done; 1 failed (data, backend, a loss that is not finite); 2 bad\n"
-    "experiment file or usage; 130 interrupted (saved).\n";
+    "experiment file or usage; 130 interrupted by Ctrl-C, 143 by SIGTERM (saved).\n";
 
 
 typedef struct ui {
@@ -144,6 +145,7 @@ int cmd_run(int argc, char **argv)
     cli_catch_interrupt();
     static cs_run_result res;
     int rc = cs_experiment_run(&e, reg, resume != NULL, &cb, &res, &err);
+    const int sig = cli_interrupted();
     cli_release_interrupt();
     cli_progress_end(&u.p);
     if (rc < 0) {
@@ -168,5 +170,5 @@ int cmd_run(int argc, char **argv)
         printf("\n  results: %s/results.json, results.csv, accuracy.svg (%s)\n", e.out, cli_duration(res.seconds));
     }
     cs_registry_free(reg);
-    return rc == 1 ? 130 : CLI_OK;
+    return rc == 1 ? 128 + (sig ? sig : SIGINT) : CLI_OK;
 }

@@ -1,6 +1,7 @@
 /* cmd_train.c: `cilscale train`: ordinary (joint, non-incremental) training of a scaled network. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@ static const char usage[] =
     "\n"
     "Trains a scaled network on every class of a data set at once (the upper\n"
     "bound of class-incremental learning), evaluating on the test split after\n"
-    "each epoch. Ctrl-C stops at the next batch and saves the model.\n"
+    "each epoch. Ctrl-C (or SIGTERM) stops at the next batch and saves the model.\n"
     "\n"
     "data:\n"
     "  --data DIR         data set folder (default /usr/share/datasets/fashion-mnist)\n"
@@ -46,7 +47,8 @@ static const char usage[] =
     "  --plugins FILE     plugins.conf to load\n"
     "  --help             this text\n"
     "\n"
-    "Exit status: 0 done; 1 failed (data, backend, non-finite loss); 2 bad usage; 130 interrupted (model saved).\n";
+    "Exit status: 0 done; 1 failed (data, backend, non-finite loss); 2 bad usage; 130 interrupted by Ctrl-C,\n"
+    "143 by SIGTERM (model saved).\n";
 
 
 typedef struct train_opts {
@@ -295,7 +297,7 @@ int cmd_train(int argc, char **argv)
     }
     printf("test accuracy %.2f%% (top-5 %.2f%%) after %d epoch%s, %s\n", 100.0 * (double)te.top1 / (double)te.seen,
            100.0 * (double)te.top5 / (double)te.seen, epoch, epoch == 1 ? "" : "s", cli_duration(total_s));
-    rc = stopped ? 130 : CLI_OK;
+    rc = stopped ? 128 + (cli_interrupted() ? cli_interrupted() : SIGINT) : CLI_OK;
     if (o.out) {
         char path[PATH_MAX];
         float *params = malloc(sizeof(float) * (size_t)(m.g->n_params + m.g->n_buffers + 1));

@@ -81,14 +81,15 @@ const char *cli_duration(double s)
 }
 
 static volatile sig_atomic_t interrupted;
-static struct sigaction previous;
+static struct sigaction previous, previous_term;
 
+/* SIGINT (Ctrl-C) and SIGTERM (kill, timeout, a batch scheduler ending a job)
+ * both ask to stop at the next batch and save; a second one stops at once. */
 static void on_sigint(int sig)
 {
-    (void)sig;
-    if (interrupted) /* a second Ctrl-C: stop now, without saving */
-        _exit(130);
-    interrupted = 1;
+    if (interrupted) /* a second signal: stop now, without saving */
+        _exit(128 + sig);
+    interrupted = sig;
 }
 
 void cli_catch_interrupt(void)
@@ -98,8 +99,13 @@ void cli_catch_interrupt(void)
     sa.sa_handler = on_sigint;
     interrupted = 0;
     sigaction(SIGINT, &sa, &previous);
+    sigaction(SIGTERM, &sa, &previous_term);
 }
 
 int cli_interrupted(void) { return interrupted; }
 
-void cli_release_interrupt(void) { sigaction(SIGINT, &previous, NULL); }
+void cli_release_interrupt(void)
+{
+    sigaction(SIGINT, &previous, NULL);
+    sigaction(SIGTERM, &previous_term, NULL);
+}

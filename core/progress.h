@@ -19,8 +19,9 @@ void cli_progress_update(cli_progress *p, const char *fmt, ...) __attribute__((f
 /* A permanent line (replacing the status line on a terminal). */
 void cli_progress_line(cli_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_progress_end(cli_progress *p);
-/* Ctrl-C for long commands: the first asks to stop at the next batch
- * boundary (cli_interrupted turns true), a second exits at once (130). */
+/* Ctrl-C (SIGINT) or SIGTERM for long commands: the first asks to stop at the
+ * next batch boundary (cli_interrupted returns the signal's number), a second
+ * exits at once (128 + the signal: 130 for SIGINT, 143 for SIGTERM). */
 void cli_catch_interrupt(void);
 int cli_interrupted(void);
 void cli_release_interrupt(void);

@@ -433,6 +433,30 @@ START_TEST(run_writes_results_and_resume_matches)
 }
 END_TEST
 
+/* Starts `cilscale run cfg --out dir` with many epochs, sends sig once run.cfg
+ * is there (the handler is set by then), and checks the exit status. */
+static void interrupt_run(const char *cfg, const char *dir, int sig, int want_status)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(getenv("CILSCALE_EXE"), "cilscale", "run", cfg, "--out", dir, "--set", "train.epochs=40", (char *)NULL);
+        _exit(127);
+    }
+    char marker[800];
+    snprintf(marker, sizeof marker, "%s/run.cfg", dir);
+    struct stat st;
+    struct timespec tick = {0, 10000000};
+    for (int i = 0; i < 2000 && stat(marker, &st) != 0; i++)
+        nanosleep(&tick, NULL);
+    kill(pid, sig);
+    int status;
+    waitpid(pid, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == want_status, "signal %d: status %d", sig, status);
+}
+
 START_TEST(interrupt_saves_and_resume_finishes)
 {
     const char *data = tiny_data();
@@ -444,24 +468,9 @@ START_TEST(interrupt_saves_and_resume_finishes)
     char rows_a[4096], rows_b[4096];
     accuracy_rows(a, rows_a, sizeof rows_a);
     /* Ctrl-C once run.cfg is there (the handler is set by then) */
-    pid_t pid = fork();
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        dup2(null, 2);
-        execl(getenv("CILSCALE_EXE"), "cilscale", "run", cfg, "--out", b, "--set", "train.epochs=40", (char *)NULL);
-        _exit(127);
-    }
+    interrupt_run(cfg, b, SIGINT, 130);
     char marker[800];
-    snprintf(marker, sizeof marker, "%s/run.cfg", b);
     struct stat st;
-    struct timespec tick = {0, 10000000};
-    for (int i = 0; i < 2000 && stat(marker, &st) != 0; i++)
-        nanosleep(&tick, NULL);
-    kill(pid, SIGINT);
-    int status;
-    waitpid(pid, &status, 0);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 130, "status %d", status);
     snprintf(marker, sizeof marker, "%s/interrupted.safetensors", b);
     ck_assert_int_eq(stat(marker, &st), 0);
     /* resuming needs the same experiment: put the epochs back in run.cfg */
@@ -471,6 +480,19 @@ START_TEST(interrupt_saves_and_resume_finishes)
     ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
     accuracy_rows(b, rows_b, sizeof rows_b);
     ck_assert_str_eq(rows_b, rows_a);
+}
+END_TEST
+
+/* SIGTERM (kill, timeout, a scheduler) saves like Ctrl-C, and says so in the status. */
+START_TEST(sigterm_saves)
+{
+    const char *cfg = tiny_cfg(tiny_data(), "finetune");
+    char b[700], marker[800];
+    snprintf(b, sizeof b, "%s/term", tu_tmpdir());
+    interrupt_run(cfg, b, SIGTERM, 143);
+    struct stat st;
+    snprintf(marker, sizeof marker, "%s/interrupted.safetensors", b);
+    ck_assert_int_eq(stat(marker, &st), 0);
 }
 END_TEST
 
@@ -525,6 +547,7 @@ int main(void)
     tcase_add_checked_fixture(t, NULL, tu_remove_tmpdir);
     tcase_add_test(t, run_writes_results_and_resume_matches);
     tcase_add_test(t, interrupt_saves_and_resume_finishes);
+    tcase_add_test(t, sigterm_saves);
     tcase_add_test(t, run_config_errors);
     suite_add_tcase(s, t);
     return tu_run_suite(s) ? EXIT_FAILURE : EXIT_SUCCESS;
