@@ -18,18 +18,24 @@ static const char usage[] =
     "\n"
     "Exit status: 0 all loaded, 1 the conf could not be read or some plugin failed, 2 bad usage.\n";
 
-/* A backend's default device, as the backend describes it, or why it cannot run. */
+/* A backend's default device, as the backend describes it, or why it cannot
+ * run (a backend that scores 0 is still asked to open, for its reason). */
 static void print_device(const cs_plugin *p)
 {
-    if (cs_registry_score(p) == 0) {
-        printf("%-8s %-14s (score 0: cannot run on this machine)\n", "", "");
-        return;
-    }
     const cs_backend_iface *b = p->iface;
     void *ctx = NULL;
     cs_error err;
+    const int score = cs_registry_score(p);
     if (b->open("", &ctx, &err)) {
-        printf("%-8s %-14s default device: cannot open: %s\n", "", "", err.msg);
+        if (score == 0) /* the backend's own reason, where it gives one */
+            printf("%-8s %-14s (score 0: cannot run on this machine: %s)\n", "", "", err.msg);
+        else
+            printf("%-8s %-14s default device: cannot open: %s\n", "", "", err.msg);
+        return;
+    }
+    if (score == 0) {
+        b->close(ctx);
+        printf("%-8s %-14s (score 0: cannot run on this machine)\n", "", "");
         return;
     }
     char d[512];

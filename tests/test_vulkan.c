@@ -768,6 +768,44 @@ static int top1_by_state(const char *dir, double *top1, int max)
     return n;
 }
 
+/* No loader, no driver: `cilscale bench` gives one line and exit 1, and
+ * `cilscale plugins` marks the backend score 0 with the same reason. Each in
+ * its own process: the instance is made once per process. */
+static void assert_one_line_with(const char *text, const char *needle)
+{
+    const size_t n = strlen(text);
+    ck_assert_msg(n > 0 && text[n - 1] == '\n' && strchr(text, '\n') == text + n - 1, "expected one line, got:\n%s",
+                  text);
+    ck_assert_msg(strstr(text, needle) != NULL, "expected '%s' in: %s", needle, text);
+}
+
+START_TEST(no_loader_no_driver_are_one_line)
+{
+    char o[8192], e[8192];
+    ck_assert_int_eq(setenv("CILSCALE_VULKAN_LOADER", "/nonexistent/libvulkan.so.1", 1), 0);
+    int rc = tu_run(o, sizeof o, e, sizeof e, "bench", "--backend", "vulkan", "--arch", "resnet18", "--budget", "1M",
+                    "--batch", "2", "--steps", "1", NULL);
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, e);
+    assert_one_line_with(e, "cilscale bench: vulkan backend: no Vulkan loader (/nonexistent/libvulkan.so.1: ");
+    ck_assert_ptr_nonnull(strstr(e, "$CILSCALE_VULKAN_LOADER"));
+    ck_assert_str_eq(o, "");
+    rc = tu_run(o, sizeof o, e, sizeof e, "plugins", NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
+    ck_assert_msg(strstr(o, "(score 0: cannot run on this machine: vulkan backend: no Vulkan loader") != NULL, "%s", o);
+    ck_assert_int_eq(unsetenv("CILSCALE_VULKAN_LOADER"), 0);
+
+    /* the system loader, pointed at a driver manifest that is not there */
+    ck_assert_int_eq(setenv("VK_ICD_FILENAMES", "/nonexistent/icd.json", 1), 0);
+    ck_assert_int_eq(setenv("VK_DRIVER_FILES", "/nonexistent/icd.json", 1), 0);
+    rc = tu_run(o, sizeof o, e, sizeof e, "bench", "--backend", "vulkan", "--arch", "resnet18", "--budget", "1M",
+                "--batch", "2", "--steps", "1", NULL);
+    ck_assert_int_eq(unsetenv("VK_ICD_FILENAMES"), 0);
+    ck_assert_int_eq(unsetenv("VK_DRIVER_FILES"), 0);
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, e);
+    assert_one_line_with(e, "cilscale bench: vulkan backend: no Vulkan driver (vkCreateInstance: ");
+}
+END_TEST
+
 START_TEST(cil_run_on_vulkan)
 {
     backend("vulkan");
@@ -825,6 +863,7 @@ static Suite *vulkan_suite(void)
     tcase_add_test(tc, plan_misuse_is_refused);
     tcase_add_test(tc, inputs_read_back_and_scalars);
     tcase_add_test(tc, profile_names_the_ops);
+    tcase_add_test(tc, no_loader_no_driver_are_one_line);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     tc = tcase_create("training");

@@ -2,6 +2,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vk_api.h"
@@ -14,16 +15,26 @@ static cs_error instance_err; /* why there is none, when there is none */
 
 static void create_instance(void)
 {
-    const char *names[] = {"libvulkan.so.1", "libvulkan.so"};
+    /* $CILSCALE_VULKAN_LOADER names a loader outside the library path (one
+     * unpacked by hand, say); otherwise the system's. */
+    const char *own = getenv("CILSCALE_VULKAN_LOADER");
+    const char *names[] = {own && *own ? own : "libvulkan.so.1", own && *own ? NULL : "libvulkan.so"};
     void *lib = NULL;
-    for (size_t i = 0; i < sizeof names / sizeof names[0] && !lib; i++)
+    const char *why = NULL;
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && names[i] && !lib; i++) {
         lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (!lib && i == 0) {
+            const char *e = dlerror();
+            why = e ? strdup(e) : NULL; /* the first name's reason is the one to report */
+        }
+    }
     if (!lib) {
-        const char *why = dlerror();
         cs_error_set(&instance_err, CS_ERR,
-                     "vulkan backend: no Vulkan loader (libvulkan.so.1: %s); install libvulkan1 and a driver "
-                     "(mesa-vulkan-drivers has lavapipe, a CPU device)",
-                     why ? why : "not found");
+                     "vulkan backend: no Vulkan loader (%s%s); install libvulkan1 and a driver "
+                     "(mesa-vulkan-drivers has lavapipe, a CPU device)%s",
+                     why ? why : names[0], why ? "" : ": not found",
+                     own && *own ? ", or fix $CILSCALE_VULKAN_LOADER" : "");
+        free((void *)why);
         return;
     }
     *(void **)&vkf.vkGetInstanceProcAddr = dlsym(lib, "vkGetInstanceProcAddr");
