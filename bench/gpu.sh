@@ -15,7 +15,8 @@
 # /usr/bin/python3). CILSCALE names the binary (default build/core/cilscale,
 # built with `meson setup build -Dbuildtype=release && ninja -C build`).
 # VULKAN_DEVICE picks the Vulkan device (index or name; default: the first
-# discrete GPU). Without torch+CUDA the PyTorch columns say "n/a" and the
+# discrete GPU). TORCH_OPTS adds options for torch_reference.py alone (for
+# example --tf32: by default both sides compute in plain fp32). Without torch+CUDA the PyTorch columns say "n/a" and the
 # script still measures the vulkan backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,7 @@ mkdir -p "$out"
 common=(--budget 1M --policy psi --classes 100 --stem small --batch 128 --input 3x32x32 --warmup 5 --steps 30 "$@")
 vk_dev=()
 [ -n "${VULKAN_DEVICE:-}" ] && vk_dev=(--device "$VULKAN_DEVICE")
+read -r -a torch_opts <<<"${TORCH_OPTS:-}"
 
 # ---- what the figures were measured on ----
 gpu="(nvidia-smi not found)"
@@ -61,10 +63,10 @@ for arch in resnet18 mobilenetv2 shufflenetv2; do
     echo "$j" >>"$out/gpu.jsonl.tmp"
     vt+=("$(field train_img_per_s <<<"$j")"); vi+=("$(field infer_img_per_s <<<"$j")")
     if [ $have_cuda = 1 ]; then
-      j=$("$PYTHON" bench/torch_reference.py --device cuda --arch "$arch" "${common[@]}" --cilscale "$cs" --json)
+      j=$("$PYTHON" bench/torch_reference.py --device cuda "${torch_opts[@]}" --arch "$arch" "${common[@]}" --cilscale "$cs" --json)
       echo "$j" >>"$out/gpu.jsonl.tmp"
       et+=("$(field train_img_per_s <<<"$j")"); ei+=("$(field infer_img_per_s <<<"$j")")
-      j=$("$PYTHON" bench/torch_reference.py --device cuda --cuda-graphs --arch "$arch" "${common[@]}" --cilscale "$cs" --json)
+      j=$("$PYTHON" bench/torch_reference.py --device cuda --cuda-graphs "${torch_opts[@]}" --arch "$arch" "${common[@]}" --cilscale "$cs" --json)
       echo "$j" >>"$out/gpu.jsonl.tmp"
       gt+=("$(field train_img_per_s <<<"$j")"); gi+=("$(field infer_img_per_s <<<"$j")")
     fi
@@ -94,7 +96,7 @@ mv "$out/profile.txt.tmp" "$out/profile.txt"
   echo "- GPU: $gpu"
   echo "- cilscale vulkan device: $vk_line"
   echo "- PyTorch: $torch_ver"
-  echo "- setting: ${common[*]}"
+  echo "- setting: ${common[*]}${TORCH_OPTS:+ (torch: $TORCH_OPTS)}"
   echo
   echo "| arch | vulkan train | torch eager train | ratio | torch graphs train | ratio | vulkan infer | torch eager infer | ratio | torch graphs infer | ratio |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"

@@ -87,6 +87,9 @@ def parse_args(argv):
     p.add_argument("--cuda-graphs", action="store_true",
                    help="capture the training step and the inference forward in CUDA graphs (cuda only; "
                         "ignored with a warning on cpu)")
+    p.add_argument("--tf32", action="store_true",
+                   help="let cuDNN and cuBLAS use TF32 (cuda only). Off by default: PyTorch's own default lets "
+                        "cuDNN convolutions run in TF32, which is not the fp32 cilscale computes")
     p.add_argument("--cilscale", default="build/core/cilscale", help="cilscale binary (default build/core/cilscale)")
     p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
     p.add_argument("--seed", type=int, default=0)
@@ -462,6 +465,8 @@ def main(argv):
             print("torch_reference: --cuda-graphs needs --device cuda; timing without graphs", file=sys.stderr)
     if cuda:
         torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = a.tf32
+        torch.backends.cuda.matmul.allow_tf32 = a.tf32
 
     nets, cosine_cls = define_networks(torch)
     model = build_network(nets, cfg, a.in_shape[0], a.stem, a.head)
