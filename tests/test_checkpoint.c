@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cilscale/checkpoint.h"
+#include "runtime/checkpoint.h"
 #include "testutil.h"
 
 /* ---- helpers ---- */

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "cilscale/cil.h"
-#include "cilscale/experiment.h"
+#include "runtime/experiment.h"
 #include "cilscale/rng.h"
-#include "cilscale/scenario.h"
+#include "runtime/scenario.h"
 #include "testutil.h"
 
 /* ---- scenarios ---- */

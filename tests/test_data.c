@@ -11,7 +11,7 @@
 #include <png.h>
 #include <zlib.h>
 
-#include "cilscale/data.h"
+#include "runtime/data.h"
 #include "testutil.h"
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cilscale/cil.h"
+#include "runtime/plugins_conf.h"
 #include "testutil.h"
 
 /* ---- helpers ---- */

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cilscale/results.h"
+#include "runtime/results.h"
 #include "testutil.h"
 
 #define TOL 1e-12

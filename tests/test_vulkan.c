@@ -14,7 +14,7 @@
 #include "cilscale/backend.h"
 #include "cilscale/graph.h"
 #include "cilscale/rng.h"
-#include "cilscale/train.h"
+#include "runtime/train.h"
 #include "testutil.h"
 
 /* Tolerances, all in NMSE = sum (cpu - vk)^2 / sum cpu^2 per tensor (fp32 on both sides; the

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cilscale/rng.h"
+#include "runtime/plugins_conf.h"
 #include "testutil.h"
 
 cs_registry *tu_registry(void)

@@ -1,4 +1,5 @@
-/* registry.h: loading plugins listed in a plugins.conf, and finding them by kind and name. */
+/* registry.h: loading plugin files, and finding them by kind and name. Which files
+ * to load is the caller's business (the runtime reads plugins.conf: runtime/plugins_conf.h). */
 #ifndef CILSCALE_REGISTRY_H
 #define CILSCALE_REGISTRY_H
 
@@ -28,12 +29,6 @@ typedef struct cs_registry cs_registry;
 cs_registry *cs_registry_new(void);
 void cs_registry_free(cs_registry *r); /* unloads every plugin */
 
-/* Loads every plugin a plugins.conf lists. Fails (and loads nothing) only
- * when the file cannot be read or does not parse (the message has libconfig's
- * line number); a plugin that cannot load is recorded as a failure and the
- * others still load. */
-int cs_registry_load_conf(cs_registry *r, const char *conf_path, cs_error *err);
-
 /* Loads one plugin file. On failure returns < 0, records the failure (one
  * line naming the file and the cause) and fills err with the same line. */
 int cs_registry_load_file(cs_registry *r, const char *path, cs_error *err);
@@ -52,16 +47,14 @@ const cs_plugin *cs_registry_at(const cs_registry *r, size_t i);
 const cs_plugin *cs_registry_find(const cs_registry *r, int kind, const char *name);
 
 /* Plugins that failed to load and warnings about the conf (unknown keys):
- * one line each, naming the file. */
+ * one line each, naming the file. A plugin list reader (the runtime's
+ * plugins.conf) records its own warnings with cs_registry_add_problem. */
+void cs_registry_add_problem(cs_registry *r, const char *line);
 size_t cs_registry_n_problems(const cs_registry *r);
 const char *cs_registry_problem(const cs_registry *r, size_t i);
 
 /* The names of the loaded plugins of a kind, comma separated ("(none)" if none). */
 void cs_registry_names(const cs_registry *r, int kind, char *buf, size_t size);
-
-/* The conf file in force: explicit (--plugins), else $CILSCALE_PLUGINS, else
- * the build tree's (when running from it), else the installed one. */
-const char *cs_plugins_conf_path(const char *explicit_path, char *buf, size_t size);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,269 @@
+/* cli.c: helpers shared by the cilscale subcommands. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "runtime/plugins_conf.h"
+
+cs_registry *cli_load_plugins(const char *cmd, const char *explicit_conf, int quiet)
+{
+    char path[PATH_MAX];
+    cs_plugins_conf_path(explicit_conf, path, sizeof path);
+    cs_registry *r = cs_registry_new();
+    if (!r) {
+        fprintf(stderr, "cilscale %s: out of memory\n", cmd);
+        return NULL;
+    }
+    cs_error err;
+    if (cs_registry_load_conf(r, path, &err)) {
+        fprintf(stderr, "cilscale %s: %s\n", cmd, err.msg);
+        cs_registry_free(r);
+        return NULL;
+    }
+    if (!quiet)
+        for (size_t i = 0; i < cs_registry_n_problems(r); i++)
+            fprintf(stderr, "cilscale %s: warning: %s\n", cmd, cs_registry_problem(r, i));
+    return r;
+}
+
+const cs_plugin *cli_find(const char *cmd, const cs_registry *r, int kind, const char *name)
+{
+    const cs_plugin *p = cs_registry_find(r, kind, name);
+    if (!p) {
+        char names[1024];
+        cs_registry_names(r, kind, names, sizeof names);
+        fprintf(stderr, "cilscale %s: unknown %s '%s' (loaded: %s)\n", cmd,
+                kind == CS_KIND_ARCH ? "architecture" : cs_kind_name(kind), name, names);
+    }
+    return p;
+}
+
+const char *cli_thousands(int64_t n, char *buf, size_t size)
+{
+    char digits[32];
+    snprintf(digits, sizeof digits, "%lld", (long long)(n < 0 ? -n : n));
+    size_t len = strlen(digits), o = 0;
+    if (n < 0 && o + 1 < size)
+        buf[o++] = '-';
+    for (size_t i = 0; i < len && o + 2 < size; i++) {
+        if (i && (len - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+void cli_bad_option(const char *cmd, int opt, char *const *argv, int ind)
+{
+    const char *word = argv[ind - 1];
+    if (opt && strchr(word, '=') == NULL && word[1] != '-')
+        fprintf(stderr, "cilscale %s: bad or incomplete option '-%c' (see cilscale %s --help)\n", cmd, opt, cmd);
+    else
+        fprintf(stderr, "cilscale %s: unknown option or missing value: '%s' (see cilscale %s --help)\n", cmd, word,
+                cmd);
+}
+
+int cli_int(const char *cmd, const char *opt, const char *s, int min, int max, int *out)
+{
+    errno = 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < min || v > max) {
+        fprintf(stderr, "cilscale %s: --%s '%s': expected a whole number from %d to %d\n", cmd, opt, s, min, max);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_positive(const char *cmd, const char *opt, const char *s, double *out)
+{
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v > 0) || v > 1e6) {
+        fprintf(stderr, "cilscale %s: --%s '%s': expected a number > 0\n", cmd, opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_nonneg(const char *cmd, const char *opt, const char *s, double *out)
+{
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v >= 0) || v > 1e6) {
+        fprintf(stderr, "cilscale %s: --%s '%s': expected a number >= 0\n", cmd, opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+void cli_net_defaults(cli_net_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->classes = 100;
+    o->in_channels = 3;
+    o->stem = CS_STEM_IMAGENET;
+    o->head = CS_HEAD_LINEAR;
+    o->w = 1;
+    o->d = 1;
+}
+
+int cli_net_option(const char *cmd, cli_net_opts *o, int opt, const char *arg)
+{
+    cs_error err;
+    switch (opt) {
+    case 'a': o->arch = arg; return 1;
+    case 'p': o->policy = arg; return 1;
+    case 'P': o->plugins_conf = arg; return 1;
+    case 'j': o->json = 1; return 1;
+    case 'm':
+        if (cs_budget_parse(arg, &o->budget, &err)) {
+            fprintf(stderr, "cilscale %s: --%s\n", cmd, err.msg);
+            return -1;
+        }
+        o->budget_text = arg;
+        o->have_budget = 1;
+        return 1;
+    case 'w': o->manual = 1; return cli_positive(cmd, "width", arg, &o->w) ? -1 : 1;
+    case 'd':
+        o->manual = 1;
+        o->have_depth = 1;
+        return cli_positive(cmd, "depth", arg, &o->d) ? -1 : 1;
+    case 'D':
+        o->manual = 1;
+        o->depths_text = arg;
+        return 1;
+    case 'k': return cli_int(cmd, "classes", arg, 1, 1000000, &o->classes) ? -1 : 1;
+    case 'c': return cli_int(cmd, "in-channels", arg, 1, 4096, &o->in_channels) ? -1 : 1;
+    case 's':
+        if (cs_stem_parse(arg, &o->stem)) {
+            fprintf(stderr, "cilscale %s: --stem '%s': expected imagenet or small\n", cmd, arg);
+            return -1;
+        }
+        return 1;
+    case 'H':
+        if (cs_head_parse(arg, &o->head)) {
+            fprintf(stderr, "cilscale %s: --head '%s': expected linear or cosine\n", cmd, arg);
+            return -1;
+        }
+        return 1;
+    default: return 0;
+    }
+}
+
+void cli_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+void cli_json_ints(FILE *f, const int *v, int n)
+{
+    fputc('[', f);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s%d", i ? ", " : "", v[i]);
+    fputc(']', f);
+}
+
+int cli_net_validate(const char *cmd, const cli_net_opts *o)
+{
+    if (!o->arch) {
+        fprintf(stderr, "cilscale %s: --arch is required (see cilscale %s --help)\n", cmd, cmd);
+        return CLI_USAGE;
+    }
+    if (o->manual && o->policy) {
+        fprintf(stderr, "cilscale %s: give --policy or --width/--depth/--depths, not both\n", cmd);
+        return CLI_USAGE;
+    }
+    if (o->have_depth && o->depths_text) {
+        fprintf(stderr, "cilscale %s: give --depth or --depths, not both\n", cmd);
+        return CLI_USAGE;
+    }
+    if (!o->manual && !o->have_budget) {
+        fprintf(stderr, "cilscale %s: --budget is required with a policy (see cilscale %s --help)\n", cmd, cmd);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
+static int parse_depths(const char *cmd, const char *s, const cs_arch_iface *a, int *depths)
+{
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 100000 || n == a->n_stages || (*end && *end != ','))
+            goto bad;
+        depths[n++] = (int)v;
+        p = *end ? end + 1 : end;
+        if (*end == ',' && !*p)
+            goto bad;
+    }
+    if (n == a->n_stages)
+        return 0;
+bad:
+    fprintf(stderr, "cilscale %s: --depths '%s': expected %d whole numbers >= 1 separated by commas\n", cmd, s,
+            a->n_stages);
+    return -1;
+}
+
+int cli_net_resolve(const char *cmd, const cs_registry *r, const cli_net_opts *o, const cs_plugin **arch_out,
+                    cs_scale_result *res)
+{
+    const cs_plugin *ap = cli_find(cmd, r, CS_KIND_ARCH, o->arch);
+    const char *policy = o->manual ? NULL : (o->policy ? o->policy : "psi");
+    const cs_plugin *pp = policy ? cli_find(cmd, r, CS_KIND_POLICY, policy) : NULL;
+    if (!ap || (policy && !pp))
+        return CLI_USAGE;
+    *arch_out = ap;
+    const cs_arch_iface *arch = ap->iface;
+    cs_scale_request req = {
+        .arch_name = ap->name,
+        .arch = arch,
+        .policy_name = policy,
+        .budget = o->have_budget ? o->budget : INT64_MAX,
+        .base = {.in_channels = o->in_channels, .n_classes = o->classes, .stem = o->stem, .head = o->head},
+    };
+    memset(res, 0, sizeof *res);
+    cs_error err;
+    if (!o->manual) {
+        if (((const cs_policy_iface *)pp->iface)->scale(&req, res, &err)) {
+            fprintf(stderr, "cilscale %s: %s\n", cmd, err.msg);
+            return err.status == CS_ERR_BUDGET ? CLI_FAIL : CLI_USAGE;
+        }
+        return CLI_OK;
+    }
+    int depths[CS_MAX_STAGES];
+    if (o->depths_text) {
+        if (parse_depths(cmd, o->depths_text, arch, depths))
+            return CLI_USAGE;
+    } else {
+        cs_arch_depths_for(arch, o->d, CS_DEPTH_ROUND_HALF_UP, depths);
+    }
+    if (cs_policy_fill(&req, o->w, depths, res, &err)) {
+        fprintf(stderr, "cilscale %s: %s\n", cmd, err.msg);
+        return CLI_USAGE;
+    }
+    res->d = o->depths_text ? (double)cs_arch_blocks(arch, depths) / cs_arch_ref_blocks(arch) : o->d;
+    res->resolution = 1;
+    return CLI_OK;
+}

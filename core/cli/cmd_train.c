@@ -1,0 +1,332 @@
+/* cmd_train.c: `cilscale train`: ordinary (joint, non-incremental) training of a scaled network. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runtime/checkpoint.h"
+#include "runtime/train.h"
+#include "cli/cli.h"
+#include "cli/progress.h"
+
+static const char usage[] =
+    "usage: cilscale train --arch A (--budget M [--policy P] | --width W [--depth D | --depths LIST]) [options]\n"
+    "\n"
+    "Trains a scaled network on every class of a data set at once (the upper\n"
+    "bound of class-incremental learning), evaluating on the test split after\n"
+    "each epoch. Ctrl-C (or SIGTERM) stops at the next batch and saves the model.\n"
+    "\n"
+    "data:\n"
+    "  --data DIR         data set folder (default /usr/share/datasets/fashion-mnist)\n"
+    "  --format F         idx, cifar10, cifar100 or folder (default idx)\n"
+    "  --image-size S     folder format: images are resized to S x S (default 32)\n"
+    "  --limit-train N    use only the first N training images (default all)\n"
+    "  --limit-test N     evaluate on only the first N test images (default all)\n"
+    "  --no-augment       no random crop or flip\n"
+    "network (as cilscale scale; classes and input channels come from the data):\n"
+    "  --arch A --budget M --policy P | --width W --depth D | --depths LIST\n"
+    "  --stem S           imagenet or small (default: small for images up to 64 px)\n"
+    "  --head H           linear or cosine (default linear)\n"
+    "training:\n"
+    "  --epochs E         (default 10)\n"
+    "  --batch B          (default 128)\n"
+    "  --lr X             base learning rate (default 0.1)\n"
+    "  --momentum X       (default 0.9)\n"
+    "  --weight-decay X   (default 5e-4)\n"
+    "  --nesterov         Nesterov momentum\n"
+    "  --schedule S       cosine, constant or multistep:E1,E2 (default cosine)\n"
+    "  --seed S           drives initialisation, shuffling and augmentation (default 1)\n"
+    "  --backend B        compute backend plugin (default cpu)\n"
+    "  --device D         backend device string (cpu: threads=N)\n"
+    "  --out DIR          write the trained model there (model.safetensors)\n"
+    "  --plugins FILE     plugins.conf to load\n"
+    "  --help             this text\n"
+    "\n"
+    "Exit status: 0 done; 1 failed (data, backend, non-finite loss); 2 bad usage; 130 interrupted by Ctrl-C,\n"
+    "143 by SIGTERM (model saved).\n";
+
+
+typedef struct train_opts {
+    cli_net_opts net;
+    const char *data, *format, *backend, *device, *out, *schedule;
+    int image_size, limit_train, limit_test, augment, epochs, batch, nesterov, stem_given;
+    double lr, momentum, wd;
+    uint64_t seed;
+} train_opts;
+
+static int parse(int argc, char **argv, train_opts *o)
+{
+    enum { O_DATA = 256, O_FORMAT, O_SIZE, O_LTRAIN, O_LTEST, O_NOAUG, O_EPOCHS, O_BATCH, O_LR, O_MOM, O_WD,
+           O_NESTEROV, O_SCHED, O_SEED, O_BACKEND, O_DEVICE, O_OUT };
+    static const struct option longopts[] = {
+        CLI_NET_LONG_OPTIONS,
+        {"data", required_argument, 0, O_DATA},          {"format", required_argument, 0, O_FORMAT},
+        {"image-size", required_argument, 0, O_SIZE},    {"limit-train", required_argument, 0, O_LTRAIN},
+        {"limit-test", required_argument, 0, O_LTEST},   {"no-augment", no_argument, 0, O_NOAUG},
+        {"epochs", required_argument, 0, O_EPOCHS},      {"batch", required_argument, 0, O_BATCH},
+        {"lr", required_argument, 0, O_LR},              {"momentum", required_argument, 0, O_MOM},
+        {"weight-decay", required_argument, 0, O_WD},    {"nesterov", no_argument, 0, O_NESTEROV},
+        {"schedule", required_argument, 0, O_SCHED},     {"seed", required_argument, 0, O_SEED},
+        {"backend", required_argument, 0, O_BACKEND},    {"device", required_argument, 0, O_DEVICE},
+        {"out", required_argument, 0, O_OUT},            {0, 0, 0, 0},
+    };
+    memset(o, 0, sizeof *o);
+    cli_net_defaults(&o->net);
+    o->data = "/usr/share/datasets/fashion-mnist";
+    o->format = "idx";
+    o->backend = "cpu";
+    o->device = "";
+    o->schedule = "cosine";
+    o->augment = 1;
+    o->epochs = 10;
+    o->batch = 128;
+    o->lr = 0.1;
+    o->momentum = 0.9;
+    o->wd = 5e-4;
+    o->seed = 1;
+    o->image_size = 32;
+    opterr = 0;
+    optind = 1;
+    int c, seed;
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        if (c == 's')
+            o->stem_given = 1;
+        int took = cli_net_option("train", &o->net, c, optarg);
+        if (took < 0)
+            return CLI_USAGE;
+        if (took)
+            continue;
+        int bad = 0;
+        switch (c) {
+        case 'h': fputs(usage, stdout); return -1;
+        case O_DATA: o->data = optarg; break;
+        case O_FORMAT: o->format = optarg; break;
+        case O_SIZE: bad = cli_int("train", "image-size", optarg, 8, 4096, &o->image_size); break;
+        case O_LTRAIN: bad = cli_int("train", "limit-train", optarg, 1, INT_MAX, &o->limit_train); break;
+        case O_LTEST: bad = cli_int("train", "limit-test", optarg, 1, INT_MAX, &o->limit_test); break;
+        case O_NOAUG: o->augment = 0; break;
+        case O_EPOCHS: bad = cli_int("train", "epochs", optarg, 1, 100000, &o->epochs); break;
+        case O_BATCH: bad = cli_int("train", "batch", optarg, 1, 65536, &o->batch); break;
+        case O_LR: bad = cli_positive("train", "lr", optarg, &o->lr); break;
+        case O_MOM:
+            bad = cli_nonneg("train", "momentum", optarg, &o->momentum);
+            break;
+        case O_WD: bad = cli_nonneg("train", "weight-decay", optarg, &o->wd); break;
+        case O_NESTEROV: o->nesterov = 1; break;
+        case O_SCHED: o->schedule = optarg; break;
+        case O_SEED:
+            bad = cli_int("train", "seed", optarg, 0, INT_MAX, &seed);
+            o->seed = (uint64_t)seed;
+            break;
+        case O_BACKEND: o->backend = optarg; break;
+        case O_DEVICE: o->device = optarg; break;
+        case O_OUT: o->out = optarg; break;
+        default: cli_bad_option("train", optopt, argv, optind); return CLI_USAGE;
+        }
+        if (bad)
+            return CLI_USAGE;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "cilscale train: unexpected argument '%s' (see cilscale train --help)\n", argv[optind]);
+        return CLI_USAGE;
+    }
+    if (o->momentum >= 1) {
+        fprintf(stderr, "cilscale train: --momentum %g: expected a number in [0, 1)\n", o->momentum);
+        return CLI_USAGE;
+    }
+    return cli_net_validate("train", &o->net);
+}
+
+/* The first n of a split's indices. */
+static int *first_indices(int total, int limit, int *n)
+{
+    *n = limit && limit < total ? limit : total;
+    int *v = malloc(sizeof(int) * (size_t)(*n > 0 ? *n : 1));
+    for (int i = 0; v && i < *n; i++)
+        v[i] = i;
+    return v;
+}
+
+typedef struct progress_ctx {
+    cli_progress *p;
+    int epoch, epochs;
+    double done_s, epoch_est_s;
+} progress_ctx;
+
+static int on_batch(void *ctx, int bi, int nb, const cs_epoch_stats *st)
+{
+    progress_ctx *pc = ctx;
+    if (cli_progress_due(pc->p)) {
+        double per_batch = st->seconds / bi;
+        double left = per_batch * (nb - bi) + per_batch * nb * (pc->epochs - pc->epoch - 1);
+        cli_progress_update(pc->p, "epoch %d/%d  batch %d/%d  loss %.4f  acc %.1f%%  %.0f img/s  %s left",
+                            pc->epoch + 1, pc->epochs, bi, nb, st->loss, 100.0 * (double)st->top1 / (double)st->seen,
+                            (double)st->seen / st->seconds, cli_duration(left));
+    }
+    return cli_interrupted();
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc)
+        return rc < 0 ? CLI_OK : rc;
+    cs_error err;
+    cs_data_format fmt;
+    if (cs_data_format_parse(o.format, &fmt)) {
+        fprintf(stderr, "cilscale train: --format '%s': expected idx, cifar10, cifar100 or folder\n", o.format);
+        return CLI_USAGE;
+    }
+    cs_schedule sched;
+    if (cs_schedule_parse(o.schedule, (float)o.lr, o.epochs, &sched, &err)) {
+        fprintf(stderr, "cilscale train: --%s\n", err.msg);
+        return CLI_USAGE;
+    }
+    cs_registry *reg = cli_load_plugins("train", o.net.plugins_conf, 0);
+    if (!reg)
+        return CLI_FAIL;
+    cs_dataset *train = NULL, *test = NULL;
+    cs_batcher *tb = NULL, *eb = NULL;
+    int *ti = NULL, *ei = NULL;
+    void *be_ctx = NULL;
+    cs_model m = {0};
+    const cs_backend_iface *be = NULL;
+    rc = CLI_USAGE;
+    const cs_plugin *bp = cli_find("train", reg, CS_KIND_BACKEND, o.backend);
+    if (!bp)
+        goto out;
+    be = bp->iface;
+    rc = CLI_FAIL;
+    if (cs_dataset_load(fmt, o.data, 1, o.image_size, 0, &train, &err) ||
+        cs_dataset_load(fmt, o.data, 0, o.image_size, train->c, &test, &err)) {
+        fprintf(stderr, "cilscale train: %s\n", err.msg);
+        goto out;
+    }
+    if (test->n_classes != train->n_classes || test->c != train->c || test->h != train->h || test->w != train->w) {
+        fprintf(stderr, "cilscale train: %s: the test split (%d classes, %dx%dx%d) does not match the training split "
+                        "(%d classes, %dx%dx%d)\n",
+                o.data, test->n_classes, test->c, test->h, test->w, train->n_classes, train->c, train->h, train->w);
+        goto out;
+    }
+    o.net.classes = train->n_classes;
+    o.net.in_channels = train->c;
+    if (!o.stem_given)
+        o.net.stem = train->h <= 64 ? CS_STEM_SMALL : CS_STEM_IMAGENET;
+    const cs_plugin *ap;
+    cs_scale_result net;
+    if ((rc = cli_net_resolve("train", reg, &o.net, &ap, &net)))
+        goto out;
+    rc = CLI_FAIL;
+    /* Compound scaling changes the input resolution too. */
+    int side_h = (int)lround(train->h * net.resolution), side_w = (int)lround(train->w * net.resolution);
+    if (side_h < 8 || side_w < 8) {
+        side_h = side_h < 8 ? 8 : side_h;
+        side_w = side_w < 8 ? 8 : side_w;
+    }
+    float mean[3], std[3];
+    cs_dataset_stats(train, mean, std);
+    cs_augment aug = {.out_h = side_h, .out_w = side_w, .crop_pad = o.augment ? (side_h + 7) / 8 : 0,
+                      .flip = o.augment};
+    memcpy(aug.mean, mean, sizeof mean);
+    memcpy(aug.std, std, sizeof std);
+    cs_augment eval_aug = aug;
+    eval_aug.crop_pad = 0;
+    eval_aug.flip = 0;
+    int n_train, n_test;
+    ti = first_indices(train->n, o.limit_train, &n_train);
+    ei = first_indices(test->n, o.limit_test, &n_test);
+    if (!ti || !ei)
+        goto out;
+    tb = cs_batcher_new(train, ti, n_train, o.batch, &aug, 1, NULL, o.seed, &err);
+    eb = tb ? cs_batcher_new(test, ei, n_test, o.batch, &eval_aug, 0, NULL, o.seed, &err) : NULL;
+    if (!tb || !eb || be->open(o.device, &be_ctx, &err) ||
+        cs_model_init(&m, ap->iface, ap->name, &net.cfg, o.batch, train->c, side_h, side_w, be, be_ctx, o.seed,
+                      &err)) {
+        fprintf(stderr, "cilscale train: %s\n", err.msg);
+        goto out;
+    }
+    char dev[256], pbuf[32];
+    be->describe(be_ctx, dev, sizeof dev);
+    fprintf(stderr, "cilscale train: %s w=%.3f depths", ap->name, net.w);
+    for (int i = 0; i < ((const cs_arch_iface *)ap->iface)->n_stages; i++)
+        fprintf(stderr, "%c%d", i ? ',' : ' ', net.cfg.depths[i]);
+    fprintf(stderr, ", %s parameters, %s stem, %s head; %d training and %d test images of %dx%dx%d, %d classes; %s\n",
+            cli_thousands(net.params, pbuf, sizeof pbuf), cs_stem_name(net.cfg.stem), cs_head_name(net.cfg.head),
+            n_train, n_test, train->c, side_h, side_w, train->n_classes, dev);
+    if (o.out && mkdir(o.out, 0777) && errno != EEXIST) {
+        fprintf(stderr, "cilscale train: --out %s: %s\n", o.out, strerror(errno));
+        goto out;
+    }
+    cli_catch_interrupt();
+    cli_progress prog;
+    cli_progress_init(&prog, stderr);
+    progress_ctx pc = {.p = &prog, .epochs = o.epochs};
+    cs_epoch_stats tr = {0}, te = {0};
+    int epoch, stopped = 0;
+    double total_s = 0;
+    for (epoch = 0; epoch < o.epochs && !stopped; epoch++) {
+        cs_sgd sgd = {.lr = cs_schedule_lr(&sched, epoch), .momentum = (float)o.momentum,
+                      .weight_decay = (float)o.wd, .nesterov = o.nesterov};
+        pc.epoch = epoch;
+        int r = cs_model_train_epoch(&m, tb, &sgd, NULL, NULL, on_batch, &pc, &tr, &err);
+        if (r < 0) {
+            cli_progress_end(&prog);
+            fprintf(stderr, "cilscale train: epoch %d: %s\n", epoch + 1, err.msg);
+            goto out_sig;
+        }
+        stopped = r == 1;
+        total_s += tr.seconds;
+        if (cs_model_evaluate(&m, eb, 0, &te, NULL, &err)) {
+            cli_progress_end(&prog);
+            fprintf(stderr, "cilscale train: evaluating: %s\n", err.msg);
+            goto out_sig;
+        }
+        total_s += te.seconds;
+        cli_progress_line(&prog, "epoch %d/%d%s: loss %.4f, train acc %.2f%%, test acc %.2f%% (top-5 %.2f%%), lr %.4g, "
+                                 "%.0f img/s, %s",
+                          epoch + 1, o.epochs, stopped ? " (interrupted)" : "", tr.loss,
+                          100.0 * (double)tr.top1 / (double)(tr.seen ? tr.seen : 1),
+                          100.0 * (double)te.top1 / (double)te.seen, 100.0 * (double)te.top5 / (double)te.seen,
+                          sgd.lr, (double)tr.seen / tr.seconds, cli_duration(total_s));
+    }
+    printf("test accuracy %.2f%% (top-5 %.2f%%) after %d epoch%s, %s\n", 100.0 * (double)te.top1 / (double)te.seen,
+           100.0 * (double)te.top5 / (double)te.seen, epoch, epoch == 1 ? "" : "s", cli_duration(total_s));
+    rc = stopped ? 128 + (cli_interrupted() ? cli_interrupted() : SIGINT) : CLI_OK;
+    if (o.out) {
+        char path[PATH_MAX];
+        float *params = malloc(sizeof(float) * (size_t)(m.g->n_params + m.g->n_buffers + 1));
+        snprintf(path, sizeof path, "%s/model.safetensors", o.out);
+        char acc[32], ep[16];
+        snprintf(acc, sizeof acc, "%.4f", (double)te.top1 / (double)te.seen);
+        snprintf(ep, sizeof ep, "%d", epoch);
+        const char *meta[] = {"arch", ap->name, "test_top1", acc, "epochs", ep, NULL};
+        if (!params || cs_model_read_params(&m, params, params + m.g->n_params, &err) ||
+            cs_checkpoint_save(path, m.g, params, params + m.g->n_params, meta, &err)) {
+            fprintf(stderr, "cilscale train: saving the model: %s\n", params ? err.msg : "out of memory");
+            rc = CLI_FAIL;
+        } else {
+            fprintf(stderr, "cilscale train: model saved to %s\n", path);
+        }
+        free(params);
+    }
+out_sig:
+    cli_release_interrupt();
+out:
+    cs_model_free(&m);
+    if (be_ctx)
+        be->close(be_ctx);
+    cs_batcher_free(tb);
+    cs_batcher_free(eb);
+    free(ti);
+    free(ei);
+    cs_dataset_free(train);
+    cs_dataset_free(test);
+    cs_registry_free(reg);
+    return rc;
+}

@@ -1,0 +1,57 @@
+/* main.c: the cilscale command: dispatch to a subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char usage[] =
+    "usage: cilscale COMMAND [options]   (cilscale COMMAND --help for its options)\n"
+    "\n"
+    "Class-incremental learning under a parameter budget.\n"
+    "\n"
+    "commands:\n"
+    "  scale     the network a scaling policy picks for a budget, and its exact parameter count\n"
+    "  grid      every depth vector's widest network under a budget, with each policy's pick\n"
+    "  run       a class-incremental experiment (default: memoryless LUCIR on Fashion-MNIST)\n"
+    "  train     train a scaled network on a data set (all classes at once)\n"
+    "  bench     training and inference throughput of a network on a backend\n"
+    "  report    one table (and plot) of finished runs' accuracy, seeds averaged\n"
+    "  plugins   the plugins loaded, from where, and what failed to load\n"
+    "  version   print the version\n"
+    "\n"
+    "Plugins come from a plugins.conf: --plugins FILE, else $CILSCALE_PLUGINS, else the\n"
+    "build tree's (when run from it), else the installed one.\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(usage, stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("cilscale %s (plugin ABI %d)\n", CS_VERSION, CS_ABI_VERSION);
+        return CLI_OK;
+    }
+    if (!strcmp(cmd, "scale"))
+        return cmd_scale(argc - 1, argv + 1);
+    if (!strcmp(cmd, "grid"))
+        return cmd_grid(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train"))
+        return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench"))
+        return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report"))
+        return cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plugins"))
+        return cmd_plugins(argc - 1, argv + 1);
+    fprintf(stderr, "cilscale: unknown command '%s' (commands: run, report, scale, grid, train, bench, plugins, version; see cilscale --help)\n",
+            cmd);
+    return CLI_USAGE;
+}

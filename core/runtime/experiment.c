@@ -1,0 +1,448 @@
+/* experiment.c: reading, overriding and writing experiment files, checked against one table of keys. */
+#include <errno.h>
+#include <libconfig.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/experiment.h"
+#include "cilscale/policy.h"
+
+typedef enum { K_STR, K_INT, K_DBL, K_BOOL, K_BUDGET, K_ORDER, K_SEED } key_type;
+
+typedef struct key {
+    const char *path; /* "group.key" or "key" */
+    key_type type;
+    size_t offset, size; /* size: string buffer size */
+    double min, max;
+    const char *help;
+} key;
+
+#define S(p, f, h) {p, K_STR, offsetof(cs_experiment, f), sizeof(((cs_experiment *)0)->f), 0, 0, h}
+#define I(p, f, lo, hi, h) {p, K_INT, offsetof(cs_experiment, f), 0, lo, hi, h}
+#define D(p, f, lo, hi, h) {p, K_DBL, offsetof(cs_experiment, f), 0, lo, hi, h}
+#define B(p, f, h) {p, K_BOOL, offsetof(cs_experiment, f), 0, 0, 1, h}
+
+static const key keys[] = {
+    S("data.format", data_format, "idx, cifar10, cifar100 or folder"),
+    S("data.path", data_path, "the data set's folder"),
+    I("data.image_size", image_size, 8, 4096, "folder format: side images are resized to"),
+    I("data.train_per_class", train_per_class, 0, 1 << 30, "training images per class (0 = all)"),
+    I("data.test_per_class", test_per_class, 0, 1 << 30, "test images per class (0 = all)"),
+    I("scenario.states", states, 1, 64, "number of states"),
+    I("scenario.first", first, 0, 1 << 20, "classes in the first state (0 = equal split)"),
+    {"scenario.order", K_ORDER, 0, 0, 0, 0, "\"seed\" or a list of class ids"},
+    S("model.arch", arch, "architecture plugin"),
+    S("model.policy", policy, "scaling policy plugin"),
+    {"model.budget", K_BUDGET, 0, 0, 0, 0, "parameter budget: 1M, 2.5M, 1500k, 3e6, 1000000"},
+    D("model.width", width, 1e-3, 64, "width coefficient (instead of a budget and policy)"),
+    D("model.depth", depth, 1e-3, 64, "depth coefficient (instead of a budget and policy)"),
+    S("model.stem", stem, "imagenet, small or auto (small for images up to 64 px)"),
+    S("cil.algorithm", cil, "CIL algorithm plugin"),
+    I("train.epochs", epochs, 1, 100000, "epochs per incremental state"),
+    I("train.first_epochs", first_epochs, 0, 100000, "epochs of the first state (0 = epochs)"),
+    I("train.batch", batch, 1, 65536, "batch size"),
+    D("train.lr", lr, 1e-9, 1e3, "learning rate of incremental states"),
+    D("train.first_lr", first_lr, 0, 1e3, "learning rate of the first state (0 = lr)"),
+    D("train.momentum", momentum, 0, 0.999999, "SGD momentum"),
+    D("train.weight_decay", weight_decay, 0, 1, "weight decay"),
+    S("train.schedule", schedule, "cosine, constant or multistep:E1,E2"),
+    B("train.nesterov", nesterov, "Nesterov momentum"),
+    B("train.augment", augment, "random crop and horizontal flip"),
+    S("backend.name", backend, "compute backend plugin"),
+    S("backend.device", device, "backend device string"),
+    {"seed", K_SEED, offsetof(cs_experiment, seed), 0, 0, 0, "drives class order, init, shuffling, augmentation"},
+    S("out", out, "output folder"),
+};
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+void cs_experiment_defaults(cs_experiment *e)
+{
+    memset(e, 0, sizeof *e);
+    snprintf(e->data_format, sizeof e->data_format, "idx");
+    snprintf(e->data_path, sizeof e->data_path, "/usr/share/datasets/fashion-mnist");
+    e->image_size = 32;
+    e->states = 5;
+    snprintf(e->arch, sizeof e->arch, "resnet18");
+    snprintf(e->policy, sizeof e->policy, "psi");
+    snprintf(e->stem, sizeof e->stem, "auto");
+    e->budget = 1000000;
+    e->width = e->depth = 1;
+    snprintf(e->cil, sizeof e->cil, "lucir");
+    e->epochs = 10;
+    e->batch = 128;
+    e->lr = 0.1;
+    e->momentum = 0.9;
+    e->weight_decay = 1e-4;
+    snprintf(e->schedule, sizeof e->schedule, "cosine");
+    e->augment = 1;
+    snprintf(e->backend, sizeof e->backend, "cpu");
+    e->seed = 1;
+    snprintf(e->out, sizeof e->out, "runs/run");
+}
+
+static const key *find_key(const char *path)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!strcmp(keys[i].path, path))
+            return &keys[i];
+    return NULL;
+}
+
+/* "data: format, path, ..." for messages */
+static void known_in(const char *group, char *buf, size_t size)
+{
+    size_t used = 0, glen = group ? strlen(group) : 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < N_KEYS && used < size; i++) {
+        const char *dot = strchr(keys[i].path, '.');
+        const char *name;
+        if (group) {
+            if (!dot || (size_t)(dot - keys[i].path) != glen || strncmp(keys[i].path, group, glen))
+                continue;
+            name = dot + 1;
+        } else {
+            name = keys[i].path;
+            if (dot) { /* top level: list groups once */
+                size_t gl = (size_t)(dot - keys[i].path);
+                if (i > 0 && !strncmp(keys[i - 1].path, keys[i].path, gl + 1))
+                    continue;
+                used += (size_t)snprintf(buf + used, size - used, "%s%.*s", used ? ", " : "", (int)gl, name);
+                continue;
+            }
+        }
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", used ? ", " : "", name);
+    }
+}
+
+static int add_cil_opt(cs_experiment *e, const char *k, const char *v, const char *where, cs_error *err)
+{
+    if (strlen(k) >= sizeof e->cil_keys[0] || strlen(v) >= sizeof e->cil_values[0])
+        return cs_error_set(err, CS_ERR_ARG, "%scil.%s: key or value too long (at most %zu and %zu characters)",
+                            where, k, sizeof e->cil_keys[0] - 1, sizeof e->cil_values[0] - 1);
+    for (int i = 0; i < e->n_cil_opts; i++)
+        if (!strcmp(e->cil_keys[i], k)) {
+            snprintf(e->cil_values[i], sizeof e->cil_values[i], "%s", v);
+            return CS_OK;
+        }
+    if (e->n_cil_opts == CS_EXP_MAX_CIL_OPTS)
+        return cs_error_set(err, CS_ERR_ARG, "%scil.%s: more than %d cil options", where, k, CS_EXP_MAX_CIL_OPTS);
+    snprintf(e->cil_keys[e->n_cil_opts], sizeof e->cil_keys[0], "%s", k);
+    snprintf(e->cil_values[e->n_cil_opts], sizeof e->cil_values[0], "%s", v);
+    e->n_cil_opts++;
+    return CS_OK;
+}
+
+/* Parses text for key k into e; where = "FILE:LINE: " or "--set ". */
+static int set_from_text(cs_experiment *e, const key *k, const char *v, const char *where, cs_error *err)
+{
+    char *p = (char *)e + k->offset;
+    char *end;
+    errno = 0;
+    switch (k->type) {
+    case K_STR:
+        if (strlen(v) >= k->size)
+            return cs_error_set(err, CS_ERR_ARG, "%s%s: '%s' is longer than %zu characters", where, k->path, v,
+                                k->size - 1);
+        memcpy(p, v, strlen(v) + 1);
+        return CS_OK;
+    case K_INT: {
+        long x = strtol(v, &end, 10);
+        if (end == v || *end || errno || x < k->min || x > k->max)
+            return cs_error_set(err, CS_ERR_ARG, "%s%s: '%s': expected a whole number from %.0f to %.0f", where,
+                                k->path, v, k->min, k->max);
+        *(int *)p = (int)x;
+        return CS_OK;
+    }
+    case K_DBL: {
+        double x = strtod(v, &end);
+        if (end == v || *end || errno || !(x >= k->min && x <= k->max))
+            return cs_error_set(err, CS_ERR_ARG, "%s%s: '%s': expected a number from %g to %g", where, k->path, v,
+                                k->min, k->max);
+        *(double *)p = x;
+        if (!strcmp(k->path, "model.width") || !strcmp(k->path, "model.depth"))
+            e->manual = 1;
+        return CS_OK;
+    }
+    case K_BOOL:
+        if (!strcmp(v, "true") || !strcmp(v, "1"))
+            *(int *)p = 1;
+        else if (!strcmp(v, "false") || !strcmp(v, "0"))
+            *(int *)p = 0;
+        else
+            return cs_error_set(err, CS_ERR_ARG, "%s%s: '%s': expected true or false", where, k->path, v);
+        return CS_OK;
+    case K_BUDGET: {
+        cs_error e2;
+        if (cs_budget_parse(v, &e->budget, &e2))
+            return cs_error_set(err, CS_ERR_ARG, "%smodel.%s", where, e2.msg);
+        e->manual = 0;
+        return CS_OK;
+    }
+    case K_SEED: {
+        unsigned long long x = strtoull(v, &end, 10);
+        if (end == v || *end || errno || v[0] == '-')
+            return cs_error_set(err, CS_ERR_ARG, "%sseed: '%s': expected a whole number >= 0", where, v);
+        e->seed = x;
+        return CS_OK;
+    }
+    case K_ORDER: {
+        if (!strcmp(v, "seed")) {
+            e->n_order = 0;
+            return CS_OK;
+        }
+        int n = 0;
+        const char *q = v;
+        while (*q) {
+            long x = strtol(q, &end, 10);
+            if (end == q || x < 0 || x >= CS_EXP_MAX_ORDER || n == CS_EXP_MAX_ORDER || (*end && *end != ','))
+                return cs_error_set(err, CS_ERR_ARG, "%sscenario.order: '%s': expected \"seed\" or class ids "
+                                    "separated by commas", where, v);
+            e->order[n++] = (int)x;
+            q = *end ? end + 1 : end;
+        }
+        e->n_order = n;
+        return CS_OK;
+    }
+    }
+    return CS_ERR;
+}
+
+/* A libconfig scalar as text (numbers keep their precision). */
+static int scalar_text(const config_setting_t *s, char *buf, size_t size)
+{
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT: snprintf(buf, size, "%d", config_setting_get_int(s)); return 0;
+    case CONFIG_TYPE_INT64: snprintf(buf, size, "%lld", config_setting_get_int64(s)); return 0;
+    case CONFIG_TYPE_FLOAT: snprintf(buf, size, "%.17g", config_setting_get_float(s)); return 0;
+    case CONFIG_TYPE_BOOL: snprintf(buf, size, "%s", config_setting_get_bool(s) ? "true" : "false"); return 0;
+    case CONFIG_TYPE_STRING: snprintf(buf, size, "%s", config_setting_get_string(s)); return 0;
+    default: return -1;
+    }
+}
+
+static const char *type_word(key_type t)
+{
+    switch (t) {
+    case K_STR: return "a string";
+    case K_INT: case K_SEED: return "a whole number";
+    case K_DBL: return "a number";
+    case K_BOOL: return "true or false";
+    case K_BUDGET: return "a budget (\"1M\" or a number)";
+    case K_ORDER: return "\"seed\" or a list [3, 1, ...]";
+    }
+    return "?";
+}
+
+static int load_setting(cs_experiment *e, const char *file, const config_setting_t *s, const char *group,
+                        cs_error *err)
+{
+    char path[160], where[PATH_MAX + 32], known[512], text[512];
+    const char *name = config_setting_name(s);
+    int line = config_setting_source_line(s);
+    snprintf(where, sizeof where, "%s:%d: ", file, line);
+    if (group)
+        snprintf(path, sizeof path, "%s.%s", group, name);
+    else
+        snprintf(path, sizeof path, "%s", name);
+    if (group && !strcmp(group, "cil") && strcmp(name, "algorithm")) {
+        /* cil = { algorithm = "lucir"; lucir = { lambda_base = 10.0; }; }: each
+         * algorithm's options in a group of its own, so switching algorithms
+         * (--set cil.algorithm=finetune) leaves the others' options unread */
+        if (config_setting_is_group(s)) {
+            for (int i = 0; i < config_setting_length(s); i++) {
+                const config_setting_t *c = config_setting_get_elem(s, (unsigned)i);
+                char key[160];
+                snprintf(where, sizeof where, "%s:%d: ", file, config_setting_source_line(c));
+                snprintf(key, sizeof key, "%s.%s", name, config_setting_name(c));
+                if (scalar_text(c, text, sizeof text))
+                    return cs_error_set(err, CS_ERR_ARG, "%scil.%s: expected a single value", where, key);
+                int rc = add_cil_opt(e, key, text, where, err);
+                if (rc)
+                    return rc;
+            }
+            return CS_OK;
+        }
+        if (scalar_text(s, text, sizeof text))
+            return cs_error_set(err, CS_ERR_ARG, "%s%s: expected a single value", where, path);
+        return add_cil_opt(e, name, text, where, err);
+    }
+    const key *k = find_key(path);
+    if (!k) {
+        known_in(group, known, sizeof known);
+        return cs_error_set(err, CS_ERR_ARG, "%sunknown key '%s' (known%s%s: %s)", where, path, group ? " in " : "",
+                            group ? group : "", known);
+    }
+    int t = config_setting_type(s);
+    if (k->type == K_ORDER && (t == CONFIG_TYPE_ARRAY || t == CONFIG_TYPE_LIST)) {
+        int n = config_setting_length(s);
+        if (n > CS_EXP_MAX_ORDER)
+            return cs_error_set(err, CS_ERR_ARG, "%s%s: more than %d classes", where, path, CS_EXP_MAX_ORDER);
+        for (int i = 0; i < n; i++) {
+            const config_setting_t *el = config_setting_get_elem(s, (unsigned)i);
+            if (config_setting_type(el) != CONFIG_TYPE_INT || config_setting_get_int(el) < 0)
+                return cs_error_set(err, CS_ERR_ARG, "%s%s[%d]: expected a class id >= 0", where, path, i);
+            e->order[i] = config_setting_get_int(el);
+        }
+        e->n_order = n;
+        return CS_OK;
+    }
+    int ok_type = 1;
+    switch (k->type) {
+    case K_STR: ok_type = t == CONFIG_TYPE_STRING; break;
+    case K_INT: case K_SEED: ok_type = t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64; break;
+    case K_DBL: ok_type = t == CONFIG_TYPE_FLOAT || t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64; break;
+    case K_BOOL: ok_type = t == CONFIG_TYPE_BOOL; break;
+    case K_BUDGET: ok_type = t == CONFIG_TYPE_STRING || t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64 ||
+                             t == CONFIG_TYPE_FLOAT; break;
+    case K_ORDER: ok_type = t == CONFIG_TYPE_STRING; break;
+    }
+    if (!ok_type || scalar_text(s, text, sizeof text))
+        return cs_error_set(err, CS_ERR_ARG, "%s%s: expected %s", where, path, type_word(k->type));
+    return set_from_text(e, k, text, where, err);
+}
+
+int cs_experiment_load(const char *path, cs_experiment *e, cs_error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot read experiment: %s", path, strerror(errno));
+    config_t cfg;
+    config_init(&cfg);
+    int rc = CS_OK;
+    if (!config_read(&cfg, f)) {
+        rc = cs_error_set(err, CS_ERR_ARG, "%s:%d: %s", path, config_error_line(&cfg), config_error_text(&cfg));
+        goto out;
+    }
+    config_setting_t *root = config_root_setting(&cfg);
+    int have_budget = 0, have_manual = 0;
+    for (int i = 0; i < config_setting_length(root) && !rc; i++) {
+        config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        if (config_setting_is_group(s)) {
+            const char *g = config_setting_name(s);
+            char probe[96], known[512];
+            snprintf(probe, sizeof probe, "%s.", g);
+            int known_group = 0;
+            for (size_t k = 0; k < N_KEYS; k++)
+                known_group |= !strncmp(keys[k].path, probe, strlen(probe));
+            if (!known_group) {
+                known_in(NULL, known, sizeof known);
+                rc = cs_error_set(err, CS_ERR_ARG, "%s:%d: unknown group '%s' (known: %s)", path,
+                                  config_setting_source_line(s), g, known);
+                break;
+            }
+            for (int j = 0; j < config_setting_length(s) && !rc; j++) {
+                config_setting_t *c = config_setting_get_elem(s, (unsigned)j);
+                rc = load_setting(e, path, c, g, err);
+                if (!strcmp(g, "model")) {
+                    have_budget |= !strcmp(config_setting_name(c), "budget");
+                    have_manual |= !strcmp(config_setting_name(c), "width") || !strcmp(config_setting_name(c), "depth");
+                }
+            }
+        } else {
+            rc = load_setting(e, path, s, NULL, err);
+        }
+    }
+    if (!rc && have_budget && have_manual)
+        rc = cs_error_set(err, CS_ERR_ARG, "%s: model: give budget (with policy) or width/depth, not both", path);
+    if (!rc)
+        e->manual = have_manual;
+out:
+    config_destroy(&cfg);
+    fclose(f);
+    return rc;
+}
+
+int cs_experiment_set(cs_experiment *e, const char *assignment, cs_error *err)
+{
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment)
+        return cs_error_set(err, CS_ERR_ARG, "--set '%s': expected group.key=value", assignment);
+    char path[160];
+    snprintf(path, sizeof path, "%.*s", (int)(eq - assignment), assignment);
+    const char *v = eq + 1;
+    if (!strncmp(path, "cil.", 4) && strcmp(path, "cil.algorithm"))
+        return add_cil_opt(e, path + 4, v, "--set ", err);
+    const key *k = find_key(path);
+    if (!k) {
+        char known[512], group[64];
+        const char *dot = strchr(path, '.');
+        snprintf(group, sizeof group, "%.*s", dot ? (int)(dot - path) : 0, path);
+        known_in(dot ? group : NULL, known, sizeof known);
+        return cs_error_set(err, CS_ERR_ARG, "--set: unknown key '%s' (known%s%s: %s)", path, dot ? " in " : "",
+                            dot ? group : "", known);
+    }
+    return set_from_text(e, k, v, "--set ", err);
+}
+
+static void write_str(FILE *f, const char *name, const char *v)
+{
+    fprintf(f, "  %s = \"", name);
+    for (; *v; v++)
+        fprintf(f, (*v == '"' || *v == '\\') ? "\\%c" : "%c", *v);
+    fputs("\";\n", f);
+}
+
+void cs_experiment_write(const cs_experiment *e, FILE *f)
+{
+    fputs("# cilscale experiment (resolved: every key, defaults included)\n", f);
+    fputs("data = {\n", f);
+    write_str(f, "format", e->data_format);
+    write_str(f, "path", e->data_path);
+    fprintf(f, "  image_size = %d;\n  train_per_class = %d;\n  test_per_class = %d;\n};\n", e->image_size,
+            e->train_per_class, e->test_per_class);
+    fprintf(f, "scenario = {\n  states = %d;\n  first = %d;\n", e->states, e->first);
+    if (e->n_order) {
+        fputs("  order = [", f);
+        for (int i = 0; i < e->n_order; i++)
+            fprintf(f, "%s%d", i ? ", " : "", e->order[i]);
+        fputs("];\n", f);
+    } else {
+        fputs("  order = \"seed\";\n", f);
+    }
+    fputs("};\nmodel = {\n", f);
+    write_str(f, "arch", e->arch);
+    if (e->manual)
+        fprintf(f, "  width = %.17g;\n  depth = %.17g;\n", e->width, e->depth);
+    else {
+        write_str(f, "policy", e->policy);
+        fprintf(f, "  budget = %lldL;\n", (long long)e->budget);
+    }
+    write_str(f, "stem", e->stem);
+    fputs("};\ncil = {\n", f);
+    write_str(f, "algorithm", e->cil);
+    for (int i = 0; i < e->n_cil_opts; i++) {
+        const char *dot = strchr(e->cil_keys[i], '.');
+        if (!dot) {
+            write_str(f, e->cil_keys[i], e->cil_values[i]);
+            continue;
+        }
+        /* one group per algorithm, holding all of its keys */
+        int plen = (int)(dot - e->cil_keys[i]), first = 1;
+        for (int j = 0; j < i; j++)
+            first &= !(strchr(e->cil_keys[j], '.') && !strncmp(e->cil_keys[j], e->cil_keys[i], (size_t)plen + 1));
+        if (!first)
+            continue;
+        fprintf(f, "  %.*s = {\n", plen, e->cil_keys[i]);
+        for (int j = i; j < e->n_cil_opts; j++)
+            if (!strncmp(e->cil_keys[j], e->cil_keys[i], (size_t)plen + 1)) {
+                fputs("  ", f);
+                write_str(f, e->cil_keys[j] + plen + 1, e->cil_values[j]);
+            }
+        fputs("  };\n", f);
+    }
+    fprintf(f, "};\ntrain = {\n  epochs = %d;\n  first_epochs = %d;\n  batch = %d;\n  lr = %.17g;\n"
+               "  first_lr = %.17g;\n  momentum = %.17g;\n  weight_decay = %.17g;\n",
+            e->epochs, e->first_epochs, e->batch, e->lr, e->first_lr, e->momentum, e->weight_decay);
+    write_str(f, "schedule", e->schedule);
+    fprintf(f, "  nesterov = %s;\n  augment = %s;\n};\nbackend = {\n", e->nesterov ? "true" : "false",
+            e->augment ? "true" : "false");
+    write_str(f, "name", e->backend);
+    write_str(f, "device", e->device);
+    fprintf(f, "};\nseed = %lluL;\n", (unsigned long long)e->seed);
+    fprintf(f, "out = \"");
+    for (const char *v = e->out; *v; v++)
+        fprintf(f, (*v == '"' || *v == '\\') ? "\\%c" : "%c", *v);
+    fputs("\";\n", f);
+}

@@ -1,0 +1,92 @@
+/* experiment.h: a class-incremental experiment as an experiment file (libconfig) describes it. */
+#ifndef CILSCALE_EXPERIMENT_H
+#define CILSCALE_EXPERIMENT_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cilscale/error.h"
+#include "cilscale/registry.h"
+#include "runtime/results.h"
+#include "runtime/train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CS_EXP_MAX_ORDER 4096
+#define CS_EXP_MAX_CIL_OPTS 16
+
+typedef struct cs_experiment {
+    /* data */
+    char data_format[16];   /* idx, cifar10, cifar100, folder */
+    char data_path[PATH_MAX];
+    int image_size;         /* folder: resize to this */
+    int train_per_class;    /* at most this many training images per class (0 = all) */
+    int test_per_class;     /* likewise for the test images */
+    /* scenario */
+    int states;
+    int first;              /* classes in the first state (0 = equal split) */
+    int order[CS_EXP_MAX_ORDER]; /* class order; n_order = 0: drawn from the seed */
+    int n_order;
+    /* model */
+    char arch[64], policy[64], stem[16];
+    int64_t budget;         /* 0 with a hand-given width/depth */
+    double width, depth;    /* used when manual */
+    int manual;
+    /* cil */
+    char cil[64];
+    int n_cil_opts;
+    char cil_keys[CS_EXP_MAX_CIL_OPTS][64]; /* "lucir.lambda_base" (for one algorithm) or "key" (any) */
+    char cil_values[CS_EXP_MAX_CIL_OPTS][128];
+    /* train */
+    int epochs, first_epochs, batch;
+    double lr, first_lr, momentum, weight_decay;
+    char schedule[64];
+    int nesterov, augment;
+    /* backend */
+    char backend[64], device[128];
+    uint64_t seed;
+    char out[PATH_MAX];
+} cs_experiment;
+
+/* The defaults (documented in the user guide; the shipped configs set them). */
+void cs_experiment_defaults(cs_experiment *e);
+
+/* Reads an experiment file over the defaults. One line per problem, naming
+ * the file, the line and the key: a syntax error, an unknown key, a value of
+ * the wrong type or out of range. */
+int cs_experiment_load(const char *path, cs_experiment *e, cs_error *err);
+
+/* Applies one "group.key=value" override (cilscale run --set). */
+int cs_experiment_set(cs_experiment *e, const char *assignment, cs_error *err);
+
+/* Writes the resolved experiment as an experiment file that loads back to
+ * the same values. */
+void cs_experiment_write(const cs_experiment *e, FILE *f);
+
+/* What a run reports while it works. */
+typedef struct cs_run_callbacks {
+    void *ctx;
+    /* a line worth keeping: the network chosen, each state's accuracy */
+    void (*log)(void *ctx, const char *line);
+    /* after each training batch; non-zero stops the run at this batch */
+    int (*batch)(void *ctx, int state, int n_states, int epoch, int epochs, int batch, int n_batches,
+                 const cs_epoch_stats *so_far);
+} cs_run_callbacks;
+
+/* Runs the experiment: every state in turn (after the last finished one in
+ * e->out when resume is set), writing after each state the model
+ * (e->out/state-K.safetensors), results.json/.csv and accuracy.svg, and at
+ * the start the resolved experiment (e->out/run.cfg). Returns CS_OK, 1 when
+ * a callback stopped it (the model so far is saved to
+ * e->out/interrupted.safetensors), or a negative status with err naming the
+ * state, epoch and batch where it matters. res holds what was measured. */
+int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int resume, const cs_run_callbacks *cb,
+                      cs_run_result *res, cs_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,130 @@
+/* plugins_conf.c: reading plugins.conf (libconfig) into a registry, and the
+ * conf in force: --plugins, $CILSCALE_PLUGINS, the build tree's, the installed one. */
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "runtime/plugins_conf.h"
+
+/* dir of path ("." when it has none), into buf. */
+static void dir_of(const char *path, char *buf, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(buf, size, ".");
+    else if (slash == path)
+        snprintf(buf, size, "/");
+    else
+        snprintf(buf, size, "%.*s", (int)(slash - path), path);
+}
+
+int cs_registry_load_conf(cs_registry *r, const char *conf_path, cs_error *err)
+{
+    FILE *f = fopen(conf_path, "r");
+    if (!f)
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot read plugin list: %s", conf_path, strerror(errno));
+    config_t cfg;
+    config_init(&cfg);
+    char dir[PATH_MAX];
+    dir_of(conf_path, dir, sizeof dir);
+    config_set_include_dir(&cfg, dir);
+    if (!config_read(&cfg, f)) {
+        cs_error_set(err, CS_ERR_ARG, "%s:%d: %s", conf_path, config_error_line(&cfg), config_error_text(&cfg));
+        config_destroy(&cfg);
+        fclose(f);
+        return CS_ERR_ARG;
+    }
+    fclose(f);
+    config_setting_t *list = config_lookup(&cfg, "plugins");
+    if (!list || !(config_setting_is_array(list) || config_setting_is_list(list))) {
+        int line = list ? config_setting_source_line(list) : 0;
+        cs_error_set(err, CS_ERR_ARG, "%s:%d: expected 'plugins = [ \"path/to/plugin.so\", ... ];'", conf_path,
+                     line);
+        config_destroy(&cfg);
+        return CS_ERR_ARG;
+    }
+    config_setting_t *root = config_root_setting(&cfg);
+    for (int i = 0; i < config_setting_length(root); i++) {
+        config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        if (strcmp(config_setting_name(s), "plugins") != 0) {
+            char line[1024];
+            snprintf(line, sizeof line, "%s:%d: unknown key '%s' ignored (known: plugins)", conf_path,
+                     config_setting_source_line(s), config_setting_name(s));
+            cs_registry_add_problem(r, line);
+        }
+    }
+    for (int i = 0; i < config_setting_length(list); i++) {
+        config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        const char *p = config_setting_get_string(e);
+        if (!p) {
+            char line[1024];
+            snprintf(line, sizeof line, "%s:%d: plugins[%d] is not a string path; skipped", conf_path,
+                     config_setting_source_line(e), i);
+            cs_registry_add_problem(r, line);
+            continue;
+        }
+        char full[PATH_MAX];
+        int len = p[0] == '/' ? snprintf(full, sizeof full, "%s", p) : snprintf(full, sizeof full, "%s/%s", dir, p);
+        if (len < 0 || (size_t)len >= sizeof full) {
+            char line[1024];
+            snprintf(line, sizeof line, "%s:%d: plugins[%d]: path too long; skipped", conf_path,
+                     config_setting_source_line(e), i);
+            cs_registry_add_problem(r, line);
+            continue;
+        }
+        cs_registry_load_file(r, full, NULL);
+    }
+    config_destroy(&cfg);
+    return CS_OK;
+}
+
+
+static int file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+const char *cs_build_tree_root(char *buf, size_t size)
+{
+    char exe[PATH_MAX];
+    if (!realpath("/proc/self/exe", exe))
+        return NULL;
+    /* exe is ROOT/core/cilscale: strip two components. */
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(exe, '/');
+        if (!slash || slash == exe)
+            return NULL;
+        *slash = '\0';
+    }
+    char p[PATH_MAX + 32];
+    snprintf(p, sizeof p, "%s/build.ninja", exe);
+    if (!file_exists(p))
+        return NULL;
+    snprintf(p, sizeof p, "%s/plugins.conf", exe);
+    if (!file_exists(p))
+        return NULL;
+    if (strlen(exe) >= size)
+        return NULL;
+    snprintf(buf, size, "%s", exe);
+    return buf;
+}
+
+const char *cs_plugins_conf_path(const char *explicit_path, char *buf, size_t size)
+{
+    const char *env = getenv("CILSCALE_PLUGINS");
+    char root[PATH_MAX];
+    if (explicit_path && *explicit_path)
+        snprintf(buf, size, "%s", explicit_path);
+    else if (env && *env)
+        snprintf(buf, size, "%s", env);
+    else if (cs_build_tree_root(root, sizeof root))
+        snprintf(buf, size, "%s/plugins.conf", root);
+    else
+        snprintf(buf, size, "%s", CS_INSTALL_CONF);
+    return buf;
+}

@@ -1,0 +1,747 @@
+/* results.c: the metrics of a class-incremental run, and the files that keep
+ * it: results.json, results.csv and accuracy.svg, each written to NAME.tmp and
+ * renamed into place; results.csv read back for `cilscale report`. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runtime/results.h"
+
+#define CSV_HEADER "state,n_new,n_seen,top1,top5,train_loss,train_seconds,eval_seconds,group_top1"
+#define CSV_COLUMNS 9
+#define MAX_STAGES_KEPT ((int)(sizeof((cs_run_result *)0)->depths / sizeof(int)))
+
+/* ---- metrics ---- */
+
+void cs_run_summarize(const cs_run_result *r, cs_run_summary *s)
+{
+    s->last = s->avg_inc = s->avg_inc_all = s->forgetting = NAN;
+    int n = r->n_states;
+    if (n < 1 || n > CS_MAX_STATES)
+        return;
+    const cs_state_result *st = r->states;
+    int last = n - 1;
+    s->last = st[last].top1;
+    double all = 0;
+    for (int i = 0; i < n; i++)
+        all += st[i].top1;
+    s->avg_inc_all = all / n;
+    if (n < 2)
+        return;
+    double inc = 0;
+    for (int i = 1; i < n; i++)
+        inc += st[i].top1;
+    s->avg_inc = inc / (n - 1);
+    /* Group j (the classes state j added) for j < last: the best top-1 it had in
+     * states j .. last-1, less its top-1 after the last state. */
+    double drop = 0;
+    for (int j = 0; j < last; j++) {
+        double best = st[j].group_top1[j];
+        for (int i = j + 1; i < last; i++)
+            if (st[i].group_top1[j] > best)
+                best = st[i].group_top1[j];
+        drop += best - st[last].group_top1[j];
+    }
+    s->forgetting = drop / last;
+}
+
+/* ---- writing to NAME.tmp, renamed into place ---- */
+
+typedef struct out_file {
+    char path[PATH_MAX];
+    char tmp[PATH_MAX + 8];
+    FILE *f;
+    int have_tmp; /* tmp exists on disk and is ours to remove */
+} out_file;
+
+static int out_open(out_file *o, const char *path, cs_error *err)
+{
+    memset(o, 0, sizeof *o);
+    if ((size_t)snprintf(o->path, sizeof o->path, "%s", path) >= sizeof o->path)
+        return cs_error_set(err, CS_ERR_ARG, "%s: path too long", path);
+    snprintf(o->tmp, sizeof o->tmp, "%s.tmp", path);
+    o->f = fopen(o->tmp, "w");
+    if (!o->f)
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot create %s (%s)", path, o->tmp, strerror(errno));
+    o->have_tmp = 1;
+    return CS_OK;
+}
+
+/* Flushes, syncs and closes the temporary file. */
+static int out_close(out_file *o, cs_error *err)
+{
+    int bad = ferror(o->f), errnum = bad ? EIO : 0;
+    if (!bad && fflush(o->f) != 0)
+        bad = 1, errnum = errno;
+    if (!bad && fsync(fileno(o->f)) != 0 && errno != EINVAL && errno != EROFS)
+        bad = 1, errnum = errno;
+    if (fclose(o->f) != 0 && !bad)
+        bad = 1, errnum = errno;
+    o->f = NULL;
+    if (bad)
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot write %s (%s)", o->path, o->tmp, strerror(errnum));
+    return CS_OK;
+}
+
+static int out_commit(out_file *o, cs_error *err)
+{
+    if (rename(o->tmp, o->path) != 0)
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot rename %s over it (%s)", o->path, o->tmp, strerror(errno));
+    o->have_tmp = 0;
+    return CS_OK;
+}
+
+static void out_abort(out_file *o)
+{
+    if (o->f)
+        fclose(o->f);
+    o->f = NULL;
+    if (o->have_tmp)
+        unlink(o->tmp);
+    o->have_tmp = 0;
+}
+
+/* fsync of the folder, so the renames are durable; best effort. */
+static void sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+/* ---- results.json ---- */
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* A string, or null when empty. */
+static void json_text(FILE *f, const char *s)
+{
+    if (s && *s)
+        json_string(f, s);
+    else
+        fputs("null", f);
+}
+
+static void json_number(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.6g", v);
+    else
+        fputs("null", f);
+}
+
+static void json_ints(FILE *f, const int *v, int n)
+{
+    fputc('[', f);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s%d", i ? ", " : "", v[i]);
+    fputc(']', f);
+}
+
+static void write_json(FILE *f, const cs_run_result *r)
+{
+    cs_run_summary s;
+    cs_run_summarize(r, &s);
+    fputs("{\n  \"version\": ", f);
+    json_text(f, r->version);
+    fputs(",\n  \"label\": ", f);
+    json_string(f, r->label);
+    fputs(",\n  \"arch\": ", f);
+    json_text(f, r->arch);
+    fputs(",\n  \"policy\": ", f);
+    json_text(f, r->policy);
+    fputs(",\n  \"cil\": ", f);
+    json_text(f, r->cil);
+    fputs(",\n  \"backend\": ", f);
+    json_text(f, r->backend);
+    fputs(",\n  \"device\": ", f);
+    json_text(f, r->device);
+    fputs(",\n  \"data\": ", f);
+    json_text(f, r->data);
+    if (r->budget)
+        fprintf(f, ",\n  \"budget\": %lld", (long long)r->budget);
+    else
+        fputs(",\n  \"budget\": null", f);
+    fprintf(f, ",\n  \"params\": %lld", (long long)r->params);
+    fputs(",\n  \"w\": ", f);
+    json_number(f, r->w);
+    fputs(",\n  \"d\": ", f);
+    json_number(f, r->d);
+    fputs(",\n  \"resolution\": ", f);
+    json_number(f, r->resolution);
+    fputs(",\n  \"depths\": ", f);
+    json_ints(f, r->depths, r->n_stages);
+    fputs(",\n  \"widths\": ", f);
+    json_ints(f, r->widths, r->n_stages);
+    fprintf(f, ",\n  \"seed\": %llu", (unsigned long long)r->seed);
+    fprintf(f, ",\n  \"n_states\": %d,\n  \"n_states_planned\": %d", r->n_states, r->n_states_planned);
+    fputs(",\n  \"seconds\": ", f);
+    json_number(f, r->seconds);
+    fputs(",\n  \"summary\": {\"last_top1\": ", f);
+    json_number(f, s.last);
+    fputs(", \"avg_incremental_top1\": ", f);
+    json_number(f, s.avg_inc);
+    fputs(", \"avg_incremental_top1_all\": ", f);
+    json_number(f, s.avg_inc_all);
+    fputs(", \"forgetting\": ", f);
+    json_number(f, s.forgetting);
+    fputs("},\n  \"states\": [", f);
+    for (int i = 0; i < r->n_states; i++) {
+        const cs_state_result *st = &r->states[i];
+        fprintf(f, "%s\n    {\"state\": %d, \"n_new\": %d, \"n_seen\": %d, \"top1\": ", i ? "," : "", st->state,
+                st->n_new, st->n_seen);
+        json_number(f, st->top1);
+        fputs(", \"top5\": ", f);
+        json_number(f, st->top5);
+        fputs(", \"train_loss\": ", f);
+        json_number(f, st->train_loss);
+        fputs(", \"train_seconds\": ", f);
+        json_number(f, st->train_seconds);
+        fputs(", \"eval_seconds\": ", f);
+        json_number(f, st->eval_seconds);
+        fputs(", \"group_top1\": [", f);
+        for (int j = 0; j <= i; j++) {
+            if (j)
+                fputs(", ", f);
+            json_number(f, st->group_top1[j]);
+        }
+        fputs("]}", f);
+    }
+    fputs(r->n_states ? "\n  ],\n  \"config\": " : "],\n  \"config\": ", f);
+    if (r->config_text)
+        json_string(f, r->config_text);
+    else
+        fputs("null", f);
+    fputs("\n}\n", f);
+}
+
+/* ---- results.csv ---- */
+
+static void csv_number(FILE *f, double v)
+{
+    if (isnan(v))
+        fputs("nan", f);
+    else
+        fprintf(f, "%.6g", v);
+}
+
+/* "# key: value", the value on one line. */
+static void csv_comment(FILE *f, const char *key, const char *value)
+{
+    fprintf(f, "# %s:", key);
+    if (*value)
+        fputc(' ', f);
+    for (const char *p = value; *p; p++)
+        fputc((unsigned char)*p < 0x20 ? ' ' : *p, f);
+    fputc('\n', f);
+}
+
+static void write_csv(FILE *f, const cs_run_result *r)
+{
+    char num[64];
+    csv_comment(f, "label", r->label);
+    csv_comment(f, "arch", r->arch);
+    csv_comment(f, "policy", r->policy);
+    csv_comment(f, "cil", r->cil);
+    csv_comment(f, "backend", r->backend);
+    snprintf(num, sizeof num, "%lld", (long long)r->params);
+    csv_comment(f, "params", num);
+    if (r->budget)
+        snprintf(num, sizeof num, "%lld", (long long)r->budget);
+    else
+        snprintf(num, sizeof num, "none");
+    csv_comment(f, "budget", num);
+    snprintf(num, sizeof num, "%.6g", r->w);
+    csv_comment(f, "w", num);
+    snprintf(num, sizeof num, "%llu", (unsigned long long)r->seed);
+    csv_comment(f, "seed", num);
+    snprintf(num, sizeof num, "%d", r->n_states_planned);
+    csv_comment(f, "n_states_planned", num);
+    csv_comment(f, "version", r->version);
+    fputs(CSV_HEADER "\n", f);
+    for (int i = 0; i < r->n_states; i++) {
+        const cs_state_result *st = &r->states[i];
+        fprintf(f, "%d,%d,%d,", st->state, st->n_new, st->n_seen);
+        const double v[] = {st->top1, st->top5, st->train_loss, st->train_seconds, st->eval_seconds};
+        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+            csv_number(f, v[k]);
+            fputc(',', f);
+        }
+        for (int j = 0; j <= i; j++) {
+            if (j)
+                fputc(';', f);
+            csv_number(f, st->group_top1[j]);
+        }
+        fputc('\n', f);
+    }
+}
+
+/* ---- SVG ---- */
+
+static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
+                                      "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+#define N_COLOURS ((int)(sizeof palette / sizeof palette[0]))
+static const char *const dashes[] = {NULL, "7 4", "2 3", "9 3 2 3"};
+#define N_DASHES ((int)(sizeof dashes / sizeof dashes[0]))
+
+static void xml_text(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        switch (c) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&apos;", f); break;
+        default: fputc(c < 0x20 ? ' ' : c, f); /* control characters are not XML */
+        }
+    }
+}
+
+/* A step of 1, 2 or 5 times a power of ten giving about `target` intervals over span. */
+static double nice_step(double span, int target, int whole)
+{
+    double raw = span / target;
+    double p = pow(10, floor(log10(raw)));
+    double m = raw / p;
+    double step = (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+    return whole && step < 1 ? 1 : step;
+}
+
+/* The axis [lo, hi] and its tick step covering [vmin, vmax]. */
+static void axis_range(double vmin, double vmax, int target, int whole, double *lo, double *hi, double *step)
+{
+    if (!(vmax > vmin)) {
+        vmin -= whole ? 1 : 5;
+        vmax += whole ? 1 : 5;
+    }
+    *step = nice_step(vmax - vmin, target, whole);
+    *lo = floor(vmin / *step + 1e-9) * *step;
+    *hi = ceil(vmax / *step - 1e-9) * *step;
+}
+
+static void write_svg(FILE *f, const cs_run_result *const *runs, int n, const char *title)
+{
+    const double width = 760, left = 70, right = width - 30, top = 50, bottom = 390;
+    const double legend_top = bottom + 72, legend_row = 20;
+    const double height = legend_top + (n > 0 ? n : 1) * legend_row + 10;
+
+    double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
+    for (int k = 0; k < n; k++)
+        for (int i = 0; i < runs[k]->n_states && i < CS_MAX_STATES; i++) {
+            const cs_state_result *st = &runs[k]->states[i];
+            if (!isfinite(st->top1))
+                continue;
+            xmin = fmin(xmin, st->n_seen);
+            xmax = fmax(xmax, st->n_seen);
+            ymin = fmin(ymin, 100 * st->top1);
+            ymax = fmax(ymax, 100 * st->top1);
+        }
+    if (!(xmax >= xmin)) {
+        xmin = 0, xmax = 100, ymin = 0, ymax = 100;
+    }
+    double x0, x1, xs, y0, y1, ys;
+    axis_range(xmin, xmax, 8, 1, &x0, &x1, &xs);
+    /* a little room above and below the lines, within 0 .. 100 % */
+    double pad = 0.03 * (ymax - ymin);
+    axis_range(fmax(0, ymin - pad), fmin(100, ymax + pad), 6, 0, &y0, &y1, &ys);
+#define PX(x) (left + ((x) - x0) / (x1 - x0) * (right - left))
+#define PY(y) (bottom - ((y) - y0) / (y1 - y0) * (bottom - top))
+
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n",
+            width, height, width, height);
+    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>\n", width, height);
+    fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\">",
+            (left + right) / 2);
+    xml_text(f, title && *title ? title : "top-1 accuracy against classes seen");
+    fputs("</text>\n", f);
+
+    /* grid and ticks */
+    fputs("<g stroke=\"#dddddd\" stroke-width=\"1\">\n", f);
+    for (int i = 0; y0 + i * ys <= y1 + 1e-9 * ys; i++)
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, PY(y0 + i * ys), right,
+                PY(y0 + i * ys));
+    for (int i = 0; x0 + i * xs <= x1 + 1e-9 * xs; i++)
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", PX(x0 + i * xs), top,
+                PX(x0 + i * xs), bottom);
+    fputs("</g>\n<g stroke=\"#000000\" stroke-width=\"1\">\n", f);
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, bottom, right, bottom);
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, top, left, bottom);
+    for (int i = 0; y0 + i * ys <= y1 + 1e-9 * ys; i++)
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left - 5, PY(y0 + i * ys), left,
+                PY(y0 + i * ys));
+    for (int i = 0; x0 + i * xs <= x1 + 1e-9 * xs; i++)
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", PX(x0 + i * xs), bottom,
+                PX(x0 + i * xs), bottom + 5);
+    fputs("</g>\n<g fill=\"#000000\">\n", f);
+    for (int i = 0; y0 + i * ys <= y1 + 1e-9 * ys; i++) {
+        double v = y0 + i * ys;
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", left - 8, PY(v) + 4,
+                fabs(v) < 1e-9 * ys ? 0 : v);
+    }
+    for (int i = 0; x0 + i * xs <= x1 + 1e-9 * xs; i++) {
+        double v = x0 + i * xs;
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n", PX(v), bottom + 20,
+                fabs(v) < 1e-9 * xs ? 0 : v);
+    }
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">classes seen</text>\n",
+            (left + right) / 2, bottom + 45);
+    fprintf(f,
+            "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\" transform=\"rotate(-90 %.1f "
+            "%.1f)\">top-1 accuracy (%%)</text>\n",
+            left - 48, (top + bottom) / 2, left - 48, (top + bottom) / 2);
+    fputs("</g>\n", f);
+
+    /* one line and its markers per run, then the legend */
+    for (int k = 0; k < n; k++) {
+        const char *colour = palette[k % N_COLOURS], *dash = dashes[(k / N_COLOURS) % N_DASHES];
+        fprintf(f, "<g class=\"run\" stroke=\"%s\" fill=\"%s\">\n<title>", colour, colour);
+        xml_text(f, runs[k]->label);
+        fputs("</title>\n", f);
+        int m = 0;
+        for (int i = 0; i < runs[k]->n_states && i < CS_MAX_STATES; i++)
+            m += isfinite(runs[k]->states[i].top1);
+        if (m > 0) {
+            fputs("<polyline fill=\"none\" stroke-width=\"2\"", f);
+            if (dash)
+                fprintf(f, " stroke-dasharray=\"%s\"", dash);
+            fputs(" points=\"", f);
+            int first = 1;
+            for (int i = 0; i < runs[k]->n_states && i < CS_MAX_STATES; i++) {
+                const cs_state_result *st = &runs[k]->states[i];
+                if (!isfinite(st->top1))
+                    continue;
+                fprintf(f, "%s%.1f,%.1f", first ? "" : " ", PX((double)st->n_seen), PY(100 * st->top1));
+                first = 0;
+            }
+            fputs("\"/>\n", f);
+            for (int i = 0; i < runs[k]->n_states && i < CS_MAX_STATES; i++) {
+                const cs_state_result *st = &runs[k]->states[i];
+                if (isfinite(st->top1))
+                    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>\n", PX((double)st->n_seen),
+                            PY(100 * st->top1));
+            }
+        }
+        fputs("</g>\n", f);
+    }
+    fputs("<g class=\"legend\">\n", f);
+    for (int k = 0; k < n; k++) {
+        const char *colour = palette[k % N_COLOURS], *dash = dashes[(k / N_COLOURS) % N_DASHES];
+        double y = legend_top + k * legend_row;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"", left,
+                y, left + 30, y, colour);
+        if (dash)
+            fprintf(f, " stroke-dasharray=\"%s\"", dash);
+        fprintf(f, "/>\n<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", left + 15, y, colour);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">", left + 40, y + 4);
+        xml_text(f, runs[k]->label);
+        fputs("</text>\n", f);
+    }
+    fputs("</g>\n</svg>\n", f);
+#undef PX
+#undef PY
+}
+
+int cs_results_svg(const char *path, const cs_run_result *const *runs, int n, const char *title, cs_error *err)
+{
+    if (!path || n < 0 || (n > 0 && !runs))
+        return cs_error_set(err, CS_ERR_ARG, "cs_results_svg: no path or no runs");
+    out_file o;
+    int rc = out_open(&o, path, err);
+    if (rc)
+        return rc;
+    write_svg(o.f, runs, n, title);
+    if ((rc = out_close(&o, err)) == CS_OK)
+        rc = out_commit(&o, err);
+    out_abort(&o);
+    return rc;
+}
+
+int cs_results_write(const char *dir, const cs_run_result *r, cs_error *err)
+{
+    if (!dir || !r)
+        return cs_error_set(err, CS_ERR_ARG, "cs_results_write: no folder or no run");
+    if (r->n_states < 0 || r->n_states > CS_MAX_STATES)
+        return cs_error_set(err, CS_ERR_ARG, "%s: %d states: expected 0 to %d", dir, r->n_states, CS_MAX_STATES);
+    if (r->n_stages < 0 || r->n_stages > MAX_STAGES_KEPT)
+        return cs_error_set(err, CS_ERR_ARG, "%s: %d stages: expected 0 to %d", dir, r->n_stages, MAX_STAGES_KEPT);
+    static const char *const names[] = {"results.json", "results.csv", "accuracy.svg"};
+    enum { N_FILES = 3 };
+    out_file o[N_FILES];
+    memset(o, 0, sizeof o);
+    int rc = CS_OK;
+    for (int i = 0; i < N_FILES && rc == CS_OK; i++) {
+        char path[PATH_MAX];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= sizeof path) {
+            rc = cs_error_set(err, CS_ERR_ARG, "%s: path too long", dir);
+            break;
+        }
+        if ((rc = out_open(&o[i], path, err)) != CS_OK)
+            break;
+        if (i == 0)
+            write_json(o[i].f, r);
+        else if (i == 1)
+            write_csv(o[i].f, r);
+        else
+            write_svg(o[i].f, &r, 1, r->label);
+        rc = out_close(&o[i], err);
+    }
+    for (int i = 0; i < N_FILES && rc == CS_OK; i++)
+        rc = out_commit(&o[i], err);
+    for (int i = 0; i < N_FILES; i++)
+        out_abort(&o[i]);
+    if (rc == CS_OK)
+        sync_dir(dir);
+    return rc;
+}
+
+/* ---- reading results.csv ---- */
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+        s[--n] = '\0';
+    return s;
+}
+
+static int parse_double(const char *s, double *out)
+{
+    if (!*s)
+        return -1;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end || (errno == ERANGE && isinf(v)))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_int64(const char *s, long long min, long long *out)
+{
+    if (!*s)
+        return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*end || errno || v < min)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+typedef struct reader {
+    const char *path;
+    int line;
+    cs_error *err;
+} reader;
+
+#define BAD(rd, ...) cs_error_set((rd)->err, CS_ERR_IO, __VA_ARGS__)
+
+static int read_text(reader *rd, const char *key, const char *value, char *dst, size_t size)
+{
+    if (strlen(value) >= size)
+        return BAD(rd, "%s:%d: %s is longer than %zu characters", rd->path, rd->line, key, size - 1);
+    memcpy(dst, value, strlen(value) + 1);
+    return CS_OK;
+}
+
+/* "# key: value": the keys cs_results_write writes; other comments are skipped. */
+static int read_comment(reader *rd, char *line, cs_run_result *r)
+{
+    char *colon = strchr(line + 1, ':');
+    if (!colon)
+        return CS_OK;
+    *colon = '\0';
+    const char *key = trim(line + 1), *value = trim(colon + 1);
+    long long v;
+    if (!strcmp(key, "label"))
+        return !*value ? CS_OK : read_text(rd, key, value, r->label, sizeof r->label);
+    if (!strcmp(key, "arch"))
+        return read_text(rd, key, value, r->arch, sizeof r->arch);
+    if (!strcmp(key, "policy"))
+        return read_text(rd, key, value, r->policy, sizeof r->policy);
+    if (!strcmp(key, "cil"))
+        return read_text(rd, key, value, r->cil, sizeof r->cil);
+    if (!strcmp(key, "backend"))
+        return read_text(rd, key, value, r->backend, sizeof r->backend);
+    if (!strcmp(key, "version"))
+        return read_text(rd, key, value, r->version, sizeof r->version);
+    if (!strcmp(key, "params")) {
+        if (parse_int64(value, 0, &v))
+            return BAD(rd, "%s:%d: params '%s': expected a whole number >= 0", rd->path, rd->line, value);
+        r->params = v;
+    } else if (!strcmp(key, "budget")) {
+        if (!strcmp(value, "none"))
+            v = 0;
+        else if (parse_int64(value, 0, &v))
+            return BAD(rd, "%s:%d: budget '%s': expected a whole number >= 0 or none", rd->path, rd->line, value);
+        r->budget = v;
+    } else if (!strcmp(key, "w")) {
+        if (parse_double(value, &r->w))
+            return BAD(rd, "%s:%d: w '%s': expected a number", rd->path, rd->line, value);
+    } else if (!strcmp(key, "seed")) {
+        errno = 0;
+        char *end;
+        unsigned long long u = strtoull(value, &end, 10);
+        if (!*value || *end || errno || *value == '-')
+            return BAD(rd, "%s:%d: seed '%s': expected a whole number >= 0", rd->path, rd->line, value);
+        r->seed = u;
+    } else if (!strcmp(key, "n_states_planned")) {
+        if (parse_int64(value, 0, &v) || v > INT_MAX)
+            return BAD(rd, "%s:%d: n_states_planned '%s': expected a whole number >= 0", rd->path, rd->line,
+                       value);
+        r->n_states_planned = (int)v;
+    }
+    return CS_OK;
+}
+
+static int read_fraction(reader *rd, const char *name, const char *s, double *out)
+{
+    if (parse_double(s, out) || (!isnan(*out) && (*out < 0 || *out > 1)))
+        return BAD(rd, "%s:%d: %s '%s': expected a fraction from 0 to 1 (or nan)", rd->path, rd->line, name, s);
+    return CS_OK;
+}
+
+static int read_row(reader *rd, char *line, cs_run_result *r)
+{
+    char *col[CSV_COLUMNS];
+    int n = 0;
+    for (char *p = line;; n++) {
+        char *comma = strchr(p, ',');
+        if (n < CSV_COLUMNS)
+            col[n] = p;
+        if (!comma)
+            break;
+        *comma = '\0';
+        p = comma + 1;
+    }
+    n++;
+    if (n != CSV_COLUMNS)
+        return BAD(rd, "%s:%d: %d columns, expected %d (" CSV_HEADER ")", rd->path, rd->line, n, CSV_COLUMNS);
+    for (int i = 0; i < CSV_COLUMNS; i++)
+        col[i] = trim(col[i]);
+    if (r->n_states == CS_MAX_STATES)
+        return BAD(rd, "%s:%d: more than %d states", rd->path, rd->line, CS_MAX_STATES);
+    int i = r->n_states;
+    cs_state_result *st = &r->states[i];
+    memset(st, 0, sizeof *st);
+    long long v[3];
+    static const char *const int_names[] = {"state", "n_new", "n_seen"};
+    for (int k = 0; k < 3; k++)
+        if (parse_int64(col[k], 0, &v[k]) || v[k] > INT_MAX)
+            return BAD(rd, "%s:%d: %s '%s': expected a whole number >= 0", rd->path, rd->line, int_names[k], col[k]);
+    if (v[0] != i)
+        return BAD(rd, "%s:%d: state %lld, expected %d (one row per state, in order from 0)", rd->path, rd->line,
+                   v[0], i);
+    st->state = i;
+    st->n_new = (int)v[1];
+    st->n_seen = (int)v[2];
+    if (read_fraction(rd, "top1", col[3], &st->top1) || read_fraction(rd, "top5", col[4], &st->top5))
+        return CS_ERR_IO;
+    static const char *const names[] = {"train_loss", "train_seconds", "eval_seconds"};
+    double *dst[] = {&st->train_loss, &st->train_seconds, &st->eval_seconds};
+    for (int k = 0; k < 3; k++)
+        if (parse_double(col[5 + k], dst[k]))
+            return BAD(rd, "%s:%d: %s '%s': expected a number (or nan)", rd->path, rd->line, names[k], col[5 + k]);
+    int g = 0;
+    for (char *p = col[8];; g++) {
+        char *semi = strchr(p, ';');
+        if (semi)
+            *semi = '\0';
+        if (g <= i) {
+            char name[32];
+            snprintf(name, sizeof name, "group_top1[%d]", g);
+            if (read_fraction(rd, name, trim(p), &st->group_top1[g]))
+                return CS_ERR_IO;
+        }
+        if (!semi)
+            break;
+        p = semi + 1;
+    }
+    g++;
+    if (g != i + 1)
+        return BAD(rd, "%s:%d: group_top1 has %d value%s, expected %d (one per state so far, joined by ';')",
+                   rd->path, rd->line, g, g == 1 ? "" : "s", i + 1);
+    r->n_states++;
+    return CS_OK;
+}
+
+int cs_results_read(const char *dir, cs_run_result *r, cs_error *err)
+{
+    char path[PATH_MAX];
+    if (!dir || !r)
+        return cs_error_set(err, CS_ERR_ARG, "cs_results_read: no folder or no run");
+    if ((size_t)snprintf(path, sizeof path, "%s/results.csv", dir) >= sizeof path)
+        return cs_error_set(err, CS_ERR_ARG, "%s: path too long", dir);
+    memset(r, 0, sizeof *r);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
+    /* without a label comment, the run is named by its folder */
+    size_t dl = strlen(dir);
+    while (dl > 1 && dir[dl - 1] == '/')
+        dl--;
+    const char *base = dir + dl;
+    while (base > dir && base[-1] != '/')
+        base--;
+    snprintf(r->label, sizeof r->label, "%.*s", (int)(dir + dl - base), base);
+
+    reader rd = {.path = path, .err = err};
+    char *line = NULL;
+    size_t cap = 0;
+    int have_header = 0, rc = CS_OK;
+    while (rc == CS_OK && getline(&line, &cap, f) != -1) {
+        rd.line++;
+        char *s = trim(line);
+        if (!*s)
+            continue;
+        if (*s == '#')
+            rc = have_header ? CS_OK : read_comment(&rd, s, r);
+        else if (!have_header) {
+            if (strcmp(s, CSV_HEADER) != 0)
+                rc = BAD(&rd, "%s:%d: expected the header '" CSV_HEADER "', got '%.80s'", path, rd.line, s);
+            have_header = 1;
+        } else {
+            rc = read_row(&rd, s, r);
+        }
+    }
+    if (rc == CS_OK && ferror(f))
+        rc = cs_error_set(err, CS_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
+    if (rc == CS_OK && !have_header)
+        rc = cs_error_set(err, CS_ERR_IO, "%s:%d: no header row (expected '" CSV_HEADER "')", path, rd.line + 1);
+    free(line);
+    fclose(f);
+    return rc;
+}

@@ -1,0 +1,77 @@
+/* results.h: what a class-incremental run measured, and the files that keep it
+ * (results.json, results.csv, accuracy.svg). */
+#ifndef CILSCALE_RESULTS_H
+#define CILSCALE_RESULTS_H
+
+#include <stdint.h>
+
+#include "cilscale/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CS_MAX_STATES 64
+
+typedef struct cs_state_result {
+    int state;          /* 0-based */
+    int n_new, n_seen;  /* classes added in this state, seen so far */
+    double top1, top5;  /* on the test images of all classes seen so far, in [0, 1] */
+    double train_loss;  /* mean loss of the state's last epoch */
+    double train_seconds, eval_seconds;
+    /* top-1 on the test images of the classes of each state j <= state, in [0, 1] */
+    double group_top1[CS_MAX_STATES];
+} cs_state_result;
+
+typedef struct cs_run_result {
+    char label[160];      /* how tables and plots name the run: "lucir psi resnet18 seed 1" */
+    char arch[64], policy[64], cil[64], backend[64];
+    char device[256], version[32], data[256];
+    int64_t budget, params; /* budget 0: none (hand-given network) */
+    double w, d, resolution;
+    int n_stages, depths[16], widths[16];
+    uint64_t seed;
+    int n_states;           /* finished states */
+    int n_states_planned;
+    cs_state_result states[CS_MAX_STATES];
+    double seconds;         /* wall time of the whole run */
+    const char *config_text; /* the resolved experiment, libconfig syntax (may be NULL) */
+} cs_run_result;
+
+/* Metrics over the finished states:
+ * last: top-1 after the last state;
+ * avg_inc: mean top-1 over the states after the first (as the paper's code reports);
+ * avg_inc_all: the same including the first state;
+ * forgetting: mean over the groups of classes j < last of (best top-1 the
+ * group ever had before the last state - its top-1 after the last state).
+ * Fractions in [0, 1]; NaN where not defined: avg_inc and forgetting with
+ * fewer than 2 states, all four with none. */
+typedef struct cs_run_summary {
+    double last, avg_inc, avg_inc_all, forgetting;
+} cs_run_summary;
+void cs_run_summarize(const cs_run_result *r, cs_run_summary *s);
+
+/* Writes DIR/results.json, DIR/results.csv and DIR/accuracy.svg (formats in
+ * docs/user-guide.md, "Results and reports"). All three are written to
+ * NAME.tmp first and renamed into place only when all are complete; on failure
+ * the temporary files are removed and earlier results are left as they were.
+ * CS_ERR_ARG for a run out of range (n_states, n_stages), CS_ERR_IO otherwise. */
+int cs_results_write(const char *dir, const cs_run_result *r, cs_error *err);
+
+/* Reads back what cs_results_write wrote to DIR/results.csv, for `cilscale
+ * report`: label (the folder's name when there is no label line), arch, policy,
+ * cil, backend, version, params, budget, w, seed, n_states_planned and the
+ * states; the rest of r is zeroed (config_text NULL). Anything malformed is
+ * CS_ERR_IO with one line "DIR/results.csv:LINE: what is wrong". */
+int cs_results_read(const char *dir, cs_run_result *r, cs_error *err);
+
+/* One self-contained SVG plot of top-1 (%) against classes seen, one coloured
+ * line with markers per run (runs without a finished state get only a legend
+ * entry), a legend of the labels, and title (a default when NULL or empty);
+ * written to PATH.tmp and renamed into place. */
+int cs_results_svg(const char *path, const cs_run_result *const *runs, int n, const char *title, cs_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

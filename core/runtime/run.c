@@ -1,0 +1,694 @@
+/* cil_run.c: a class-incremental experiment, state after state: build the
+ * state's network, carry the previous model over, train, evaluate, save. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "runtime/checkpoint.h"
+#include "cilscale/cil.h"
+#include "runtime/experiment.h"
+#include "cilscale/policy.h"
+#include "runtime/scenario.h"
+
+typedef struct run {
+    const cs_experiment *e;
+    const cs_run_callbacks *cb;
+    cs_run_result *res;
+    cs_dataset *train, *test;
+    cs_scenario sc;
+    const cs_plugin *arch_p, *cil_p, *be_p;
+    const cs_cil_iface *cil;
+    const cs_backend_iface *be;
+    void *cil_ctx, *be_ctx;
+    cs_arch_config cfg; /* the scaled network; n_classes set per state */
+    int side_h, side_w;
+    cs_augment aug, plain;
+    /* the previous state's model, on the host */
+    cs_graph *prev_g;
+    float *prev_params, *prev_buffers;
+    /* this state's */
+    cs_model m;
+    cs_cil_net net;
+    int state;
+    float *feat; /* batch x F */
+    double t_start;
+    char msg[512];
+} run;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void say(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(run *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->msg, sizeof r->msg, fmt, ap);
+    va_end(ap);
+    if (r->cb && r->cb->log)
+        r->cb->log(r->cb->ctx, r->msg);
+}
+
+static uint64_t mix(uint64_t seed, uint64_t a) { return seed * 0x9e3779b97f4a7c15ULL + a * 0xbf58476d1ce4e5b9ULL + 1; }
+
+/* ---- services for the CIL plugin ---- */
+
+static int host_read_param(void *core, int tensor, float *dst, cs_error *err)
+{
+    run *r = core;
+    const cs_tensor *t = &r->m.g->tensors[tensor];
+    return r->be->read(r->m.plan, CS_ARENA_PARAMS, t->offset, t->size, dst, err);
+}
+
+static int host_write_param(void *core, int tensor, const float *src, cs_error *err)
+{
+    run *r = core;
+    const cs_tensor *t = &r->m.g->tensors[tensor];
+    return r->be->write(r->m.plan, CS_ARENA_PARAMS, t->offset, t->size, src, err);
+}
+
+static int host_class_means(void *core, int first, int count, float *out, cs_error *err)
+{
+    run *r = core;
+    /* memoryless: only this state's classes have images to look at */
+    if (first < r->sc.first[r->state] || count < 1 || first + count > r->sc.first[r->state] + r->sc.count[r->state])
+        return cs_error_set(err, CS_ERR_ARG, "class means of labels [%d, %d): state %d only has images of [%d, %d)",
+                            first, first + count, r->state + 1, r->sc.first[r->state],
+                            r->sc.first[r->state] + r->sc.count[r->state]);
+    int F = r->m.g->tensors[r->m.features].shape[1], B = r->m.batch;
+    int *map = malloc(sizeof(int) * (size_t)r->sc.n_classes), *idx = NULL, *cnt = calloc((size_t)count, sizeof(int));
+    float *img = malloc(sizeof(float) * (size_t)B * (size_t)cs_tensor_row(&r->m.g->tensors[r->m.input]));
+    float *lab = malloc(sizeof(float) * (size_t)B);
+    cs_batcher *b = NULL;
+    int rc = CS_OK, n;
+    if (!map || !cnt || !img || !lab) {
+        rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < r->sc.n_classes; i++)
+        map[i] = -1;
+    for (int l = first; l < first + count; l++)
+        map[r->sc.order[l]] = l;
+    int ni = cs_scenario_indices(r->train, map, r->e->train_per_class, &idx);
+    b = cs_batcher_new(r->train, idx, ni, B, &r->plain, 0, map, 0, err);
+    if (!b) {
+        rc = CS_ERR;
+        goto out;
+    }
+    memset(out, 0, sizeof(float) * (size_t)count * (size_t)F);
+    double *acc = calloc((size_t)count * (size_t)F, sizeof(double));
+    if (!acc) {
+        rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    while ((n = cs_batcher_next(b, img, lab)) > 0) {
+        if ((rc = r->be->set_input(r->m.plan, r->m.input, img, n, err)) ||
+            (rc = r->be->forward(r->m.plan, n, 0, err)) ||
+            (rc = r->be->read_tensor(r->m.plan, r->m.features, r->feat, n, err)))
+            break;
+        for (int i = 0; i < n; i++) {
+            const float *f = r->feat + (size_t)i * F;
+            double s = 0;
+            for (int j = 0; j < F; j++)
+                s += (double)f[j] * f[j];
+            double inv = s > 0 ? 1 / sqrt(s) : 0;
+            int c = (int)lab[i] - first;
+            cnt[c]++;
+            for (int j = 0; j < F; j++)
+                acc[(size_t)c * F + j] += f[j] * inv;
+        }
+    }
+    for (int c = 0; c < count && !rc; c++)
+        for (int j = 0; j < F; j++)
+            out[(size_t)c * F + j] = cnt[c] ? (float)(acc[(size_t)c * F + j] / cnt[c]) : 0;
+    free(acc);
+out:
+    cs_batcher_free(b);
+    free(map);
+    free(idx);
+    free(cnt);
+    free(img);
+    free(lab);
+    return rc;
+}
+
+/* Feeds the previous model's features of the batch (LUCIR's f_old(x)). */
+static int old_features_hook(void *ctx, cs_model *m, int n, cs_error *err)
+{
+    run *r = ctx;
+    int rc = r->be->forward(m->plan, n, CS_FWD_FROZEN, err);
+    if (!rc)
+        rc = r->be->read_tensor(m->plan, m->features, r->feat, n, err);
+    if (!rc)
+        rc = r->be->set_input(m->plan, r->net.old_features, r->feat, n, err);
+    return rc;
+}
+
+/* ---- carrying a model from one state's graph to the next ---- */
+
+/* Copies every parameter and buffer of (pg, pp, pb) into (g, p, b) by name:
+ * equal shapes whole; a classifier with more rows (more classes) its first
+ * rows. Tensors only g has keep what they hold. */
+static void carry_over(const cs_graph *pg, const float *pp, const float *pb, const cs_graph *g, float *p, float *b)
+{
+    for (int i = 0; i < g->n_tensors; i++) {
+        const cs_tensor *t = &g->tensors[i];
+        if (t->kind != CS_TENSOR_PARAM && t->kind != CS_TENSOR_BUFFER)
+            continue;
+        int j = cs_graph_find(pg, t->name);
+        if (j < 0)
+            continue;
+        const cs_tensor *u = &pg->tensors[j];
+        if (u->kind != t->kind || u->ndim != t->ndim)
+            continue;
+        int same_tail = 1;
+        for (int d = 1; d < t->ndim; d++)
+            same_tail &= u->shape[d] == t->shape[d];
+        if (!same_tail || u->shape[0] > t->shape[0])
+            continue;
+        const float *src = (u->kind == CS_TENSOR_PARAM ? pp : pb) + u->offset;
+        float *dst = (t->kind == CS_TENSOR_PARAM ? p : b) + t->offset;
+        memcpy(dst, src, sizeof(float) * (size_t)u->size);
+    }
+}
+
+/* Builds state s's network into r->m / r->net (graph only). */
+static int build_state(run *r, int s, int with_plugin, cs_error *err)
+{
+    cs_cil_state st = {s, r->sc.n_states, r->sc.first[s], r->sc.count[s]};
+    cs_arch_config cfg = r->cfg;
+    cfg.n_classes = st.n_old + st.n_new;
+    cfg.head = r->cil->head;
+    cfg.no_last_relu = r->cil->no_last_relu;
+    int rc = cs_model_build(&r->m, r->arch_p->iface, r->arch_p->name, &cfg, r->e->batch, r->train->c, r->side_h,
+                            r->side_w, err);
+    if (rc)
+        return rc;
+    memset(&r->net, 0, sizeof r->net);
+    r->net.g = r->m.g;
+    r->net.input = r->m.input;
+    r->net.labels = r->m.labels;
+    r->net.features = r->m.features;
+    r->net.logits = r->m.logits;
+    r->net.xent = r->m.xent;
+    r->net.head_weight = r->m.g->nodes[r->m.g->tensors[r->m.logits].producer].in[1];
+    r->net.old_features = -1;
+    if (r->cil->needs_old_features && s > 0)
+        r->net.old_features = cs_input_vec(r->m.g, "old_features", r->m.g->tensors[r->m.features].shape[1]);
+    if ((rc = cs_graph_status(r->m.g, err)))
+        return rc;
+    if (with_plugin && r->cil->build_state && (rc = r->cil->build_state(r->cil_ctx, r->m.g, &r->net, &st, err)))
+        return rc;
+    return CS_OK;
+}
+
+/* Keeps the model of the state just trained on the host, as the next state's "previous". */
+static int keep_previous(run *r, cs_error *err)
+{
+    float *p = malloc(sizeof(float) * (size_t)(r->m.g->n_params + 1));
+    float *b = malloc(sizeof(float) * (size_t)(r->m.g->n_buffers + 1));
+    if (!p || !b) {
+        free(p);
+        free(b);
+        return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+    }
+    int rc = cs_model_read_params(&r->m, p, b, err);
+    if (rc) {
+        free(p);
+        free(b);
+        return rc;
+    }
+    cs_graph_free(r->prev_g);
+    free(r->prev_params);
+    free(r->prev_buffers);
+    r->prev_g = r->m.g; /* the graph moves to prev; the plan is released */
+    r->m.g = NULL;
+    r->prev_params = p;
+    r->prev_buffers = b;
+    return CS_OK;
+}
+
+static void free_state(run *r)
+{
+    if (r->m.plan && r->m.be)
+        r->m.be->release(r->m.plan);
+    r->m.plan = NULL;
+    cs_graph_free(r->m.g);
+    r->m.g = NULL;
+}
+
+typedef struct batch_ctx {
+    run *r;
+    int epoch, epochs;
+} batch_ctx;
+
+static int on_batch(void *ctx, int bi, int nb, const cs_epoch_stats *st)
+{
+    batch_ctx *bc = ctx;
+    const cs_run_callbacks *cb = bc->r->cb;
+    return cb && cb->batch ? cb->batch(cb->ctx, bc->r->state, bc->r->sc.n_states, bc->epoch, bc->epochs, bi, nb, st)
+                           : 0;
+}
+
+static int save_model(run *r, const char *name, cs_error *err)
+{
+    char path[PATH_MAX + 64], st[16];
+    snprintf(path, sizeof path, "%s/%s", r->e->out, name);
+    snprintf(st, sizeof st, "%d", r->state);
+    float *p = malloc(sizeof(float) * (size_t)(r->m.g->n_params + r->m.g->n_buffers + 1));
+    if (!p)
+        return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+    /* model label i is data-set class order[i]: without it the classifier's rows mean nothing */
+    char order[4096];
+    size_t u = 0;
+    for (int i = 0; i < r->sc.n_classes && u < sizeof order; i++)
+        u += (size_t)snprintf(order + u, sizeof order - u, "%s%d", i ? "," : "", r->sc.order[i]);
+    const char *meta[] = {"state", st, "arch", r->arch_p->name, "cil", r->cil_p->name, "class_order", order, NULL};
+    int rc = cs_model_read_params(&r->m, p, p + r->m.g->n_params, err);
+    if (!rc)
+        rc = cs_checkpoint_save(path, r->m.g, p, p + r->m.g->n_params, meta, err);
+    free(p);
+    return rc;
+}
+
+/* One state: build, carry over, begin, train, evaluate, save. Returns 1 when stopped. */
+static int run_state(run *r, int s, cs_error *err)
+{
+    const cs_experiment *e = r->e;
+    cs_cil_state st = {s, r->sc.n_states, r->sc.first[s], r->sc.count[s]};
+    r->state = s;
+    int rc = build_state(r, s, 1, err);
+    if (rc)
+        return rc;
+    if ((rc = cs_model_prepare(&r->m, r->be, r->be_ctx, mix(e->seed, 1), err)))
+        return rc;
+    cs_graph *g = r->m.g;
+    float *p = malloc(sizeof(float) * (size_t)(g->n_params + g->n_buffers + 1));
+    if (!p)
+        return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+    if ((rc = cs_model_read_params(&r->m, p, p + g->n_params, err))) {
+        free(p);
+        return rc;
+    }
+    if (r->prev_g) {
+        carry_over(r->prev_g, r->prev_params, r->prev_buffers, g, p, p + g->n_params);
+        rc = cs_model_write_params(&r->m, p, p + g->n_params, err);
+        /* the frozen copy: the previous model in this state's layout */
+        if (!rc)
+            rc = r->be->write(r->m.plan, CS_ARENA_FROZEN_PARAMS, 0, g->n_params, p, err);
+        if (!rc && g->n_buffers)
+            rc = r->be->write(r->m.plan, CS_ARENA_FROZEN_BUFFERS, 0, g->n_buffers, p + g->n_params, err);
+    }
+    free(p);
+    if (rc)
+        return rc;
+    cs_cil_host host = {r, host_class_means, host_read_param, host_write_param};
+    if (r->cil->begin_state && (rc = r->cil->begin_state(r->cil_ctx, &host, &r->net, &st, err)))
+        return rc;
+    int64_t frozen[8][2];
+    int n_frozen = r->cil->frozen_ranges ? r->cil->frozen_ranges(r->cil_ctx, &r->net, &st, frozen, 8) : 0;
+
+    /* training */
+    int *map = malloc(sizeof(int) * (size_t)r->sc.n_classes), *idx = NULL, *tidx = NULL;
+    if (!map)
+        return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+    cs_scenario_label_map(&r->sc, s, 1, map);
+    int ni = cs_scenario_indices(r->train, map, e->train_per_class, &idx);
+    cs_batcher *tb = cs_batcher_new(r->train, idx, ni, e->batch, &r->aug, 1, map, mix(e->seed, 100 + (uint64_t)s), err);
+    free(idx);
+    if (!tb) {
+        free(map);
+        return CS_ERR;
+    }
+    int epochs = s == 0 && e->first_epochs ? e->first_epochs : e->epochs;
+    double lr = s == 0 && e->first_lr > 0 ? e->first_lr : e->lr;
+    cs_schedule sched;
+    if ((rc = cs_schedule_parse(e->schedule, (float)lr, epochs, &sched, err))) {
+        cs_batcher_free(tb);
+        free(map);
+        return rc;
+    }
+    cs_state_result *sr = &r->res->states[s];
+    memset(sr, 0, sizeof *sr);
+    sr->state = s;
+    sr->n_new = st.n_new;
+    sr->n_seen = st.n_old + st.n_new;
+    int stopped = 0;
+    double t0 = now_s();
+    batch_ctx bc = {r, 0, epochs};
+    for (int ep = 0; ep < epochs && !stopped && !rc; ep++) {
+        cs_sgd sgd = {.lr = cs_schedule_lr(&sched, ep), .momentum = (float)e->momentum,
+                      .weight_decay = (float)e->weight_decay, .nesterov = e->nesterov,
+                      .frozen = (const int64_t(*)[2])frozen, .n_frozen = n_frozen};
+        cs_epoch_stats es;
+        bc.epoch = ep;
+        int k = cs_model_train_epoch(&r->m, tb, &sgd, r->net.old_features >= 0 ? old_features_hook : NULL, r, on_batch,
+                                     &bc, &es, err);
+        if (k < 0) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            rc = cs_error_set(err, k, "state %d, epoch %d: %s", s + 1, ep + 1, why);
+        }
+        stopped = k == 1;
+        sr->train_loss = es.loss;
+    }
+    sr->train_seconds = now_s() - t0;
+    cs_batcher_free(tb);
+    if (rc || stopped) {
+        free(map);
+        if (stopped) {
+            cs_error e2;
+            if (save_model(r, "interrupted.safetensors", &e2))
+                say(r, "could not save the interrupted model: %s", e2.msg);
+            else
+                say(r, "stopped in state %d; the model so far is in %s/interrupted.safetensors; "
+                       "--resume restarts state %d", s + 1, e->out, s + 1);
+        }
+        return rc ? rc : 1;
+    }
+
+    /* evaluation on every class seen so far */
+    t0 = now_s();
+    cs_scenario_label_map(&r->sc, s, 0, map);
+    int nt = cs_scenario_indices(r->test, map, e->test_per_class, &tidx);
+    cs_batcher *eb = cs_batcher_new(r->test, tidx, nt, e->batch, &r->plain, 0, map, 0, err);
+    free(tidx);
+    int k = sr->n_seen;
+    int64_t *per = calloc(2 * (size_t)k, sizeof(int64_t));
+    cs_epoch_stats es;
+    if (!eb || !per || (rc = cs_model_evaluate(&r->m, eb, 0, &es, per, err))) {
+        cs_batcher_free(eb);
+        free(per);
+        free(map);
+        if (rc)
+            return rc;
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", eb ? "out of memory" : err->msg);
+        return cs_error_set(err, CS_ERR, "evaluating state %d: %s", s + 1, why);
+    }
+    cs_batcher_free(eb);
+    sr->top1 = es.seen ? (double)es.top1 / (double)es.seen : 0;
+    sr->top5 = es.seen ? (double)es.top5 / (double)es.seen : 0;
+    for (int j = 0; j <= s; j++) {
+        int64_t hit = 0, cnt = 0;
+        for (int l = r->sc.first[j]; l < r->sc.first[j] + r->sc.count[j]; l++) {
+            hit += per[l];
+            cnt += per[k + l];
+        }
+        sr->group_top1[j] = cnt ? (double)hit / (double)cnt : 0;
+    }
+    sr->eval_seconds = now_s() - t0;
+    free(per);
+    free(map);
+    say(r, "state %d/%d: %d classes seen: top-1 %.2f%%, top-5 %.2f%% (train %.0fs, loss %.4f)", s + 1,
+        r->sc.n_states, sr->n_seen, 100 * sr->top1, 100 * sr->top5, sr->train_seconds, sr->train_loss);
+    char name[32];
+    snprintf(name, sizeof name, "state-%d.safetensors", s);
+    if ((rc = save_model(r, name, err)))
+        return rc;
+    r->res->n_states = s + 1;
+    r->res->seconds = now_s() - r->t_start;
+    if ((rc = cs_results_write(e->out, r->res, err)))
+        return rc;
+    return keep_previous(r, err);
+}
+
+static const cs_plugin *need(const cs_registry *reg, int kind, const char *name, const char *key, cs_error *err)
+{
+    const cs_plugin *p = cs_registry_find(reg, kind, name);
+    if (!p) {
+        char names[512];
+        cs_registry_names(reg, kind, names, sizeof names);
+        cs_error_set(err, CS_ERR_ARG, "%s: unknown %s plugin '%s' (loaded: %s)", key, cs_kind_name(kind), name,
+                     names);
+    }
+    return p;
+}
+
+static int setup(run *r, const cs_registry *reg, cs_error *err)
+{
+    const cs_experiment *e = r->e;
+    cs_data_format fmt;
+    int rc;
+    if (cs_data_format_parse(e->data_format, &fmt))
+        return cs_error_set(err, CS_ERR_ARG, "data.format '%s': expected idx, cifar10, cifar100 or folder",
+                            e->data_format);
+    if (!(r->arch_p = need(reg, CS_KIND_ARCH, e->arch, "model.arch", err)) ||
+        !(r->cil_p = need(reg, CS_KIND_CIL, e->cil, "cil.algorithm", err)) ||
+        !(r->be_p = need(reg, CS_KIND_BACKEND, e->backend, "backend.name", err)))
+        return CS_ERR_ARG;
+    const cs_plugin *pol = NULL;
+    if (!e->manual && !(pol = need(reg, CS_KIND_POLICY, e->policy, "model.policy", err)))
+        return CS_ERR_ARG;
+    r->cil = r->cil_p->iface;
+    r->be = r->be_p->iface;
+    if ((rc = r->cil->create(&r->cil_ctx, err)))
+        return rc;
+    for (int i = 0; i < e->n_cil_opts; i++) {
+        const char *key = e->cil_keys[i], *dot = strchr(key, '.');
+        if (dot) { /* another algorithm's group: not ours to read */
+            if ((size_t)(dot - key) != strlen(e->cil) || strncmp(key, e->cil, (size_t)(dot - key)))
+                continue;
+            key = dot + 1;
+        }
+        if (!r->cil->option)
+            return cs_error_set(err, CS_ERR_ARG, "cil.%s: %s takes no options", e->cil_keys[i], e->cil);
+        cs_error e2;
+        if (r->cil->option(r->cil_ctx, key, e->cil_values[i], &e2))
+            return cs_error_set(err, CS_ERR_ARG, "cil.%s: %s", e->cil_keys[i], e2.msg);
+    }
+    if (r->cil->describe) {
+        char d[256];
+        r->cil->describe(r->cil_ctx, d, sizeof d);
+        say(r, "%s", d);
+    }
+    cs_schedule sched;
+    if ((rc = cs_schedule_parse(e->schedule, (float)e->lr, e->epochs, &sched, err))) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return cs_error_set(err, rc, "train.%s", why);
+    }
+    if ((rc = cs_dataset_load(fmt, e->data_path, 1, e->image_size, 0, &r->train, err)) ||
+        (rc = cs_dataset_load(fmt, e->data_path, 0, e->image_size, r->train->c, &r->test, err)))
+        return rc;
+    if (r->test->n_classes != r->train->n_classes)
+        return cs_error_set(err, CS_ERR_ARG, "%s: the test split has %d classes, the training split %d",
+                            e->data_path, r->test->n_classes, r->train->n_classes);
+    if (e->n_order && e->n_order != r->train->n_classes)
+        return cs_error_set(err, CS_ERR_ARG, "scenario.order: %d classes listed, the data set has %d", e->n_order,
+                            r->train->n_classes);
+    if ((rc = cs_scenario_make(r->train->n_classes, e->states, e->first, e->n_order ? e->order : NULL, e->seed, &r->sc,
+                               err)))
+        return rc;
+
+    /* the network: scaled for the classifier of the last state */
+    cs_stem stem;
+    if (!strcmp(e->stem, "auto"))
+        stem = r->train->h <= 64 ? CS_STEM_SMALL : CS_STEM_IMAGENET;
+    else if (cs_stem_parse(e->stem, &stem))
+        return cs_error_set(err, CS_ERR_ARG, "model.stem '%s': expected imagenet, small or auto", e->stem);
+    const cs_arch_iface *arch = r->arch_p->iface;
+    cs_scale_request req = {.arch_name = r->arch_p->name, .arch = arch, .policy_name = e->policy,
+                            .budget = e->manual ? INT64_MAX : e->budget,
+                            .base = {.in_channels = r->train->c, .n_classes = r->train->n_classes, .stem = stem,
+                                     .head = r->cil->head}};
+    cs_scale_result net;
+    if (e->manual) {
+        int depths[CS_MAX_STAGES];
+        cs_arch_depths_for(arch, e->depth, CS_DEPTH_ROUND_HALF_UP, depths);
+        if ((rc = cs_policy_fill(&req, e->width, depths, &net, err)))
+            return rc;
+        net.d = e->depth;
+        net.resolution = 1;
+    } else if ((rc = ((const cs_policy_iface *)pol->iface)->scale(&req, &net, err))) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return cs_error_set(err, rc, "model: %s", why);
+    }
+    r->cfg = net.cfg;
+    r->side_h = (int)lround(r->train->h * net.resolution);
+    r->side_w = (int)lround(r->train->w * net.resolution);
+    r->side_h = r->side_h < 8 ? 8 : r->side_h;
+    r->side_w = r->side_w < 8 ? 8 : r->side_w;
+    float mean[3], std[3];
+    cs_dataset_stats(r->train, mean, std);
+    r->plain = (cs_augment){.out_h = r->side_h, .out_w = r->side_w};
+    memcpy(r->plain.mean, mean, sizeof mean);
+    memcpy(r->plain.std, std, sizeof std);
+    r->aug = r->plain;
+    if (e->augment) {
+        r->aug.crop_pad = (r->side_h + 7) / 8;
+        r->aug.flip = 1;
+    }
+
+    cs_run_result *res = r->res;
+    snprintf(res->arch, sizeof res->arch, "%s", r->arch_p->name);
+    snprintf(res->policy, sizeof res->policy, "%s", e->manual ? "none" : e->policy);
+    snprintf(res->cil, sizeof res->cil, "%s", r->cil_p->name);
+    snprintf(res->backend, sizeof res->backend, "%s", r->be_p->name);
+    snprintf(res->version, sizeof res->version, "%s", CS_VERSION);
+    snprintf(res->data, sizeof res->data, "%s:%s", e->data_format, e->data_path);
+    snprintf(res->label, sizeof res->label, "%s %s %s seed %llu", res->cil, res->policy, res->arch,
+             (unsigned long long)e->seed);
+    res->budget = e->manual ? 0 : e->budget;
+    res->params = net.params;
+    res->w = net.w;
+    res->d = net.d;
+    res->resolution = net.resolution;
+    res->n_stages = arch->n_stages;
+    memcpy(res->depths, net.cfg.depths, sizeof(int) * (size_t)arch->n_stages);
+    memcpy(res->widths, net.widths, sizeof(int) * (size_t)arch->n_stages);
+    res->seed = e->seed;
+    res->n_states_planned = r->sc.n_states;
+    if ((rc = r->be->open(e->device, &r->be_ctx, err)))
+        return rc;
+    r->be->describe(r->be_ctx, res->device, sizeof res->device);
+    char pbuf[32];
+    snprintf(pbuf, sizeof pbuf, "%lld", (long long)net.params);
+    say(r, "%s %s: w=%.3f, d=%.3f, %s parameters, %dx%d input; %s; %d states over %d classes; %s", res->policy,
+        res->arch, net.w, net.d, pbuf, r->side_h, r->side_w, r->cil_p->name, r->sc.n_states, r->sc.n_classes,
+        res->device);
+    return CS_OK;
+}
+
+/* The finished states of an earlier run in e->out, and its last model. */
+static int load_resume(run *r, int *next, cs_error *err)
+{
+    cs_run_result old;
+    cs_error e2;
+    *next = 0;
+    if (cs_results_read(r->e->out, &old, &e2))
+        return CS_OK; /* nothing finished yet: start from the first state */
+    if (old.n_states > r->sc.n_states)
+        return cs_error_set(err, CS_ERR_ARG, "%s: %d states finished, but the experiment has %d", r->e->out,
+                            old.n_states, r->sc.n_states);
+    for (int s = 0; s < old.n_states; s++)
+        r->res->states[s] = old.states[s];
+    r->res->n_states = old.n_states;
+    if (old.n_states == 0)
+        return CS_OK;
+    int last = old.n_states - 1;
+    int rc = build_state(r, last, 0, err);
+    if (rc)
+        return rc;
+    float *p = malloc(sizeof(float) * (size_t)(r->m.g->n_params + 1));
+    float *b = malloc(sizeof(float) * (size_t)(r->m.g->n_buffers + 1));
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/state-%d.safetensors", r->e->out, last);
+    if (!p || !b || (rc = cs_checkpoint_load(path, r->m.g, p, b, NULL, err))) {
+        free(p);
+        free(b);
+        return rc ? rc : cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+    }
+    r->prev_g = r->m.g;
+    r->m.g = NULL;
+    r->prev_params = p;
+    r->prev_buffers = b;
+    *next = old.n_states;
+    say(r, "resuming after state %d of %d from %s", old.n_states, r->sc.n_states, r->e->out);
+    return CS_OK;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path, cs_error *err)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) && errno != EEXIST)
+                return cs_error_set(err, CS_ERR_IO, "out %s: cannot create %s: %s", path, buf, strerror(errno));
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    return CS_OK;
+}
+
+int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int resume, const cs_run_callbacks *cb,
+                      cs_run_result *res, cs_error *err)
+{
+    run r = {.e = e, .cb = cb, .res = res};
+    memset(res, 0, sizeof *res);
+    double t0 = now_s();
+    r.t_start = t0;
+    char cfg_path[PATH_MAX + 16];
+    int rc = CS_OK, next = 0;
+    char *cfg_text = NULL;
+    size_t cfg_len = 0;
+    FILE *mem = open_memstream(&cfg_text, &cfg_len);
+    if (mem) {
+        cs_experiment_write(e, mem);
+        fclose(mem);
+    }
+    res->config_text = cfg_text;
+    if ((rc = setup(&r, reg, err)))
+        goto out;
+    /* the output folder only once the experiment is known good */
+    if ((rc = make_dirs(e->out, err)))
+        goto out;
+    if (resume && (rc = load_resume(&r, &next, err)))
+        goto out;
+    /* the resolved experiment, which --resume reads back */
+    snprintf(cfg_path, sizeof cfg_path, "%s/run.cfg", e->out);
+    char tmp[PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp", cfg_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fputs(cfg_text ? cfg_text : "", f) < 0 || fclose(f) || rename(tmp, cfg_path)) {
+        rc = cs_error_set(err, CS_ERR_IO, "%s: cannot write: %s", cfg_path, strerror(errno));
+        remove(tmp);
+        goto out;
+    }
+    r.feat = NULL;
+    for (int s = next; s < r.sc.n_states; s++) {
+        if (!r.feat) {
+            /* features are at most as wide as the classifier's input; sized from the first graph */
+            if ((rc = build_state(&r, s, 0, err)))
+                goto out;
+            int F = r.m.g->tensors[r.m.features].shape[1];
+            free_state(&r);
+            r.feat = malloc(sizeof(float) * (size_t)e->batch * (size_t)F);
+            if (!r.feat) {
+                rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+                goto out;
+            }
+        }
+        rc = run_state(&r, s, err);
+        free_state(&r);
+        if (rc)
+            goto out;
+    }
+    /* finished: an interrupted model from before a resume is out of date */
+    char stale[PATH_MAX + 32];
+    snprintf(stale, sizeof stale, "%s/interrupted.safetensors", e->out);
+    remove(stale);
+out:
+    res->seconds = now_s() - t0;
+    free_state(&r);
+    cs_graph_free(r.prev_g);
+    free(r.prev_params);
+    free(r.prev_buffers);
+    free(r.feat);
+    if (r.be_ctx)
+        r.be->close(r.be_ctx);
+    if (r.cil_ctx && r.cil)
+        r.cil->destroy(r.cil_ctx);
+    cs_scenario_free(&r.sc);
+    cs_dataset_free(r.train);
+    cs_dataset_free(r.test);
+    res->config_text = NULL;
+    free(cfg_text);
+    return rc;
+}

@@ -1,0 +1,289 @@
+/* train.c: a network on a backend, and the loops that train and evaluate it. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/train.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cs_model_build(cs_model *m, const cs_arch_iface *arch, const char *arch_name, const cs_arch_config *cfg,
+                   int batch, int in_c, int in_h, int in_w, cs_error *err)
+{
+    memset(m, 0, sizeof *m);
+    m->arch = arch;
+    snprintf(m->arch_name, sizeof m->arch_name, "%s", arch_name);
+    m->cfg = *cfg;
+    m->in_c = in_c;
+    m->in_h = in_h;
+    m->in_w = in_w;
+    m->batch = batch;
+    if (cfg->in_channels != in_c)
+        return cs_error_set(err, CS_ERR_ARG, "the network takes %d input channels but the data has %d",
+                            cfg->in_channels, in_c);
+    m->g = cs_graph_new(batch);
+    if (!m->g)
+        return cs_error_set(err, CS_ERR_ARG, "batch %d: expected >= 1", batch);
+    m->input = cs_input(m->g, "input", in_c, in_h, in_w);
+    m->labels = cs_input_vec(m->g, "labels", 0);
+    int rc = cs_arch_build(arch, arch_name, m->g, cfg, m->input, &m->features, &m->logits, err);
+    if (!rc) {
+        m->xent = cs_softmax_xent(m->g, m->logits, m->labels);
+        cs_graph_add_loss(m->g, m->xent, 1.0f);
+        rc = cs_graph_status(m->g, err);
+    }
+    if (rc)
+        cs_model_free(m);
+    return rc;
+}
+
+int cs_model_prepare(cs_model *m, const cs_backend_iface *be, void *be_ctx, uint64_t seed, cs_error *err)
+{
+    m->be = be;
+    m->be_ctx = be_ctx;
+    int rc = be->prepare(be_ctx, m->g, &m->plan, err);
+    if (rc)
+        return rc;
+    float *params = malloc(sizeof(float) * (size_t)(m->g->n_params + m->g->n_buffers + 1));
+    if (!params)
+        return cs_error_set(err, CS_ERR_NOMEM, "out of memory for %lld parameters", (long long)m->g->n_params);
+    cs_graph_init(m->g, seed, params, params + m->g->n_params);
+    rc = cs_model_write_params(m, params, params + m->g->n_params, err);
+    free(params);
+    return rc;
+}
+
+int cs_model_init(cs_model *m, const cs_arch_iface *arch, const char *arch_name, const cs_arch_config *cfg,
+                  int batch, int in_c, int in_h, int in_w, const cs_backend_iface *be, void *be_ctx, uint64_t seed,
+                  cs_error *err)
+{
+    int rc = cs_model_build(m, arch, arch_name, cfg, batch, in_c, in_h, in_w, err);
+    if (!rc && (rc = cs_model_prepare(m, be, be_ctx, seed, err)))
+        cs_model_free(m);
+    return rc;
+}
+
+void cs_model_free(cs_model *m)
+{
+    if (m->plan && m->be)
+        m->be->release(m->plan);
+    cs_graph_free(m->g);
+    m->plan = NULL;
+    m->g = NULL;
+}
+
+int cs_model_read_params(const cs_model *m, float *params, float *buffers, cs_error *err)
+{
+    int rc = m->be->read(m->plan, CS_ARENA_PARAMS, 0, m->g->n_params, params, err);
+    if (!rc && m->g->n_buffers)
+        rc = m->be->read(m->plan, CS_ARENA_BUFFERS, 0, m->g->n_buffers, buffers, err);
+    return rc;
+}
+
+int cs_model_write_params(cs_model *m, const float *params, const float *buffers, cs_error *err)
+{
+    int rc = m->be->write(m->plan, CS_ARENA_PARAMS, 0, m->g->n_params, params, err);
+    if (!rc && m->g->n_buffers)
+        rc = m->be->write(m->plan, CS_ARENA_BUFFERS, 0, m->g->n_buffers, buffers, err);
+    return rc;
+}
+
+float cs_schedule_lr(const cs_schedule *s, int epoch)
+{
+    switch (s->kind) {
+    case CS_LR_COSINE:
+        if (s->epochs <= 1)
+            return s->lr;
+        return (float)(0.5 * s->lr * (1 + cos(M_PI * epoch / s->epochs)));
+    case CS_LR_MULTISTEP: {
+        float lr = s->lr;
+        for (int i = 0; i < s->n_milestones; i++)
+            if (epoch >= s->milestones[i])
+                lr *= s->gamma;
+        return lr;
+    }
+    default: return s->lr;
+    }
+}
+
+int cs_schedule_parse(const char *text, float lr, int epochs, cs_schedule *out, cs_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->lr = lr;
+    out->epochs = epochs;
+    out->gamma = 0.1f;
+    if (!strcmp(text, "constant")) {
+        out->kind = CS_LR_CONSTANT;
+        return CS_OK;
+    }
+    if (!strcmp(text, "cosine")) {
+        out->kind = CS_LR_COSINE;
+        return CS_OK;
+    }
+    if (!strncmp(text, "multistep:", 10)) {
+        out->kind = CS_LR_MULTISTEP;
+        const char *p = text + 10;
+        int last = 0;
+        while (*p) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p || v <= last || out->n_milestones == 8 || (*end && *end != ','))
+                goto bad;
+            out->milestones[out->n_milestones++] = (int)v;
+            last = (int)v;
+            p = *end ? end + 1 : end;
+        }
+        if (out->n_milestones)
+            return CS_OK;
+    }
+bad:
+    return cs_error_set(err, CS_ERR_ARG,
+                        "schedule '%s': expected constant, cosine or multistep:E1,E2,... (increasing epochs, at "
+                        "most 8)",
+                        text);
+}
+
+/* Top-1 and top-5 hits of n rows of logits [n, k] against labels; per_label
+ * (optional) gets hits in [0, k) and counts in [k, 2k). */
+static void count_hits(const float *logits, const float *labels, int n, int k, int64_t *top1, int64_t *top5,
+                       int64_t *per_label)
+{
+    for (int i = 0; i < n; i++) {
+        const float *row = logits + (size_t)i * k;
+        int y = (int)labels[i];
+        float v = row[y];
+        /* classes that score higher than the true one, or as high: a tie is
+         * not a hit (constant logits must not read as 100%) */
+        int above = 0;
+        for (int j = 0; j < k; j++)
+            above += row[j] > v || (row[j] == v && j != y);
+        *top1 += above == 0;
+        *top5 += above < 5;
+        if (per_label && y >= 0 && y < k) {
+            per_label[y] += above == 0;
+            per_label[k + y]++;
+        }
+    }
+}
+
+int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_hook hook, void *hook_ctx,
+                         cs_batch_cb cb, void *cb_ctx, cs_epoch_stats *st, cs_error *err)
+{
+    memset(st, 0, sizeof *st);
+    const cs_graph *g = m->g;
+    int k = g->tensors[m->logits].shape[1];
+    size_t in_size = (size_t)m->batch * (size_t)cs_tensor_row(&g->tensors[m->input]);
+    float *images = malloc(sizeof(float) * in_size);
+    float *labels = malloc(sizeof(float) * (size_t)m->batch);
+    float *logits = malloc(sizeof(float) * (size_t)m->batch * (size_t)k);
+    int rc = CS_OK, stopped = 0, n, bi = 0, nb = cs_batcher_batches_per_epoch(b);
+    double t0 = now_s(), loss_sum = 0;
+    if (!images || !labels || !logits) {
+        rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory for a batch");
+        goto out;
+    }
+    while ((n = cs_batcher_next(b, images, labels)) > 0) {
+        if ((rc = m->be->set_input(m->plan, m->input, images, n, err)) ||
+            (rc = m->be->set_input(m->plan, m->labels, labels, n, err)) || (hook && (rc = hook(hook_ctx, m, n, err))))
+            goto out;
+        if (m->be->step)
+            rc = m->be->step(m->plan, n, opt, err);
+        else if (!(rc = m->be->forward(m->plan, n, CS_FWD_TRAIN, err)) && !(rc = m->be->backward(m->plan, n, err)))
+            rc = m->be->update(m->plan, opt, err);
+        if (rc)
+            goto out;
+        double loss = 0;
+        for (int i = 0; i < g->n_losses; i++) {
+            float v;
+            if ((rc = m->be->read_tensor(m->plan, g->losses[i], &v, 1, err)))
+                goto out;
+            loss += g->loss_weights[i] * v;
+        }
+        if (!isfinite(loss)) {
+            rc = cs_error_set(err, CS_ERR, "the loss became %s at batch %d of %d (lower the learning rate?)",
+                              isnan(loss) ? "NaN" : "infinite", bi + 1, nb);
+            goto out;
+        }
+        if ((rc = m->be->read_tensor(m->plan, m->logits, logits, n, err)))
+            goto out;
+        count_hits(logits, labels, n, k, &st->top1, &st->top5, NULL);
+        loss_sum += loss;
+        st->seen += n;
+        bi++;
+        st->loss = loss_sum / bi;
+        st->seconds = now_s() - t0;
+        if (cb && cb(cb_ctx, bi, nb, st)) {
+            stopped = 1;
+            break;
+        }
+    }
+out:
+    st->seconds = now_s() - t0;
+    free(images);
+    free(labels);
+    free(logits);
+    return rc ? rc : stopped;
+}
+
+int cs_model_evaluate(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st, int64_t *per_label,
+                      cs_error *err)
+{
+    memset(st, 0, sizeof *st);
+    const cs_graph *g = m->g;
+    int k = g->tensors[m->logits].shape[1];
+    size_t in_size = (size_t)m->batch * (size_t)cs_tensor_row(&g->tensors[m->input]);
+    float *images = malloc(sizeof(float) * in_size);
+    float *labels = malloc(sizeof(float) * (size_t)m->batch);
+    float *logits = malloc(sizeof(float) * (size_t)m->batch * (size_t)k);
+    int rc = CS_OK, n;
+    double t0 = now_s();
+    if (!images || !labels || !logits) {
+        rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory for a batch");
+        goto out;
+    }
+    while ((n = cs_batcher_next(b, images, labels)) > 0) {
+        if ((rc = m->be->set_input(m->plan, m->input, images, n, err)) ||
+            (rc = m->be->forward(m->plan, n, frozen ? CS_FWD_FROZEN : 0, err)) ||
+            (rc = m->be->read_tensor(m->plan, m->logits, logits, n, err)))
+            goto out;
+        count_hits(logits, labels, n, k, &st->top1, &st->top5, per_label);
+        st->seen += n;
+    }
+out:
+    st->seconds = now_s() - t0;
+    free(images);
+    free(labels);
+    free(logits);
+    return rc;
+}
+
+void cs_dataset_stats(const cs_dataset *d, float mean[3], float std[3])
+{
+    size_t plane = (size_t)d->h * (size_t)d->w;
+    for (int c = 0; c < 3; c++) {
+        mean[c] = 0;
+        std[c] = 1;
+    }
+    for (int c = 0; c < d->c && c < 3; c++) {
+        double s = 0, s2 = 0;
+        for (int i = 0; i < d->n; i++) {
+            const uint8_t *p = d->pixels + ((size_t)i * (size_t)d->c + (size_t)c) * plane;
+            for (size_t j = 0; j < plane; j++) {
+                double v = p[j] / 255.0;
+                s += v;
+                s2 += v * v;
+            }
+        }
+        double cnt = (double)d->n * (double)plane;
+        double mu = cnt > 0 ? s / cnt : 0, var = cnt > 0 ? s2 / cnt - mu * mu : 1;
+        mean[c] = (float)mu;
+        std[c] = (float)(var > 1e-12 ? sqrt(var) : 1);
+    }
+}

@@ -1,0 +1,92 @@
+/* train.h: a network on a backend, and the loops that train and evaluate it. */
+#ifndef CILSCALE_TRAIN_H
+#define CILSCALE_TRAIN_H
+
+#include <stdint.h>
+
+#include "cilscale/arch.h"
+#include "cilscale/backend.h"
+#include "runtime/data.h"
+#include "cilscale/error.h"
+#include "cilscale/graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A built network prepared on a backend: what training, evaluation and
+ * checkpoints work on. The host keeps no copy of the parameters between
+ * steps; cs_model_read_params fetches them. */
+typedef struct cs_model {
+    cs_graph *g;
+    const cs_arch_iface *arch;
+    char arch_name[64];
+    cs_arch_config cfg;
+    int in_c, in_h, in_w, batch;
+    int input, labels, features, logits, xent; /* tensor ids */
+    const cs_backend_iface *be;
+    void *be_ctx; /* not owned */
+    void *plan;
+} cs_model;
+
+/* cs_model_build, then cs_model_prepare. */
+int cs_model_init(cs_model *m, const cs_arch_iface *arch, const char *arch_name, const cs_arch_config *cfg,
+                  int batch, int in_c, int in_h, int in_w, const cs_backend_iface *be, void *be_ctx, uint64_t seed,
+                  cs_error *err);
+/* Builds arch at cfg for batch x in_c x in_h x in_w inputs, with a
+ * cross-entropy loss on its logits (weight 1). The graph can still grow
+ * (more loss terms) before cs_model_prepare. */
+int cs_model_build(cs_model *m, const cs_arch_iface *arch, const char *arch_name, const cs_arch_config *cfg,
+                   int batch, int in_c, int in_h, int in_w, cs_error *err);
+/* Prepares the graph on the backend and initialises the parameters from seed. */
+int cs_model_prepare(cs_model *m, const cs_backend_iface *be, void *be_ctx, uint64_t seed, cs_error *err);
+void cs_model_free(cs_model *m);
+
+/* Host copies of the parameter and buffer arenas (g->n_params, g->n_buffers floats). */
+int cs_model_read_params(const cs_model *m, float *params, float *buffers, cs_error *err);
+int cs_model_write_params(cs_model *m, const float *params, const float *buffers, cs_error *err);
+
+/* Learning-rate schedules over epochs. */
+typedef enum cs_lr_schedule { CS_LR_CONSTANT = 0, CS_LR_COSINE, CS_LR_MULTISTEP } cs_lr_schedule;
+typedef struct cs_schedule {
+    cs_lr_schedule kind;
+    float lr;           /* base rate */
+    int milestones[8];  /* multistep: epochs at which lr *= gamma */
+    int n_milestones;
+    float gamma;
+    int epochs;         /* cosine: period */
+} cs_schedule;
+float cs_schedule_lr(const cs_schedule *s, int epoch); /* epoch counts from 0 */
+/* "cosine", "constant", "multistep:30,60" (gamma 0.1) */
+int cs_schedule_parse(const char *text, float lr, int epochs, cs_schedule *out, cs_error *err);
+
+/* What one pass over a batcher measured. */
+typedef struct cs_epoch_stats {
+    double loss;       /* mean over batches of the (weighted) loss */
+    int64_t seen, top1, top5;
+    double seconds;
+} cs_epoch_stats;
+
+/* Called after each batch; return non-zero to stop at this batch boundary. */
+typedef int (*cs_batch_cb)(void *ctx, int batch_index, int n_batches, const cs_epoch_stats *so_far);
+/* Called after a batch's inputs are set and before its training step (to
+ * feed more inputs, say); a failure stops the epoch with its message. */
+typedef int (*cs_step_hook)(void *ctx, cs_model *m, int n, cs_error *err);
+
+/* One epoch of SGD on every batch of b. A loss that is not finite stops it
+ * with CS_ERR naming the batch. Returns 1 when the callback asked to stop. */
+int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_hook hook, void *hook_ctx,
+                         cs_batch_cb cb, void *cb_ctx, cs_epoch_stats *st, cs_error *err);
+/* Top-1 / top-5 over every batch of b (eval mode; frozen = use the frozen
+ * arenas). With per_label (2 x classes int64s, zeroed by the caller), also
+ * counts per true label: [0, K) hits, [K, 2K) images. */
+int cs_model_evaluate(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st, int64_t *per_label,
+                      cs_error *err);
+
+/* Per-channel mean and std of a data set's pixels on [0, 1]. */
+void cs_dataset_stats(const cs_dataset *d, float mean[3], float std[3]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
