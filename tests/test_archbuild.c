@@ -34,17 +34,17 @@ static int hw_for(cs_stem stem) { return stem == CS_STEM_SMALL ? 32 : 64; }
 static int count_op(const cs_graph *g, cs_op op)
 {
     int n = 0;
-    for (int i = 0; i < g->n_nodes; i++)
-        n += g->nodes[i].op == op;
+    for (int i = 0; i < cs_graph_n_nodes(g); i++)
+        n += cs_graph_node(g, i)->op == op;
     return n;
 }
 
 /* The output tensor of the first node called name ("layer1.0.conv1"). */
 static const cs_tensor *node_out(const cs_graph *g, const char *name)
 {
-    for (int i = 0; i < g->n_nodes; i++)
-        if (strcmp(g->nodes[i].name, name) == 0)
-            return &g->tensors[g->nodes[i].out];
+    for (int i = 0; i < cs_graph_n_nodes(g); i++)
+        if (strcmp(cs_graph_node(g, i)->name, name) == 0)
+            return cs_graph_tensor(g, cs_graph_node(g, i)->out);
     ck_abort_msg("no node %s", name);
     return NULL;
 }
@@ -52,11 +52,11 @@ static const cs_tensor *node_out(const cs_graph *g, const char *name)
 /* The tensor avgpool reduces (the last feature map). */
 static const cs_tensor *last_map(const cs_graph *g, int features)
 {
-    const cs_tensor *f = &g->tensors[features];
+    const cs_tensor *f = cs_graph_tensor(g, features);
     ck_assert_int_ge(f->producer, 0);
-    const cs_node *n = &g->nodes[f->producer];
+    const cs_node *n = cs_graph_node(g, f->producer);
     ck_assert_int_eq(n->op, CS_OP_AVGPOOL);
-    return &g->tensors[n->in[0]];
+    return cs_graph_tensor(g, n->in[0]);
 }
 
 /* Asserts that parameter `name` exists with the given shape (ndim values follow). */
@@ -64,7 +64,7 @@ static void expect_param(const cs_graph *g, const char *name, int ndim, ...)
 {
     int id = cs_graph_find(g, name);
     ck_assert_msg(id >= 0, "no tensor %s", name);
-    const cs_tensor *t = &g->tensors[id];
+    const cs_tensor *t = cs_graph_tensor(g, id);
     ck_assert_msg(t->kind == CS_TENSOR_PARAM, "%s is not a parameter", name);
     ck_assert_msg(t->ndim == ndim, "%s: %d dims, expected %d", name, t->ndim, ndim);
     va_list ap;
@@ -134,16 +134,16 @@ START_TEST(param_count_matches_count_params)
                                           arch, c.w, dk, cs_stem_name(c.stem), cs_head_name(c.head), ch,
                                           c.n_classes, (long long)got, (long long)want);
                             /* features [1, F], logits [1, K] */
-                            const cs_tensor *f = &b.g->tensors[b.features], *y = &b.g->tensors[b.logits];
+                            const cs_tensor *f = cs_graph_tensor(b.g, b.features), *y = cs_graph_tensor(b.g, b.logits);
                             ck_assert_int_eq(f->ndim, 2);
                             ck_assert_int_eq(f->shape[0], 1);
                             ck_assert_int_eq(f->shape[1], feature_dim(arch, &c));
                             ck_assert_int_eq(y->ndim, 2);
                             ck_assert_int_eq(y->shape[1], c.n_classes);
                             /* the input's channels reach the first conv */
-                            ck_assert_int_eq(b.g->nodes[0].op, CS_OP_CONV2D);
-                            ck_assert_int_eq(b.g->nodes[0].in[0], b.x);
-                            ck_assert_int_eq(b.g->tensors[b.g->nodes[0].in[1]].shape[1], ch);
+                            ck_assert_int_eq(cs_graph_node(b.g, 0)->op, CS_OP_CONV2D);
+                            ck_assert_int_eq(cs_graph_node(b.g, 0)->in[0], b.x);
+                            ck_assert_int_eq(cs_graph_tensor(b.g, cs_graph_node(b.g, 0)->in[1])->shape[1], ch);
                             cs_graph_free(b.g);
                             n++;
                         }
@@ -158,8 +158,8 @@ START_TEST(resnet18_names)
     expect_param(b.g, "conv1.weight", 4, 64, 3, 7, 7);
     expect_param(b.g, "bn1.weight", 1, 64);
     expect_param(b.g, "bn1.bias", 1, 64);
-    ck_assert_int_eq(b.g->tensors[cs_graph_find(b.g, "bn1.running_mean")].kind, CS_TENSOR_BUFFER);
-    ck_assert_int_eq(b.g->tensors[cs_graph_find(b.g, "bn1.running_var")].kind, CS_TENSOR_BUFFER);
+    ck_assert_int_eq(cs_graph_tensor(b.g, cs_graph_find(b.g, "bn1.running_mean"))->kind, CS_TENSOR_BUFFER);
+    ck_assert_int_eq(cs_graph_tensor(b.g, cs_graph_find(b.g, "bn1.running_var"))->kind, CS_TENSOR_BUFFER);
     expect_param(b.g, "layer1.0.conv1.weight", 4, 64, 64, 3, 3);
     expect_param(b.g, "layer1.1.bn2.weight", 1, 64);
     expect_absent(b.g, "layer1.0.downsample.0.weight");
@@ -174,10 +174,10 @@ START_TEST(resnet18_names)
     expect_absent(b.g, "layer4.2.conv1.weight");
     expect_param(b.g, "fc.weight", 2, 100, 512);
     expect_param(b.g, "fc.bias", 1, 100);
-    ck_assert_int_eq(b.g->tensors[cs_graph_find(b.g, "fc.weight")].init, CS_INIT_UNIFORM_FAN_IN);
-    ck_assert_int_eq(b.g->tensors[cs_graph_find(b.g, "fc.bias")].init, CS_INIT_UNIFORM_FAN_IN);
-    ck_assert_int_eq(b.g->tensors[cs_graph_find(b.g, "layer1.0.conv1.weight")].init, CS_INIT_KAIMING_OUT);
-    ck_assert_int_eq(b.g->tensors[cs_graph_find(b.g, "layer1.0.bn1.weight")].init, CS_INIT_ONE);
+    ck_assert_int_eq(cs_graph_tensor(b.g, cs_graph_find(b.g, "fc.weight"))->init, CS_INIT_UNIFORM_FAN_IN);
+    ck_assert_int_eq(cs_graph_tensor(b.g, cs_graph_find(b.g, "fc.bias"))->init, CS_INIT_UNIFORM_FAN_IN);
+    ck_assert_int_eq(cs_graph_tensor(b.g, cs_graph_find(b.g, "layer1.0.conv1.weight"))->init, CS_INIT_KAIMING_OUT);
+    ck_assert_int_eq(cs_graph_tensor(b.g, cs_graph_find(b.g, "layer1.0.bn1.weight"))->init, CS_INIT_ONE);
     cs_graph_free(b.g);
 
     /* w = 0.5: layer1 narrows 64 -> 32, so its first block gets a stride-1 downsample */
@@ -219,8 +219,8 @@ START_TEST(mobilenetv2_names)
     expect_absent(b.g, "features.19.0.weight");
     expect_param(b.g, "classifier.1.weight", 2, 1000, 1280);
     expect_param(b.g, "classifier.1.bias", 1, 1000);
-    ck_assert_int_eq(b.g->tensors[cs_graph_find(b.g, "classifier.1.weight")].init, CS_INIT_NORMAL_001);
-    ck_assert_int_eq(b.g->tensors[cs_graph_find(b.g, "classifier.1.bias")].init, CS_INIT_ZERO);
+    ck_assert_int_eq(cs_graph_tensor(b.g, cs_graph_find(b.g, "classifier.1.weight"))->init, CS_INIT_NORMAL_001);
+    ck_assert_int_eq(cs_graph_tensor(b.g, cs_graph_find(b.g, "classifier.1.bias"))->init, CS_INIT_ZERO);
     ck_assert_int_eq(cs_graph_param_count(b.g), 3504872); /* torchvision's mobilenet_v2() */
     cs_graph_free(b.g);
 
@@ -273,7 +273,7 @@ START_TEST(shufflenetv2_names)
     expect_absent(b.g, "conv5.0.bias");
     expect_param(b.g, "fc.weight", 2, 1000, 1024);
     expect_param(b.g, "fc.bias", 1, 1000);
-    ck_assert_int_eq(b.g->tensors[cs_graph_find(b.g, "fc.weight")].init, CS_INIT_UNIFORM_FAN_IN);
+    ck_assert_int_eq(cs_graph_tensor(b.g, cs_graph_find(b.g, "fc.weight"))->init, CS_INIT_UNIFORM_FAN_IN);
     ck_assert_int_eq(cs_graph_param_count(b.g), 2278604); /* torchvision's shufflenet_v2_x1_0() */
     cs_graph_free(b.g);
 }
@@ -356,24 +356,24 @@ START_TEST(no_last_relu_removes_one_relu)
             int relus0 = count_op(g0, CS_OP_RELU) + count_op(g0, CS_OP_RELU6);
             int relus1 = count_op(g1, CS_OP_RELU) + count_op(g1, CS_OP_RELU6);
             ck_assert_int_eq(relus1, relus0 - 1);
-            ck_assert_int_eq(g1->n_nodes, g0->n_nodes - 1);
+            ck_assert_int_eq(cs_graph_n_nodes(g1), cs_graph_n_nodes(g0) - 1);
             ck_assert_int_eq(cs_graph_param_count(g1), cs_graph_param_count(g0));
             /* the dropped node is the activation that fed avgpool; all else is unchanged */
-            int p0 = g0->tensors[on.features].producer;
-            int r = g0->tensors[g0->nodes[p0].in[0]].producer;
+            int p0 = cs_graph_tensor(g0, on.features)->producer;
+            int r = cs_graph_tensor(g0, cs_graph_node(g0, p0)->in[0])->producer;
             cs_op want = strcmp(archs[i], "mobilenetv2") == 0 ? CS_OP_RELU6 : CS_OP_RELU;
-            ck_assert_int_eq(g0->nodes[r].op, want);
-            for (int k = 0, j = 0; k < g0->n_nodes; k++) {
+            ck_assert_int_eq(cs_graph_node(g0, r)->op, want);
+            for (int k = 0, j = 0; k < cs_graph_n_nodes(g0); k++) {
                 if (k == r)
                     continue;
-                ck_assert_int_eq(g0->nodes[k].op, g1->nodes[j].op);
-                ck_assert_str_eq(g0->nodes[k].name, g1->nodes[j].name);
+                ck_assert_int_eq(cs_graph_node(g0, k)->op, cs_graph_node(g1, j)->op);
+                ck_assert_str_eq(cs_graph_node(g0, k)->name, cs_graph_node(g1, j)->name);
                 j++;
             }
             /* without it, avgpool reads the residual sum (resnet) or the last batch norm */
             const cs_tensor *m = last_map(g1, off.features);
             cs_op before = strcmp(archs[i], "resnet18") == 0 ? CS_OP_ADD : CS_OP_BATCHNORM;
-            ck_assert_int_eq(g1->nodes[m->producer].op, before);
+            ck_assert_int_eq(cs_graph_node(g1, m->producer)->op, before);
             cs_graph_free(on.g);
             cs_graph_free(off.g);
         }
@@ -410,9 +410,9 @@ START_TEST(topology)
             ck_assert_int_eq(count_op(b.g, CS_OP_RELU), 0);
             /* depthwise convs: groups == channels */
             int dw = 0;
-            for (int k = 0; k < b.g->n_nodes; k++)
-                if (b.g->nodes[k].op == CS_OP_CONV2D && b.g->nodes[k].a.groups > 1) {
-                    ck_assert_int_eq(b.g->nodes[k].a.groups, b.g->tensors[b.g->nodes[k].in[0]].shape[1]);
+            for (int k = 0; k < cs_graph_n_nodes(b.g); k++)
+                if (cs_graph_node(b.g, k)->op == CS_OP_CONV2D && cs_graph_node(b.g, k)->a.groups > 1) {
+                    ck_assert_int_eq(cs_graph_node(b.g, k)->a.groups, cs_graph_tensor(b.g, cs_graph_node(b.g, k)->in[0])->shape[1]);
                     dw++;
                 }
             ck_assert_int_eq(dw, blocks);
@@ -431,9 +431,9 @@ START_TEST(topology)
             ck_assert_int_eq(count_op(b.g, CS_OP_SLICE), 2 * (blocks - 3));
             ck_assert_int_eq(count_op(b.g, CS_OP_ADD), 0);
             ck_assert_int_eq(count_op(b.g, CS_OP_RELU), 2 + 2 * blocks + 3);
-            for (int k = 0; k < b.g->n_nodes; k++)
-                if (b.g->nodes[k].op == CS_OP_SHUFFLE)
-                    ck_assert_int_eq(b.g->nodes[k].a.groups, 2);
+            for (int k = 0; k < cs_graph_n_nodes(b.g); k++)
+                if (cs_graph_node(b.g, k)->op == CS_OP_SHUFFLE)
+                    ck_assert_int_eq(cs_graph_node(b.g, k)->a.groups, 2);
             cs_graph_free(b.g);
         }
 }
@@ -445,27 +445,27 @@ START_TEST(stride1_block_passes_first_half)
     cs_arch_config c = tu_config(tu_arch("shufflenetv2"), 10);
     built b = build("shufflenetv2", &c, 64);
     int seen = 0;
-    for (int k = 0; k < b.g->n_nodes; k++) {
-        const cs_node *n = &b.g->nodes[k];
+    for (int k = 0; k < cs_graph_n_nodes(b.g); k++) {
+        const cs_node *n = cs_graph_node(b.g, k);
         if (n->op != CS_OP_CONCAT || strncmp(n->name, "stage3.1.", 9) != 0)
             continue;
-        const cs_tensor *a0 = &b.g->tensors[n->in[0]];
-        const cs_node *s0 = &b.g->nodes[a0->producer];
+        const cs_tensor *a0 = cs_graph_tensor(b.g, n->in[0]);
+        const cs_node *s0 = cs_graph_node(b.g, a0->producer);
         ck_assert_int_eq(s0->op, CS_OP_SLICE);
         ck_assert_int_eq(s0->a.start, 0);
         ck_assert_int_eq(s0->a.count, 116);
-        const cs_tensor *a1 = &b.g->tensors[n->in[1]];
+        const cs_tensor *a1 = cs_graph_tensor(b.g, n->in[1]);
         ck_assert_int_eq(a1->shape[1], 116);
-        ck_assert_int_eq(b.g->nodes[a1->producer].op, CS_OP_RELU);
+        ck_assert_int_eq(cs_graph_node(b.g, a1->producer)->op, CS_OP_RELU);
         seen++;
     }
     ck_assert_int_eq(seen, 1);
     const cs_node *b2 = NULL;
-    for (int k = 0; k < b.g->n_nodes; k++)
-        if (strcmp(b.g->nodes[k].name, "stage3.1.branch2.0") == 0)
-            b2 = &b.g->nodes[k];
+    for (int k = 0; k < cs_graph_n_nodes(b.g); k++)
+        if (strcmp(cs_graph_node(b.g, k)->name, "stage3.1.branch2.0") == 0)
+            b2 = cs_graph_node(b.g, k);
     ck_assert_ptr_nonnull(b2);
-    const cs_node *s1 = &b.g->nodes[b.g->tensors[b2->in[0]].producer];
+    const cs_node *s1 = cs_graph_node(b.g, cs_graph_tensor(b.g, b2->in[0])->producer);
     ck_assert_int_eq(s1->op, CS_OP_SLICE);
     ck_assert_int_eq(s1->a.start, 116);
     ck_assert_int_eq(s1->a.count, 116);

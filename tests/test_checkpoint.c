@@ -42,10 +42,10 @@ typedef struct arenas {
  * and a few floats whose bits a careless copy would change. */
 static arenas make_arenas(const cs_graph *g, uint64_t seed)
 {
-    arenas a = {malloc((size_t)g->n_params * sizeof(float)), malloc((size_t)g->n_buffers * sizeof(float))};
+    arenas a = {malloc((size_t)cs_graph_n_params(g) * sizeof(float)), malloc((size_t)cs_graph_n_buffers(g) * sizeof(float))};
     ck_assert(a.p && a.b);
     cs_graph_init(g, seed, a.p, a.b);
-    for (int64_t i = 0; i < g->n_buffers; i++)
+    for (int64_t i = 0; i < cs_graph_n_buffers(g); i++)
         a.b[i] += 0.25f * (float)(i % 7) - 0.5f;
     static const uint32_t odd[] = {0x80000000u /* -0 */, 0x7fc12345u /* NaN with a payload */,
                                    0x00000001u /* smallest denormal */, 0xff800000u /* -inf */,
@@ -58,20 +58,20 @@ static arenas make_arenas(const cs_graph *g, uint64_t seed)
 /* Arenas full of a byte pattern, to see what a load wrote (or did not). */
 static arenas garbage_arenas(const cs_graph *g)
 {
-    arenas a = {malloc((size_t)g->n_params * sizeof(float)), malloc((size_t)g->n_buffers * sizeof(float))};
+    arenas a = {malloc((size_t)cs_graph_n_params(g) * sizeof(float)), malloc((size_t)cs_graph_n_buffers(g) * sizeof(float))};
     ck_assert(a.p && a.b);
-    memset(a.p, 0xab, (size_t)g->n_params * sizeof(float));
-    memset(a.b, 0xab, (size_t)g->n_buffers * sizeof(float));
+    memset(a.p, 0xab, (size_t)cs_graph_n_params(g) * sizeof(float));
+    memset(a.b, 0xab, (size_t)cs_graph_n_buffers(g) * sizeof(float));
     return a;
 }
 
 static int untouched(const cs_graph *g, const arenas *a)
 {
     const unsigned char *p = (const unsigned char *)a->p, *b = (const unsigned char *)a->b;
-    for (size_t i = 0; i < (size_t)g->n_params * sizeof(float); i++)
+    for (size_t i = 0; i < (size_t)cs_graph_n_params(g) * sizeof(float); i++)
         if (p[i] != 0xab)
             return 0;
-    for (size_t i = 0; i < (size_t)g->n_buffers * sizeof(float); i++)
+    for (size_t i = 0; i < (size_t)cs_graph_n_buffers(g) * sizeof(float); i++)
         if (b[i] != 0xab)
             return 0;
     return 1;
@@ -188,8 +188,8 @@ static void expect_load_error(const char *path, const cs_graph *g, unsigned flag
 static int n_stored(const cs_graph *g)
 {
     int n = 0;
-    for (int i = 0; i < g->n_tensors; i++)
-        n += g->tensors[i].kind == CS_TENSOR_PARAM || g->tensors[i].kind == CS_TENSOR_BUFFER;
+    for (int i = 0; i < cs_graph_n_tensors(g); i++)
+        n += cs_graph_tensor(g, i)->kind == CS_TENSOR_PARAM || cs_graph_tensor(g, i)->kind == CS_TENSOR_BUFFER;
     return n;
 }
 
@@ -206,8 +206,8 @@ START_TEST(roundtrip_bit_exact)
     cs_checkpoint_info info;
     cs_error err;
     ck_assert_msg(cs_checkpoint_load(path, g, b.p, b.b, &info, &err) == CS_OK, "%s", err.msg);
-    ck_assert(memcmp(a.p, b.p, (size_t)g->n_params * sizeof(float)) == 0);
-    ck_assert(memcmp(a.b, b.b, (size_t)g->n_buffers * sizeof(float)) == 0);
+    ck_assert(memcmp(a.p, b.p, (size_t)cs_graph_n_params(g) * sizeof(float)) == 0);
+    ck_assert(memcmp(a.b, b.b, (size_t)cs_graph_n_buffers(g) * sizeof(float)) == 0);
     ck_assert_int_eq(info.n_file, n_stored(g) + 2); /* + two num_batches_tracked */
     ck_assert_int_eq(info.n_loaded, n_stored(g));
     ck_assert_int_eq(info.n_ignored, 0);
@@ -232,8 +232,8 @@ START_TEST(roundtrip_bit_exact)
     arenas c = make_arenas(g, 7);
     save_tiny("a.safetensors", g, &c);
     ck_assert_int_eq(cs_checkpoint_load(path, g, b.p, b.b, NULL, &err), CS_OK);
-    ck_assert(memcmp(c.p, b.p, (size_t)g->n_params * sizeof(float)) == 0);
-    ck_assert(memcmp(c.b, b.b, (size_t)g->n_buffers * sizeof(float)) == 0);
+    ck_assert(memcmp(c.p, b.p, (size_t)cs_graph_n_params(g) * sizeof(float)) == 0);
+    ck_assert(memcmp(c.b, b.b, (size_t)cs_graph_n_buffers(g) * sizeof(float)) == 0);
     ck_assert(!file_exists(tmp_path("a.safetensors.tmp")));
     free(f1);
     free(f2);
@@ -250,7 +250,7 @@ START_TEST(no_metadata_no_buffers)
     cs_graph *g = cs_graph_new(1);
     int x = cs_input_vec(g, "x", 3);
     cs_linear(g, "fc", x, 2, 1, CS_INIT_UNIFORM_FAN_IN);
-    ck_assert_int_eq(g->n_buffers, 0);
+    ck_assert_int_eq(cs_graph_n_buffers(g), 0);
     float p[8] = {1, 2, 3, 4, 5, 6, 7, 8}, q[8] = {0};
     const char *path = tmp_path("nometa.safetensors");
     cs_error err;
@@ -339,8 +339,8 @@ START_TEST(file_layout)
     uint64_t data_len = len - 8 - n;
     span spans[64];
     int ns = 0;
-    for (int i = 0; i < g->n_tensors; i++) {
-        const cs_tensor *t = &g->tensors[i];
+    for (int i = 0; i < cs_graph_n_tensors(g); i++) {
+        const cs_tensor *t = cs_graph_tensor(g, i);
         if (t->kind != CS_TENSOR_PARAM && t->kind != CS_TENSOR_BUFFER)
             continue;
         char dtype[8];
@@ -423,7 +423,7 @@ START_TEST(foreign_writer)
     cs_checkpoint_info info;
     cs_error err;
     ck_assert_msg(cs_checkpoint_load(path, g, p, NULL, &info, &err) == CS_OK, "%s", err.msg);
-    const cs_tensor *w = &g->tensors[cs_graph_find(g, "fc.weight")], *b = &g->tensors[cs_graph_find(g, "fc.bias")];
+    const cs_tensor *w = cs_graph_tensor(g, cs_graph_find(g, "fc.weight")), *b = cs_graph_tensor(g, cs_graph_find(g, "fc.bias"));
     ck_assert(memcmp(p + w->offset, &data[2], 6 * sizeof(float)) == 0);
     ck_assert(memcmp(p + b->offset, &data[0], 2 * sizeof(float)) == 0);
     ck_assert_int_eq(info.n_file, 4);
@@ -581,7 +581,7 @@ START_TEST(damaged_files)
     ck_assert_msg(cs_checkpoint_load(good, gnb, b.p, b.b, &info, &err) == CS_OK, "%s", err.msg);
     ck_assert_int_eq(info.n_ignored, 1);
     ck_assert_int_eq(info.n_loaded, n_stored(gnb));
-    ck_assert(memcmp(b.b, a.b, (size_t)g->n_buffers * sizeof(float)) == 0);
+    ck_assert(memcmp(b.b, a.b, (size_t)cs_graph_n_buffers(g) * sizeof(float)) == 0);
 
     /* bad arguments */
     ck_assert_int_eq(cs_checkpoint_load_ex(good, g, a.p, a.b, 0x80, NULL, &err), CS_ERR_ARG);
@@ -610,21 +610,21 @@ START_TEST(grow_classifier)
     const char *path = save_tiny("five.safetensors", g5, &a);
 
     /* a fresh 7-class model, initialised as the trainer would */
-    arenas b = {malloc((size_t)g7->n_params * sizeof(float)), malloc((size_t)g7->n_buffers * sizeof(float))};
+    arenas b = {malloc((size_t)cs_graph_n_params(g7) * sizeof(float)), malloc((size_t)cs_graph_n_buffers(g7) * sizeof(float))};
     cs_graph_init(g7, 99, b.p, b.b);
-    arenas init = {malloc((size_t)g7->n_params * sizeof(float)), malloc((size_t)g7->n_buffers * sizeof(float))};
-    memcpy(init.p, b.p, (size_t)g7->n_params * sizeof(float));
+    arenas init = {malloc((size_t)cs_graph_n_params(g7) * sizeof(float)), malloc((size_t)cs_graph_n_buffers(g7) * sizeof(float))};
+    memcpy(init.p, b.p, (size_t)cs_graph_n_params(g7) * sizeof(float));
     cs_checkpoint_info info;
     cs_error err;
     ck_assert_msg(cs_checkpoint_load_ex(path, g7, b.p, b.b, CS_CKPT_GROW_ROWS, &info, &err) == CS_OK, "%s", err.msg);
     ck_assert_int_eq(info.n_loaded, n_stored(g7));
     ck_assert_int_eq(info.n_grown, 2);
     ck_assert_int_eq(info.n_missing, 0);
-    for (int i = 0; i < g7->n_tensors; i++) {
-        const cs_tensor *t = &g7->tensors[i];
+    for (int i = 0; i < cs_graph_n_tensors(g7); i++) {
+        const cs_tensor *t = cs_graph_tensor(g7, i);
         if (t->kind != CS_TENSOR_PARAM && t->kind != CS_TENSOR_BUFFER)
             continue;
-        const cs_tensor *s = &g5->tensors[cs_graph_find(g5, t->name)];
+        const cs_tensor *s = cs_graph_tensor(g5, cs_graph_find(g5, t->name));
         const float *src = (s->kind == CS_TENSOR_PARAM ? a.p : a.b) + s->offset;
         const float *dst = (t->kind == CS_TENSOR_PARAM ? b.p : b.b) + t->offset;
         ck_assert_msg(memcmp(src, dst, (size_t)s->size * sizeof(float)) == 0, "%s: the file's rows", t->name);
@@ -653,12 +653,12 @@ START_TEST(grow_classifier)
     ck_assert_int_eq(info.n_missing, 2);
     ck_assert_str_eq(info.first_missing, "fc.weight");
     ck_assert_int_eq(info.n_loaded, n_stored(g5) - 2);
-    const cs_tensor *fw = &g5->tensors[cs_graph_find(g5, "fc.weight")];
+    const cs_tensor *fw = cs_graph_tensor(g5, cs_graph_find(g5, "fc.weight"));
     const unsigned char *wb = (const unsigned char *)(d.p + fw->offset);
     for (size_t k = 0; k < (size_t)fw->size * sizeof(float); k++)
         ck_assert_int_eq(wb[k], 0xab);
-    const cs_tensor *cw = &g5->tensors[cs_graph_find(g5, "conv1.weight")];
-    ck_assert(memcmp(d.p + cw->offset, c.p + g7->tensors[cs_graph_find(g7, "conv1.weight")].offset,
+    const cs_tensor *cw = cs_graph_tensor(g5, cs_graph_find(g5, "conv1.weight"));
+    ck_assert(memcmp(d.p + cw->offset, c.p + cs_graph_tensor(g7, cs_graph_find(g7, "conv1.weight"))->offset,
                      (size_t)cw->size * sizeof(float)) == 0);
 
     /* ALLOW_MISSING with a tensor absent from the file */
@@ -781,14 +781,14 @@ START_TEST(failed_save_keeps_old)
     ck_assert(len0 == len1 && memcmp(before, after, len0) == 0);
     arenas c = garbage_arenas(g);
     ck_assert_msg(cs_checkpoint_load(path, g, c.p, c.b, NULL, &err) == CS_OK, "%s", err.msg);
-    ck_assert(memcmp(a.p, c.p, (size_t)g->n_params * sizeof(float)) == 0);
+    ck_assert(memcmp(a.p, c.p, (size_t)cs_graph_n_params(g) * sizeof(float)) == 0);
 
     /* a stale temporary file from a crash does not get in the way */
     spit(tmp, "junk", 4);
     save_tiny("keep.safetensors", g, &b);
     ck_assert(!file_exists(tmp));
     ck_assert_int_eq(cs_checkpoint_load(path, g, c.p, c.b, NULL, &err), CS_OK);
-    ck_assert(memcmp(b.p, c.p, (size_t)g->n_params * sizeof(float)) == 0);
+    ck_assert(memcmp(b.p, c.p, (size_t)cs_graph_n_params(g) * sizeof(float)) == 0);
     free(before);
     free(after);
     free_arenas(&a);

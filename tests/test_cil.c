@@ -156,22 +156,22 @@ START_TEST(lucir_lambda_is_adaptive)
     cs_graph *g = tiny(10, &net, 0);
     cs_cil_state s0 = {0, 5, 0, 10};
     ck_assert_int_eq(l->build_state(ctx, g, &net, &s0, &err), CS_OK);
-    ck_assert_int_eq(g->n_losses, 1);
+    ck_assert_int_eq(cs_graph_n_losses(g), 1);
     cs_graph_free(g);
     /* 60 old classes, 10 new: lambda = 5 * sqrt(60 / 10) */
     g = tiny(70, &net, 1);
     cs_cil_state s = {3, 5, 60, 10};
     ck_assert_int_eq(l->build_state(ctx, g, &net, &s, &err), CS_OK);
-    ck_assert_int_eq(g->n_losses, 2);
-    ck_assert_double_eq_tol(g->loss_weights[1], 5 * sqrt(6.0), 1e-5);
-    const cs_node *n = &g->nodes[g->tensors[g->losses[1]].producer];
+    ck_assert_int_eq(cs_graph_n_losses(g), 2);
+    ck_assert_double_eq_tol(cs_graph_loss_weight(g, 1), 5 * sqrt(6.0), 1e-5);
+    const cs_node *n = cs_graph_node(g, cs_graph_tensor(g, cs_graph_loss(g, 1))->producer);
     ck_assert_int_eq(n->op, CS_OP_COSINE_EMBED);
     ck_assert_int_eq(n->in[0], net.features);
     ck_assert_int_eq(n->in[1], net.old_features);
     /* the old classes' weights are frozen: exactly rows 0..59 of fc.weight */
     int64_t r[8][2];
     ck_assert_int_eq(l->frozen_ranges(ctx, &net, &s, r, 8), 1);
-    ck_assert_int_eq(r[0][0], g->tensors[net.head_weight].offset);
+    ck_assert_int_eq(r[0][0], cs_graph_tensor(g, net.head_weight)->offset);
     ck_assert_int_eq(r[0][1], 60 * 6);
     ck_assert_int_eq(l->frozen_ranges(ctx, &net, &s0, r, 8), 0);
     cs_graph_free(g);

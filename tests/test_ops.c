@@ -9,6 +9,7 @@
 #include "cilscale/backend.h"
 #include "cilscale/graph.h"
 #include "kernels.h"
+#include "sdk/graph_impl.h" /* white-box: the tests break a built graph on purpose */
 #include "testutil.h"
 
 /* Tolerances, all stated here:
@@ -998,12 +999,12 @@ static void stop(run *r)
 /* Writes the graph's initial parameters and buffers (seeded) into the plan, frozen copies too. */
 static void init_params(run *r, uint64_t seed)
 {
-    float *p = xcalloc(r->g->n_params, 4), *b = xcalloc(r->g->n_buffers, 4);
+    float *p = xcalloc(cs_graph_n_params(r->g), 4), *b = xcalloc(cs_graph_n_buffers(r->g), 4);
     cs_graph_init(r->g, seed, p, b);
-    OK(r->b->write(r->plan, CS_ARENA_PARAMS, 0, r->g->n_params, p, E));
-    OK(r->b->write(r->plan, CS_ARENA_BUFFERS, 0, r->g->n_buffers, b, E));
-    OK(r->b->write(r->plan, CS_ARENA_FROZEN_PARAMS, 0, r->g->n_params, p, E));
-    OK(r->b->write(r->plan, CS_ARENA_FROZEN_BUFFERS, 0, r->g->n_buffers, b, E));
+    OK(r->b->write(r->plan, CS_ARENA_PARAMS, 0, cs_graph_n_params(r->g), p, E));
+    OK(r->b->write(r->plan, CS_ARENA_BUFFERS, 0, cs_graph_n_buffers(r->g), b, E));
+    OK(r->b->write(r->plan, CS_ARENA_FROZEN_PARAMS, 0, cs_graph_n_params(r->g), p, E));
+    OK(r->b->write(r->plan, CS_ARENA_FROZEN_BUFFERS, 0, cs_graph_n_buffers(r->g), b, E));
     free(p);
     free(b);
 }
@@ -1104,7 +1105,7 @@ START_TEST(prepare_refuses_unknown_op)
     ck_assert_int_eq(b->prepare(dev, t.g, &plan, &err), CS_ERR_ARG);
     ck_assert_ptr_null(plan);
     char want[256];
-    snprintf(want, sizeof want, "node 2 '%s'", t.g->nodes[2].name);
+    snprintf(want, sizeof want, "node 2 '%s'", cs_graph_node(t.g, 2)->name);
     ck_assert_msg(strstr(err.msg, want) && strstr(err.msg, "op 99"), "%s", err.msg);
     /* a shape that does not fit its op is refused too, by name */
     t.g->nodes[2].op = CS_OP_RELU;
@@ -1129,7 +1130,7 @@ START_TEST(plan_misuse_is_refused)
     ck_assert_int_eq(r.b->forward(r.plan, 5, 0, &err), CS_ERR_ARG);
     ck_assert_int_eq(r.b->forward(r.plan, 0, 0, &err), CS_ERR_ARG);
     ck_assert_int_eq(r.b->forward(r.plan, 4, 8, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r.b->read(r.plan, CS_ARENA_PARAMS, t.g->n_params - 2, 3, buf, &err), CS_ERR_ARG);
+    ck_assert_int_eq(r.b->read(r.plan, CS_ARENA_PARAMS, cs_graph_n_params(t.g) - 2, 3, buf, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "params arena") != NULL, "%s", err.msg);
     ck_assert_int_eq(r.b->write(r.plan, CS_ARENA_COUNT_, 0, 1, buf, &err), CS_ERR_ARG);
     ck_assert_int_eq(r.b->set_input(r.plan, t.logits, buf, 1, &err), CS_ERR_ARG);
@@ -1149,7 +1150,7 @@ START_TEST(plan_misuse_is_refused)
     ck_assert_int_eq(r.b->backward(r.plan, 4, &err), CS_ERR_ARG); /* an eval forward came last */
     cs_sgd bad_opt = {.lr = 0.1f, .momentum = 0, .nesterov = 1};
     ck_assert_int_eq(r.b->update(r.plan, &bad_opt, &err), CS_ERR_ARG);
-    const int64_t out_of_range[1][2] = {{t.g->n_params - 1, 2}};
+    const int64_t out_of_range[1][2] = {{cs_graph_n_params(t.g) - 1, 2}};
     cs_sgd bad_frozen = {.lr = 0.1f, .frozen = out_of_range, .n_frozen = 1};
     ck_assert_int_eq(r.b->update(r.plan, &bad_frozen, &err), CS_ERR_ARG);
     stop(&r);
@@ -1168,13 +1169,13 @@ START_TEST(update_matches_hand_sgd)
         tiny t = tiny_net(2);
         run r = start(t.g, "threads=2");
         init_params(&r, 3);
-        const int64_t n = t.g->n_params;
+        const int64_t n = cs_graph_n_params(t.g);
         float *p0 = read_arena(&r, CS_ARENA_PARAMS, n), *g = xcalloc(n, 4);
         double *hp = xcalloc(n, 8), *hv = xcalloc(n, 8);
         for (int64_t i = 0; i < n; i++)
             hp[i] = p0[i];
         /* fc.bias is frozen (LUCIR's old classes): untouched, momentum and all */
-        const cs_tensor *fb = &t.g->tensors[cs_graph_find(t.g, "fc.bias")];
+        const cs_tensor *fb = cs_graph_tensor(t.g, cs_graph_find(t.g, "fc.bias"));
         const int64_t frozen[1][2] = {{fb->offset, fb->size}};
         cs_sgd opt = {cases[c].lr, cases[c].momentum, cases[c].wd, cases[c].nesterov, frozen, 1};
         for (int step = 0; step < 3; step++) {
@@ -1241,8 +1242,8 @@ static float *train_tiny(const char *device, int steps, int64_t *n_params)
         OK(r.b->backward(r.plan, 8, E));
         OK(r.b->update(r.plan, &opt, E));
     }
-    *n_params = t.g->n_params;
-    float *p = read_arena(&r, CS_ARENA_PARAMS, t.g->n_params);
+    *n_params = cs_graph_n_params(t.g);
+    float *p = read_arena(&r, CS_ARENA_PARAMS, cs_graph_n_params(t.g));
     stop(&r);
     return p;
 }
@@ -1266,7 +1267,7 @@ START_TEST(frozen_arenas_drive_frozen_forward)
     /* give the running statistics something other than 0 and 1 */
     const cs_sgd opt = {.lr = 0.1f};
     OK(r.b->step(r.plan, 4, &opt, E));
-    const int64_t np = t.g->n_params, nb = t.g->n_buffers;
+    const int64_t np = cs_graph_n_params(t.g), nb = cs_graph_n_buffers(t.g);
     float *p = read_arena(&r, CS_ARENA_PARAMS, np), *b = read_arena(&r, CS_ARENA_BUFFERS, nb);
     float live[16], frozen[16];
     OK(r.b->forward(r.plan, 4, 0, E));
@@ -1300,14 +1301,14 @@ START_TEST(batchnorm_running_stats)
     run r = start(t.g, "threads=2");
     init_params(&r, 2);
     feed(&r, &t, 4, 3);
-    const int64_t np = t.g->n_params;
+    const int64_t np = cs_graph_n_params(t.g);
     float *p = read_arena(&r, CS_ARENA_PARAMS, np);
     /* the conv's output by hand (no bias), then its per-channel batch statistics */
     rng_seed(3);
     float x[4 * 3 * 64];
     for (int i = 0; i < 4 * 3 * 64; i++)
         x[i] = (float)sym();
-    const float *w = p + t.g->tensors[cs_graph_find(t.g, "conv1.weight")].offset;
+    const float *w = p + cs_graph_tensor(t.g, cs_graph_find(t.g, "conv1.weight"))->offset;
     conv_geom g = {.n = 4, .c = 3, .h = 8, .w = 8, .oc = 8, .k = 3, .stride = 1, .pad = 1, .groups = 1};
     conv_geom_finish(&g);
     double *y = xcalloc(4 * 8 * 64, 8), *xd = xcalloc(4 * 3 * 64, 8), *wd = xcalloc(8 * 27, 8);
@@ -1318,9 +1319,9 @@ START_TEST(batchnorm_running_stats)
     ref64_conv2d_forward(y, xd, wd, NULL, &g);
     const cs_sgd opt = {.lr = 0.1f, .momentum = 0.9f};
     OK(r.b->step(r.plan, 4, &opt, E));
-    float *buf = read_arena(&r, CS_ARENA_BUFFERS, t.g->n_buffers);
-    const float *rm = buf + t.g->tensors[cs_graph_find(t.g, "bn1.running_mean")].offset;
-    const float *rv = buf + t.g->tensors[cs_graph_find(t.g, "bn1.running_var")].offset;
+    float *buf = read_arena(&r, CS_ARENA_BUFFERS, cs_graph_n_buffers(t.g));
+    const float *rm = buf + cs_graph_tensor(t.g, cs_graph_find(t.g, "bn1.running_mean"))->offset;
+    const float *rv = buf + cs_graph_tensor(t.g, cs_graph_find(t.g, "bn1.running_var"))->offset;
     for (int c = 0; c < 8; c++) {
         double s = 0, sq = 0;
         for (int i = 0; i < 4; i++)
@@ -1366,8 +1367,8 @@ START_TEST(fewer_rows_than_batch)
         const float lb = loss_of(&rb, big.loss), ls = loss_of(&rs, small.loss);
         ck_assert_msg(isfinite(lb) && fabsf(lb - ls) <= 1e-6f * fabsf(ls), "step %d: loss %.9g vs %.9g", s, lb, ls);
     }
-    float *pb = read_arena(&rb, CS_ARENA_PARAMS, big.g->n_params), *ps = read_arena(&rs, CS_ARENA_PARAMS, small.g->n_params);
-    for (int64_t i = 0; i < big.g->n_params; i++)
+    float *pb = read_arena(&rb, CS_ARENA_PARAMS, cs_graph_n_params(big.g)), *ps = read_arena(&rs, CS_ARENA_PARAMS, cs_graph_n_params(small.g));
+    for (int64_t i = 0; i < cs_graph_n_params(big.g); i++)
         ck_assert_msg(fabsf(pb[i] - ps[i]) <= HAND_TOL, "param %lld: %.9g vs %.9g", (long long)i, pb[i], ps[i]);
     free(nan_rows);
     free(pb);
@@ -1382,16 +1383,16 @@ START_TEST(frozen_params_left_alone)
     /* a parameter that is not needs_grad gets no gradient and no update */
     tiny t = tiny_net(4);
     const int w = cs_graph_find(t.g, "conv1.weight");
-    t.g->tensors[w].needs_grad = 0;
+    cs_graph_set_trainable(t.g, w, 0);
     run r = start(t.g, "threads=2");
     init_params(&r, 5);
     feed(&r, &t, 4, 6);
-    const int64_t np = t.g->n_params;
+    const int64_t np = cs_graph_n_params(t.g);
     float *before = read_arena(&r, CS_ARENA_PARAMS, np);
     const cs_sgd opt = {.lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-2f};
     OK(r.b->step(r.plan, 4, &opt, E));
     float *after = read_arena(&r, CS_ARENA_PARAMS, np), *grads = read_arena(&r, CS_ARENA_GRADS, np);
-    const cs_tensor *wt = &t.g->tensors[w];
+    const cs_tensor *wt = cs_graph_tensor(t.g, w);
     int changed = 0;
     for (int64_t i = 0; i < np; i++) {
         const int in_w = i >= wt->offset && i < wt->offset + wt->size;
@@ -1453,13 +1454,13 @@ START_TEST(plan_gradients_match_differences)
     const int n = 5; /* fewer rows than the batch */
     OK(r.b->forward(r.plan, n, CS_FWD_TRAIN, E));
     OK(r.b->backward(r.plan, n, E));
-    const int64_t np = g->n_params;
+    const int64_t np = cs_graph_n_params(g);
     float *p = read_arena(&r, CS_ARENA_PARAMS, np), *grad = read_arena(&r, CS_ARENA_GRADS, np);
     int checked = 0, bad = 0;
     double worst_ratio = 0;
     char first[256] = "";
-    for (int t = 0; t < g->n_tensors; t++) {
-        const cs_tensor *pt = &g->tensors[t];
+    for (int t = 0; t < cs_graph_n_tensors(g); t++) {
+        const cs_tensor *pt = cs_graph_tensor(g, t);
         if (pt->kind != CS_TENSOR_PARAM)
             continue;
         for (int q = 0; q < 3 && q < pt->size; q++) {

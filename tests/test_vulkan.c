@@ -15,6 +15,7 @@
 #include "cilscale/graph.h"
 #include "cilscale/rng.h"
 #include "runtime/train.h"
+#include "sdk/graph_impl.h" /* white-box: the tests break a built graph on purpose */
 #include "testutil.h"
 
 /* Tolerances, all in NMSE = sum (cpu - vk)^2 / sum cpu^2 per tensor (fp32 on both sides; the
@@ -125,26 +126,26 @@ static void seed(uint64_t s) { rng_state = s * 0x9E3779B97F4A7C15ULL + 0x2545F49
 static void init_both(pair *p, uint64_t s)
 {
     const cs_graph *g = p->g;
-    float *par = xcalloc(g->n_params, 4), *buf = xcalloc(g->n_buffers, 4);
-    float *fpar = xcalloc(g->n_params, 4), *fbuf = xcalloc(g->n_buffers, 4);
+    float *par = xcalloc(cs_graph_n_params(g), 4), *buf = xcalloc(cs_graph_n_buffers(g), 4);
+    float *fpar = xcalloc(cs_graph_n_params(g), 4), *fbuf = xcalloc(cs_graph_n_buffers(g), 4);
     cs_graph_init(g, s, par, buf);
     seed(s);
-    for (int t = 0; t < g->n_tensors; t++) {
-        const cs_tensor *x = &g->tensors[t];
+    for (int t = 0; t < cs_graph_n_tensors(g); t++) {
+        const cs_tensor *x = cs_graph_tensor(g, t);
         const int var = strstr(x->name, "running_var") != NULL;
         for (int64_t i = x->offset; x->kind == CS_TENSOR_BUFFER && i < x->offset + x->size; i++) {
             buf[i] = var ? 0.5f + (float)uni() : 0.2f * (float)sym();
             fbuf[i] = buf[i] * (var ? 1.5f : -1);
         }
     }
-    for (int64_t i = 0; i < g->n_params; i++)
+    for (int64_t i = 0; i < cs_graph_n_params(g); i++)
         fpar[i] = par[i] * (1 + 0.2f * (float)sym());
     for (int k = 0; k < 2; k++) {
         side *d = &p->s[k];
-        OK(d->b->write(d->plan, CS_ARENA_PARAMS, 0, g->n_params, par, E));
-        OK(d->b->write(d->plan, CS_ARENA_BUFFERS, 0, g->n_buffers, buf, E));
-        OK(d->b->write(d->plan, CS_ARENA_FROZEN_PARAMS, 0, g->n_params, fpar, E));
-        OK(d->b->write(d->plan, CS_ARENA_FROZEN_BUFFERS, 0, g->n_buffers, fbuf, E));
+        OK(d->b->write(d->plan, CS_ARENA_PARAMS, 0, cs_graph_n_params(g), par, E));
+        OK(d->b->write(d->plan, CS_ARENA_BUFFERS, 0, cs_graph_n_buffers(g), buf, E));
+        OK(d->b->write(d->plan, CS_ARENA_FROZEN_PARAMS, 0, cs_graph_n_params(g), fpar, E));
+        OK(d->b->write(d->plan, CS_ARENA_FROZEN_BUFFERS, 0, cs_graph_n_buffers(g), fbuf, E));
     }
     free(par);
     free(buf);
@@ -155,9 +156,9 @@ static void init_both(pair *p, uint64_t s)
 /* Classes of the labels input t (the logits' width of the softmax_xent reading it), or 0. */
 static int label_classes(const cs_graph *g, int t)
 {
-    for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == CS_OP_SOFTMAX_XENT && g->nodes[i].in[1] == t)
-            return g->tensors[g->nodes[i].in[0]].shape[1];
+    for (int i = 0; i < cs_graph_n_nodes(g); i++)
+        if (cs_graph_node(g, i)->op == CS_OP_SOFTMAX_XENT && cs_graph_node(g, i)->in[1] == t)
+            return cs_graph_tensor(g, cs_graph_node(g, i)->in[0])->shape[1];
     return 0;
 }
 
@@ -166,8 +167,8 @@ static void feed_both(pair *p, int n, uint64_t s, float scale)
 {
     const cs_graph *g = p->g;
     seed(s);
-    for (int t = 0; t < g->n_tensors; t++) {
-        const cs_tensor *x = &g->tensors[t];
+    for (int t = 0; t < cs_graph_n_tensors(g); t++) {
+        const cs_tensor *x = cs_graph_tensor(g, t);
         if (x->kind != CS_TENSOR_INPUT)
             continue;
         const int64_t count = n * cs_tensor_row(x);
@@ -192,15 +193,15 @@ static float *read_tensor(side *d, const cs_tensor *x, int t, int n)
 static void compare_acts(pair *p, int n, double tol, const char *what)
 {
     const cs_graph *g = p->g;
-    for (int t = 0; t < g->n_tensors; t++) {
-        const cs_tensor *x = &g->tensors[t];
+    for (int t = 0; t < cs_graph_n_tensors(g); t++) {
+        const cs_tensor *x = cs_graph_tensor(g, t);
         if (x->kind != CS_TENSOR_ACT)
             continue;
         float *a = read_tensor(&p->s[0], x, t, n), *b = read_tensor(&p->s[1], x, t, n);
         const int64_t count = x->batched ? n * cs_tensor_row(x) : x->size;
         const double e = nmse(a, b, count);
         ck_assert_msg(e <= tol, "%s: activation %s (node %d, %s): NMSE %.3g > %.3g (cpu[0] %.8g, vulkan[0] %.8g)",
-                      what, x->name, x->producer, cs_op_name(g->nodes[x->producer].op), e, tol, a[0], b[0]);
+                      what, x->name, x->producer, cs_op_name(cs_graph_node(g, x->producer)->op), e, tol, a[0], b[0]);
         free(a);
         free(b);
     }
@@ -218,13 +219,13 @@ static void compare_arena(pair *p, cs_arena a, double tol, const char *what)
 {
     const cs_graph *g = p->g;
     const int buffers = a == CS_ARENA_BUFFERS;
-    const int64_t size = buffers ? g->n_buffers : g->n_params;
+    const int64_t size = buffers ? cs_graph_n_buffers(g) : cs_graph_n_params(g);
     float *x = read_arena(&p->s[0], a, size), *y = read_arena(&p->s[1], a, size);
     double ms = 0;
     for (int64_t i = 0; i < size; i++)
         ms += (double)x[i] * x[i] / (double)size;
-    for (int t = 0; t < g->n_tensors; t++) {
-        const cs_tensor *pt = &g->tensors[t];
+    for (int t = 0; t < cs_graph_n_tensors(g); t++) {
+        const cs_tensor *pt = cs_graph_tensor(g, t);
         if (pt->kind != (buffers ? CS_TENSOR_BUFFER : CS_TENSOR_PARAM))
             continue;
         const double e = nmse_floor(x + pt->offset, y + pt->offset, pt->size, 1e-2 * ms);
@@ -254,7 +255,7 @@ static void check_graph(cs_graph *g, int n, float input_scale, const char *what)
         OK(p.s[k].b->backward(p.s[k].plan, n, E));
     snprintf(label, sizeof label, "%s, backward", what);
     compare_arena(&p, CS_ARENA_GRADS, OP_NMSE, label);
-    const int64_t frozen[1][2] = {{0, g->n_params / 3}};
+    const int64_t frozen[1][2] = {{0, cs_graph_n_params(g) / 3}};
     const cs_sgd opt = {.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-3f, .nesterov = 1, .frozen = frozen,
                         .n_frozen = 1};
     for (int k = 0; k < 2; k++)
@@ -342,7 +343,7 @@ static cs_graph *op_graph(const op_case *c, int batch)
     /* no bias: before a batch norm its gradient is zero but for rounding, which differs */
     int h = cs_conv2d(g, "pre", x, 8, 3, 1, 1, 1, 0);
     h = c->op(g, h);
-    if (h >= 0 && g->tensors[h].ndim == 4)
+    if (h >= 0 && cs_graph_tensor(g, h)->ndim == 4)
         h = cs_avgpool(g, h);
     const int logits = cs_linear(g, "fc", h, 5, 1, CS_INIT_UNIFORM_FAN_IN);
     cs_graph_add_loss(g, cs_softmax_xent(g, logits, labels), 1.0f);
@@ -431,10 +432,10 @@ START_TEST(update_matches_cpu)
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int losses[4];
         cs_graph *g = every_op_graph(2, losses);
-        g->tensors[cs_graph_find(g, "pw.weight")].needs_grad = 0;
+        cs_graph_set_trainable(g, cs_graph_find(g, "pw.weight"), 0);
         pair p = start(g);
         init_both(&p, 3);
-        const int64_t n = g->n_params;
+        const int64_t n = cs_graph_n_params(g);
         float *grad = xcalloc(n, 4);
         const int64_t frozen[4][2] = {{3, 10}, {8, 10}, {40, 0}, {n - 7, 7}};
         const cs_sgd opt = {cases[c].lr, cases[c].momentum, cases[c].wd, cases[c].nesterov, frozen, 4};
@@ -517,7 +518,7 @@ START_TEST(prepare_refuses_by_name)
     ck_assert_int_eq(b->prepare(dev, g, &plan, &err), CS_ERR_ARG);
     ck_assert_ptr_null(plan);
     char want[256];
-    snprintf(want, sizeof want, "node 2 '%s'", g->nodes[2].name);
+    snprintf(want, sizeof want, "node 2 '%s'", cs_graph_node(g, 2)->name);
     ck_assert_msg(strstr(err.msg, want) && strstr(err.msg, "op 99"), "%s", err.msg);
     g->nodes[2].op = CS_OP_RELU;
     g->nodes[0].a.stride = 2;
@@ -574,7 +575,7 @@ START_TEST(plan_misuse_is_refused)
     ck_assert_int_eq(r->b->forward(r->plan, 5, 0, &err), CS_ERR_ARG);
     ck_assert_int_eq(r->b->forward(r->plan, 0, 0, &err), CS_ERR_ARG);
     ck_assert_int_eq(r->b->forward(r->plan, 4, 8, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r->b->read(r->plan, CS_ARENA_PARAMS, p.g->n_params - 2, 3, buf, &err), CS_ERR_ARG);
+    ck_assert_int_eq(r->b->read(r->plan, CS_ARENA_PARAMS, cs_graph_n_params(p.g) - 2, 3, buf, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "params arena") != NULL, "%s", err.msg);
     ck_assert_int_eq(r->b->write(r->plan, CS_ARENA_COUNT_, 0, 1, buf, &err), CS_ERR_ARG);
     ck_assert_int_eq(r->b->set_input(r->plan, logits, buf, 1, &err), CS_ERR_ARG);
@@ -594,7 +595,7 @@ START_TEST(plan_misuse_is_refused)
     ck_assert_int_eq(r->b->backward(r->plan, 4, &err), CS_ERR_ARG);
     cs_sgd bad_opt = {.lr = 0.1f, .momentum = 0, .nesterov = 1};
     ck_assert_int_eq(r->b->update(r->plan, &bad_opt, &err), CS_ERR_ARG);
-    const int64_t out_of_range[1][2] = {{p.g->n_params - 1, 2}};
+    const int64_t out_of_range[1][2] = {{cs_graph_n_params(p.g) - 1, 2}};
     cs_sgd bad_frozen = {.lr = 0.1f, .frozen = out_of_range, .n_frozen = 1};
     ck_assert_int_eq(r->b->update(r->plan, &bad_frozen, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "frozen range 0") != NULL, "%s", err.msg);
@@ -707,7 +708,7 @@ static void arch_steps(const char *arch_name, double w, int size)
     for (int step = 0; step < 5; step++) {
         const cs_arena synced[3] = {CS_ARENA_PARAMS, CS_ARENA_MOMENTUM, CS_ARENA_BUFFERS};
         for (int a = 0; a < 3 && step > 0; a++) {
-            const int64_t count = a == 2 ? g->n_buffers : g->n_params;
+            const int64_t count = a == 2 ? cs_graph_n_buffers(g) : cs_graph_n_params(g);
             float *v = read_arena(&p.s[0], synced[a], count);
             OK(p.s[1].b->write(p.s[1].plan, synced[a], 0, count, v, E));
             free(v);
@@ -728,7 +729,7 @@ static void arch_steps(const char *arch_name, double w, int size)
         ck_assert_msg(e <= STEPS_NMSE, "%s step %d: loss %.8g on the cpu, %.8g on vulkan", arch_name, step, loss[0],
                       loss[1]);
         for (int a = 0; a < 3; a++) {
-            const double ea = arena_nmse(&p, synced[a], a == 2 ? g->n_buffers : g->n_params);
+            const double ea = arena_nmse(&p, synced[a], a == 2 ? cs_graph_n_buffers(g) : cs_graph_n_params(g));
             ck_assert_msg(ea <= STEPS_NMSE, "%s step %d: the %s arenas differ: NMSE %.3g", arch_name, step,
                           a == 0 ? "parameter" : a == 1 ? "momentum" : "buffer", ea);
         }

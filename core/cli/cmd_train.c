@@ -300,14 +300,14 @@ int cmd_train(int argc, char **argv)
     rc = stopped ? 128 + (cli_interrupted() ? cli_interrupted() : SIGINT) : CLI_OK;
     if (o.out) {
         char path[PATH_MAX];
-        float *params = malloc(sizeof(float) * (size_t)(m.g->n_params + m.g->n_buffers + 1));
+        float *params = malloc(sizeof(float) * (size_t)(cs_graph_n_params(m.g) + cs_graph_n_buffers(m.g) + 1));
         snprintf(path, sizeof path, "%s/model.safetensors", o.out);
         char acc[32], ep[16];
         snprintf(acc, sizeof acc, "%.4f", (double)te.top1 / (double)te.seen);
         snprintf(ep, sizeof ep, "%d", epoch);
         const char *meta[] = {"arch", ap->name, "test_top1", acc, "epochs", ep, NULL};
-        if (!params || cs_model_read_params(&m, params, params + m.g->n_params, &err) ||
-            cs_checkpoint_save(path, m.g, params, params + m.g->n_params, meta, &err)) {
+        if (!params || cs_model_read_params(&m, params, params + cs_graph_n_params(m.g), &err) ||
+            cs_checkpoint_save(path, m.g, params, params + cs_graph_n_params(m.g), meta, &err)) {
             fprintf(stderr, "cilscale train: saving the model: %s\n", params ? err.msg : "out of memory");
             rc = CLI_FAIL;
         } else {

@@ -271,26 +271,27 @@ int cs_checkpoint_save(const char *path, const cs_graph *g, const float *params,
         return cs_error_set(err, CS_ERR_ARG, "checkpoint: no file name given");
     if (!g)
         return cs_error_set(err, CS_ERR_ARG, "%s: no graph to save", path);
-    if (g->failed)
-        return cs_error_set(err, CS_ERR_ARG, "%s: the graph did not build (%s)", path, g->err.msg);
-    if ((g->n_params && !params) || (g->n_buffers && !buffers))
-        return cs_error_set(err, CS_ERR_ARG, "%s: no %s arena given", path, g->n_params && !params ? "parameter" : "buffer");
+    cs_error gerr;
+    if (cs_graph_status(g, &gerr))
+        return cs_error_set(err, CS_ERR_ARG, "%s: the graph did not build (%s)", path, gerr.msg);
+    if ((cs_graph_n_params(g) && !params) || (cs_graph_n_buffers(g) && !buffers))
+        return cs_error_set(err, CS_ERR_ARG, "%s: no %s arena given", path, cs_graph_n_params(g) && !params ? "parameter" : "buffer");
     int rc = check_meta(path, meta_kv, err);
     if (rc)
         return rc;
 
     /* The tensors to write: every PARAM and BUFFER, and each batch norm's counter. */
     int n = 0;
-    for (int i = 0; i < g->n_tensors; i++)
-        n += g->tensors[i].kind == CS_TENSOR_PARAM || g->tensors[i].kind == CS_TENSOR_BUFFER;
-    for (int i = 0; i < g->n_nodes; i++)
-        n += g->nodes[i].op == CS_OP_BATCHNORM;
+    for (int i = 0; i < cs_graph_n_tensors(g); i++)
+        n += cs_graph_tensor(g, i)->kind == CS_TENSOR_PARAM || cs_graph_tensor(g, i)->kind == CS_TENSOR_BUFFER;
+    for (int i = 0; i < cs_graph_n_nodes(g); i++)
+        n += cs_graph_node(g, i)->op == CS_OP_BATCHNORM;
     out_tensor *ts = calloc(n ? (size_t)n : 1, sizeof *ts);
     if (!ts)
         return cs_error_set(err, CS_ERR_NOMEM, "%s: out of memory", path);
     int m = 0;
-    for (int i = 0; i < g->n_tensors; i++) {
-        const cs_tensor *t = &g->tensors[i];
+    for (int i = 0; i < cs_graph_n_tensors(g); i++) {
+        const cs_tensor *t = cs_graph_tensor(g, i);
         if (t->kind != CS_TENSOR_PARAM && t->kind != CS_TENSOR_BUFFER)
             continue;
         snprintf(ts[m].name, sizeof ts[m].name, "%s", t->name);
@@ -298,10 +299,10 @@ int cs_checkpoint_save(const char *path, const cs_graph *g, const float *params,
         ts[m].data = (t->kind == CS_TENSOR_PARAM ? params : buffers) + t->offset;
         m++;
     }
-    for (int i = 0; i < g->n_nodes; i++) {
-        if (g->nodes[i].op != CS_OP_BATCHNORM)
+    for (int i = 0; i < cs_graph_n_nodes(g); i++) {
+        if (cs_graph_node(g, i)->op != CS_OP_BATCHNORM)
             continue;
-        snprintf(ts[m].name, sizeof ts[m].name, "%s" NBT_SUFFIX, g->nodes[i].name);
+        snprintf(ts[m].name, sizeof ts[m].name, "%s" NBT_SUFFIX, cs_graph_node(g, i)->name);
         if (cs_graph_find(g, ts[m].name) >= 0) {
             rc = cs_error_set(err, CS_ERR_ARG, "%s: tensor %s: the graph has a tensor of the name a batch norm's "
                               "counter takes", path, ts[m].name);
@@ -838,9 +839,9 @@ static int is_graph_bn_counter(const cs_graph *g, const char *name)
     size_t n = strlen(name), s = sizeof NBT_SUFFIX - 1;
     if (n <= s || strcmp(name + n - s, NBT_SUFFIX) != 0)
         return 0;
-    for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i].op == CS_OP_BATCHNORM && strlen(g->nodes[i].name) == n - s &&
-            memcmp(g->nodes[i].name, name, n - s) == 0)
+    for (int i = 0; i < cs_graph_n_nodes(g); i++)
+        if (cs_graph_node(g, i)->op == CS_OP_BATCHNORM && strlen(cs_graph_node(g, i)->name) == n - s &&
+            memcmp(cs_graph_node(g, i)->name, name, n - s) == 0)
             return 1;
     return 0;
 }
@@ -848,8 +849,8 @@ static int is_graph_bn_counter(const cs_graph *g, const char *name)
 /* The weight or bias of a linear or cosine classifier: the tensors CS_CKPT_GROW_ROWS may grow. */
 static int is_classifier(const cs_graph *g, int t)
 {
-    for (int i = 0; i < g->n_nodes; i++) {
-        const cs_node *nd = &g->nodes[i];
+    for (int i = 0; i < cs_graph_n_nodes(g); i++) {
+        const cs_node *nd = cs_graph_node(g, i);
         if ((nd->op == CS_OP_LINEAR || nd->op == CS_OP_COSINE_LINEAR) &&
             ((nd->n_in > 1 && nd->in[1] == t) || (nd->op == CS_OP_LINEAR && nd->n_in > 2 && nd->in[2] == t)))
             return 1;
@@ -890,10 +891,11 @@ int cs_checkpoint_load_ex(const char *path, const cs_graph *g, float *params, fl
         return cs_error_set(err, CS_ERR_ARG, "checkpoint: no file name given");
     if (!g)
         return cs_error_set(err, CS_ERR_ARG, "%s: no graph to load into", path);
-    if (g->failed)
-        return cs_error_set(err, CS_ERR_ARG, "%s: the graph did not build (%s)", path, g->err.msg);
-    if ((g->n_params && !params) || (g->n_buffers && !buffers))
-        return cs_error_set(err, CS_ERR_ARG, "%s: no %s arena given", path, g->n_params && !params ? "parameter" : "buffer");
+    cs_error gerr;
+    if (cs_graph_status(g, &gerr))
+        return cs_error_set(err, CS_ERR_ARG, "%s: the graph did not build (%s)", path, gerr.msg);
+    if ((cs_graph_n_params(g) && !params) || (cs_graph_n_buffers(g) && !buffers))
+        return cs_error_set(err, CS_ERR_ARG, "%s: no %s arena given", path, cs_graph_n_params(g) && !params ? "parameter" : "buffer");
     if (flags & ~(unsigned)(CS_CKPT_ALLOW_MISSING | CS_CKPT_GROW_ROWS))
         return cs_error_set(err, CS_ERR_ARG, "%s: unknown load flags 0x%x", path, flags);
 
@@ -977,7 +979,7 @@ int cs_checkpoint_load_ex(const char *path, const cs_graph *g, float *params, fl
     int nt = p.n_ts;
     order = malloc((nt ? (size_t)nt : 1) * sizeof *order);
     names = malloc((nt ? (size_t)nt : 1) * sizeof *names);
-    pl = calloc(g->n_tensors ? (size_t)g->n_tensors : 1, sizeof *pl);
+    pl = calloc(cs_graph_n_tensors(g) ? (size_t)cs_graph_n_tensors(g) : 1, sizeof *pl);
     if (!order || !names || !pl) {
         rc = cs_error_set(err, CS_ERR_NOMEM, "%s: out of memory", path);
         goto done;
@@ -1031,8 +1033,8 @@ int cs_checkpoint_load_ex(const char *path, const cs_graph *g, float *params, fl
 
     /* Match the graph's tensors, all checked before anything is written. */
     int loaded = 0, grown = 0, missing = 0;
-    for (int i = 0; i < g->n_tensors; i++) {
-        const cs_tensor *gt = &g->tensors[i];
+    for (int i = 0; i < cs_graph_n_tensors(g); i++) {
+        const cs_tensor *gt = cs_graph_tensor(g, i);
         if (gt->kind != CS_TENSOR_PARAM && gt->kind != CS_TENSOR_BUFFER)
             continue;
         in_tensor key = {.name = gt->name}, *kp = &key;
@@ -1083,11 +1085,11 @@ int cs_checkpoint_load_ex(const char *path, const cs_graph *g, float *params, fl
     }
 
     uint64_t data0 = 8 + n;
-    for (int i = 0; i < g->n_tensors; i++) {
+    for (int i = 0; i < cs_graph_n_tensors(g); i++) {
         if (!pl[i].src)
             continue;
         if (read_at(fd, pl[i].dst, (size_t)pl[i].n * sizeof(float), data0 + pl[i].src->begin)) {
-            rc = cs_error_set(err, CS_ERR_IO, "%s: tensor %s: cannot read (%s)", path, g->tensors[i].name,
+            rc = cs_error_set(err, CS_ERR_IO, "%s: tensor %s: cannot read (%s)", path, cs_graph_tensor(g, i)->name,
                               strerror(errno));
             goto done;
         }

@@ -65,14 +65,14 @@ static uint64_t mix(uint64_t seed, uint64_t a) { return seed * 0x9e3779b97f4a7c1
 static int host_read_param(void *core, int tensor, float *dst, cs_error *err)
 {
     run *r = core;
-    const cs_tensor *t = &r->m.g->tensors[tensor];
+    const cs_tensor *t = cs_graph_tensor(r->m.g, tensor);
     return r->be->read(r->m.plan, CS_ARENA_PARAMS, t->offset, t->size, dst, err);
 }
 
 static int host_write_param(void *core, int tensor, const float *src, cs_error *err)
 {
     run *r = core;
-    const cs_tensor *t = &r->m.g->tensors[tensor];
+    const cs_tensor *t = cs_graph_tensor(r->m.g, tensor);
     return r->be->write(r->m.plan, CS_ARENA_PARAMS, t->offset, t->size, src, err);
 }
 
@@ -84,9 +84,9 @@ static int host_class_means(void *core, int first, int count, float *out, cs_err
         return cs_error_set(err, CS_ERR_ARG, "class means of labels [%d, %d): state %d only has images of [%d, %d)",
                             first, first + count, r->state + 1, r->sc.first[r->state],
                             r->sc.first[r->state] + r->sc.count[r->state]);
-    int F = r->m.g->tensors[r->m.features].shape[1], B = r->m.batch;
+    int F = cs_graph_tensor(r->m.g, r->m.features)->shape[1], B = r->m.batch;
     int *map = malloc(sizeof(int) * (size_t)r->sc.n_classes), *idx = NULL, *cnt = calloc((size_t)count, sizeof(int));
-    float *img = malloc(sizeof(float) * (size_t)B * (size_t)cs_tensor_row(&r->m.g->tensors[r->m.input]));
+    float *img = malloc(sizeof(float) * (size_t)B * (size_t)cs_tensor_row(cs_graph_tensor(r->m.g, r->m.input)));
     float *lab = malloc(sizeof(float) * (size_t)B);
     cs_batcher *b = NULL;
     int rc = CS_OK, n;
@@ -160,14 +160,14 @@ static int old_features_hook(void *ctx, cs_model *m, int n, cs_error *err)
  * rows. Tensors only g has keep what they hold. */
 static void carry_over(const cs_graph *pg, const float *pp, const float *pb, const cs_graph *g, float *p, float *b)
 {
-    for (int i = 0; i < g->n_tensors; i++) {
-        const cs_tensor *t = &g->tensors[i];
+    for (int i = 0; i < cs_graph_n_tensors(g); i++) {
+        const cs_tensor *t = cs_graph_tensor(g, i);
         if (t->kind != CS_TENSOR_PARAM && t->kind != CS_TENSOR_BUFFER)
             continue;
         int j = cs_graph_find(pg, t->name);
         if (j < 0)
             continue;
-        const cs_tensor *u = &pg->tensors[j];
+        const cs_tensor *u = cs_graph_tensor(pg, j);
         if (u->kind != t->kind || u->ndim != t->ndim)
             continue;
         int same_tail = 1;
@@ -200,10 +200,10 @@ static int build_state(run *r, int s, int with_plugin, cs_error *err)
     r->net.features = r->m.features;
     r->net.logits = r->m.logits;
     r->net.xent = r->m.xent;
-    r->net.head_weight = r->m.g->nodes[r->m.g->tensors[r->m.logits].producer].in[1];
+    r->net.head_weight = cs_graph_node(r->m.g, cs_graph_tensor(r->m.g, r->m.logits)->producer)->in[1];
     r->net.old_features = -1;
     if (r->cil->needs_old_features && s > 0)
-        r->net.old_features = cs_input_vec(r->m.g, "old_features", r->m.g->tensors[r->m.features].shape[1]);
+        r->net.old_features = cs_input_vec(r->m.g, "old_features", cs_graph_tensor(r->m.g, r->m.features)->shape[1]);
     if ((rc = cs_graph_status(r->m.g, err)))
         return rc;
     if (with_plugin && r->cil->build_state && (rc = r->cil->build_state(r->cil_ctx, r->m.g, &r->net, &st, err)))
@@ -214,8 +214,8 @@ static int build_state(run *r, int s, int with_plugin, cs_error *err)
 /* Keeps the model of the state just trained on the host, as the next state's "previous". */
 static int keep_previous(run *r, cs_error *err)
 {
-    float *p = malloc(sizeof(float) * (size_t)(r->m.g->n_params + 1));
-    float *b = malloc(sizeof(float) * (size_t)(r->m.g->n_buffers + 1));
+    float *p = malloc(sizeof(float) * (size_t)(cs_graph_n_params(r->m.g) + 1));
+    float *b = malloc(sizeof(float) * (size_t)(cs_graph_n_buffers(r->m.g) + 1));
     if (!p || !b) {
         free(p);
         free(b);
@@ -264,7 +264,7 @@ static int save_model(run *r, const char *name, cs_error *err)
     char path[PATH_MAX + 64], st[16];
     snprintf(path, sizeof path, "%s/%s", r->e->out, name);
     snprintf(st, sizeof st, "%d", r->state);
-    float *p = malloc(sizeof(float) * (size_t)(r->m.g->n_params + r->m.g->n_buffers + 1));
+    float *p = malloc(sizeof(float) * (size_t)(cs_graph_n_params(r->m.g) + cs_graph_n_buffers(r->m.g) + 1));
     if (!p)
         return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
     /* model label i is data-set class order[i]: without it the classifier's rows mean nothing */
@@ -273,9 +273,9 @@ static int save_model(run *r, const char *name, cs_error *err)
     for (int i = 0; i < r->sc.n_classes && u < sizeof order; i++)
         u += (size_t)snprintf(order + u, sizeof order - u, "%s%d", i ? "," : "", r->sc.order[i]);
     const char *meta[] = {"state", st, "arch", r->arch_p->name, "cil", r->cil_p->name, "class_order", order, NULL};
-    int rc = cs_model_read_params(&r->m, p, p + r->m.g->n_params, err);
+    int rc = cs_model_read_params(&r->m, p, p + cs_graph_n_params(r->m.g), err);
     if (!rc)
-        rc = cs_checkpoint_save(path, r->m.g, p, p + r->m.g->n_params, meta, err);
+        rc = cs_checkpoint_save(path, r->m.g, p, p + cs_graph_n_params(r->m.g), meta, err);
     free(p);
     return rc;
 }
@@ -292,21 +292,21 @@ static int run_state(run *r, int s, cs_error *err)
     if ((rc = cs_model_prepare(&r->m, r->be, r->be_ctx, mix(e->seed, 1), err)))
         return rc;
     cs_graph *g = r->m.g;
-    float *p = malloc(sizeof(float) * (size_t)(g->n_params + g->n_buffers + 1));
+    float *p = malloc(sizeof(float) * (size_t)(cs_graph_n_params(g) + cs_graph_n_buffers(g) + 1));
     if (!p)
         return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
-    if ((rc = cs_model_read_params(&r->m, p, p + g->n_params, err))) {
+    if ((rc = cs_model_read_params(&r->m, p, p + cs_graph_n_params(g), err))) {
         free(p);
         return rc;
     }
     if (r->prev_g) {
-        carry_over(r->prev_g, r->prev_params, r->prev_buffers, g, p, p + g->n_params);
-        rc = cs_model_write_params(&r->m, p, p + g->n_params, err);
+        carry_over(r->prev_g, r->prev_params, r->prev_buffers, g, p, p + cs_graph_n_params(g));
+        rc = cs_model_write_params(&r->m, p, p + cs_graph_n_params(g), err);
         /* the frozen copy: the previous model in this state's layout */
         if (!rc)
-            rc = r->be->write(r->m.plan, CS_ARENA_FROZEN_PARAMS, 0, g->n_params, p, err);
-        if (!rc && g->n_buffers)
-            rc = r->be->write(r->m.plan, CS_ARENA_FROZEN_BUFFERS, 0, g->n_buffers, p + g->n_params, err);
+            rc = r->be->write(r->m.plan, CS_ARENA_FROZEN_PARAMS, 0, cs_graph_n_params(g), p, err);
+        if (!rc && cs_graph_n_buffers(g))
+            rc = r->be->write(r->m.plan, CS_ARENA_FROZEN_BUFFERS, 0, cs_graph_n_buffers(g), p + cs_graph_n_params(g), err);
     }
     free(p);
     if (rc)
@@ -580,8 +580,8 @@ static int load_resume(run *r, int *next, cs_error *err)
     int rc = build_state(r, last, 0, err);
     if (rc)
         return rc;
-    float *p = malloc(sizeof(float) * (size_t)(r->m.g->n_params + 1));
-    float *b = malloc(sizeof(float) * (size_t)(r->m.g->n_buffers + 1));
+    float *p = malloc(sizeof(float) * (size_t)(cs_graph_n_params(r->m.g) + 1));
+    float *b = malloc(sizeof(float) * (size_t)(cs_graph_n_buffers(r->m.g) + 1));
     char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/state-%d.safetensors", r->e->out, last);
     if (!p || !b || (rc = cs_checkpoint_load(path, r->m.g, p, b, NULL, err))) {
@@ -657,7 +657,7 @@ int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int resume
             /* features are at most as wide as the classifier's input; sized from the first graph */
             if ((rc = build_state(&r, s, 0, err)))
                 goto out;
-            int F = r.m.g->tensors[r.m.features].shape[1];
+            int F = cs_graph_tensor(r.m.g, r.m.features)->shape[1];
             free_state(&r);
             r.feat = malloc(sizeof(float) * (size_t)e->batch * (size_t)F);
             if (!r.feat) {

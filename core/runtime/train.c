@@ -51,11 +51,11 @@ int cs_model_prepare(cs_model *m, const cs_backend_iface *be, void *be_ctx, uint
     int rc = be->prepare(be_ctx, m->g, &m->plan, err);
     if (rc)
         return rc;
-    float *params = malloc(sizeof(float) * (size_t)(m->g->n_params + m->g->n_buffers + 1));
+    float *params = malloc(sizeof(float) * (size_t)(cs_graph_n_params(m->g) + cs_graph_n_buffers(m->g) + 1));
     if (!params)
-        return cs_error_set(err, CS_ERR_NOMEM, "out of memory for %lld parameters", (long long)m->g->n_params);
-    cs_graph_init(m->g, seed, params, params + m->g->n_params);
-    rc = cs_model_write_params(m, params, params + m->g->n_params, err);
+        return cs_error_set(err, CS_ERR_NOMEM, "out of memory for %lld parameters", (long long)cs_graph_n_params(m->g));
+    cs_graph_init(m->g, seed, params, params + cs_graph_n_params(m->g));
+    rc = cs_model_write_params(m, params, params + cs_graph_n_params(m->g), err);
     free(params);
     return rc;
 }
@@ -81,17 +81,17 @@ void cs_model_free(cs_model *m)
 
 int cs_model_read_params(const cs_model *m, float *params, float *buffers, cs_error *err)
 {
-    int rc = m->be->read(m->plan, CS_ARENA_PARAMS, 0, m->g->n_params, params, err);
-    if (!rc && m->g->n_buffers)
-        rc = m->be->read(m->plan, CS_ARENA_BUFFERS, 0, m->g->n_buffers, buffers, err);
+    int rc = m->be->read(m->plan, CS_ARENA_PARAMS, 0, cs_graph_n_params(m->g), params, err);
+    if (!rc && cs_graph_n_buffers(m->g))
+        rc = m->be->read(m->plan, CS_ARENA_BUFFERS, 0, cs_graph_n_buffers(m->g), buffers, err);
     return rc;
 }
 
 int cs_model_write_params(cs_model *m, const float *params, const float *buffers, cs_error *err)
 {
-    int rc = m->be->write(m->plan, CS_ARENA_PARAMS, 0, m->g->n_params, params, err);
-    if (!rc && m->g->n_buffers)
-        rc = m->be->write(m->plan, CS_ARENA_BUFFERS, 0, m->g->n_buffers, buffers, err);
+    int rc = m->be->write(m->plan, CS_ARENA_PARAMS, 0, cs_graph_n_params(m->g), params, err);
+    if (!rc && cs_graph_n_buffers(m->g))
+        rc = m->be->write(m->plan, CS_ARENA_BUFFERS, 0, cs_graph_n_buffers(m->g), buffers, err);
     return rc;
 }
 
@@ -178,8 +178,8 @@ int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_
 {
     memset(st, 0, sizeof *st);
     const cs_graph *g = m->g;
-    int k = g->tensors[m->logits].shape[1];
-    size_t in_size = (size_t)m->batch * (size_t)cs_tensor_row(&g->tensors[m->input]);
+    int k = cs_graph_tensor(g, m->logits)->shape[1];
+    size_t in_size = (size_t)m->batch * (size_t)cs_tensor_row(cs_graph_tensor(g, m->input));
     float *images = malloc(sizeof(float) * in_size);
     float *labels = malloc(sizeof(float) * (size_t)m->batch);
     float *logits = malloc(sizeof(float) * (size_t)m->batch * (size_t)k);
@@ -200,11 +200,11 @@ int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_
         if (rc)
             goto out;
         double loss = 0;
-        for (int i = 0; i < g->n_losses; i++) {
+        for (int i = 0; i < cs_graph_n_losses(g); i++) {
             float v;
-            if ((rc = m->be->read_tensor(m->plan, g->losses[i], &v, 1, err)))
+            if ((rc = m->be->read_tensor(m->plan, cs_graph_loss(g, i), &v, 1, err)))
                 goto out;
-            loss += g->loss_weights[i] * v;
+            loss += cs_graph_loss_weight(g, i) * v;
         }
         if (!isfinite(loss)) {
             rc = cs_error_set(err, CS_ERR, "the loss became %s at batch %d of %d (lower the learning rate?)",
@@ -237,8 +237,8 @@ int cs_model_evaluate(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st
 {
     memset(st, 0, sizeof *st);
     const cs_graph *g = m->g;
-    int k = g->tensors[m->logits].shape[1];
-    size_t in_size = (size_t)m->batch * (size_t)cs_tensor_row(&g->tensors[m->input]);
+    int k = cs_graph_tensor(g, m->logits)->shape[1];
+    size_t in_size = (size_t)m->batch * (size_t)cs_tensor_row(cs_graph_tensor(g, m->input));
     float *images = malloc(sizeof(float) * in_size);
     float *labels = malloc(sizeof(float) * (size_t)m->batch);
     float *logits = malloc(sizeof(float) * (size_t)m->batch * (size_t)k);

@@ -7,6 +7,7 @@
 
 #include "cilscale/graph.h"
 #include "cilscale/rng.h"
+#include "sdk/graph_impl.h"
 
 cs_graph *cs_graph_new(int batch)
 {
@@ -549,6 +550,29 @@ int cs_graph_set_loss_weight(cs_graph *g, int t, float weight)
             return CS_OK;
         }
     return CS_ERR_ARG;
+}
+
+int cs_graph_batch(const cs_graph *g) { return g->batch; }
+int cs_graph_n_tensors(const cs_graph *g) { return g->n_tensors; }
+int cs_graph_n_nodes(const cs_graph *g) { return g->n_nodes; }
+const cs_tensor *cs_graph_tensor(const cs_graph *g, int id)
+{
+    return id >= 0 && id < g->n_tensors ? &g->tensors[id] : NULL;
+}
+const cs_node *cs_graph_node(const cs_graph *g, int i) { return i >= 0 && i < g->n_nodes ? &g->nodes[i] : NULL; }
+int64_t cs_graph_n_params(const cs_graph *g) { return g->n_params; }
+int64_t cs_graph_n_buffers(const cs_graph *g) { return g->n_buffers; }
+int64_t cs_graph_n_acts(const cs_graph *g) { return g->n_acts; }
+int cs_graph_n_losses(const cs_graph *g) { return g->n_losses; }
+int cs_graph_loss(const cs_graph *g, int i) { return i >= 0 && i < g->n_losses ? g->losses[i] : -1; }
+float cs_graph_loss_weight(const cs_graph *g, int i) { return i >= 0 && i < g->n_losses ? g->loss_weights[i] : 0.0f; }
+
+int cs_graph_set_trainable(cs_graph *g, int t, int trainable)
+{
+    if (t < 0 || t >= g->n_tensors || g->tensors[t].kind != CS_TENSOR_PARAM)
+        return CS_ERR_ARG;
+    g->tensors[t].needs_grad = trainable != 0;
+    return CS_OK;
 }
 
 int cs_graph_find(const cs_graph *g, const char *name)

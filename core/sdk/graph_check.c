@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "cilscale/graph.h"
+#include "sdk/graph_impl.h"
 
 static int node_fail(const char *who, cs_error *err, const cs_graph *g, int i, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -80,20 +80,10 @@ typedef struct cs_node {
     } a;
 } cs_node;
 
-typedef struct cs_graph {
-    cs_tensor *tensors;
-    int n_tensors, cap_tensors;
-    cs_node *nodes; /* in execution order: the builder adds them topologically */
-    int n_nodes, cap_nodes;
-    int batch;
-    int64_t n_params, n_buffers, n_acts; /* arena sizes, in floats */
-    int losses[8];        /* loss tensors; the total loss is sum weight_i * loss_i */
-    float loss_weights[8];
-    int n_losses;
-    cs_error err;         /* the first builder error; later builder calls do nothing */
-    int failed;
-    char scope[CS_NAME_MAX]; /* prefix for names: "layer1.0" */
-} cs_graph;
+/* The graph is opaque: plugins read it through the accessors below and build
+ * it through the builder calls, so its container can change without an ABI
+ * bump. The records it hands out (cs_tensor, cs_node) are part of the ABI. */
+typedef struct cs_graph cs_graph;
 
 cs_graph *cs_graph_new(int batch);
 void cs_graph_free(cs_graph *g);
@@ -126,6 +116,26 @@ int cs_cosine_embed(cs_graph *g, int a, int b);
 /* Marks a [1] tensor as a loss term with a weight (changeable later). */
 int cs_graph_add_loss(cs_graph *g, int t, float weight);
 int cs_graph_set_loss_weight(cs_graph *g, int t, float weight);
+
+/* ---- reading a graph (every plugin reads it this way) ---- */
+int cs_graph_batch(const cs_graph *g);       /* the batch it was built for */
+int cs_graph_n_tensors(const cs_graph *g);
+int cs_graph_n_nodes(const cs_graph *g);     /* nodes are in execution order */
+/* Tensor id / node index in range, else NULL. */
+const cs_tensor *cs_graph_tensor(const cs_graph *g, int id);
+const cs_node *cs_graph_node(const cs_graph *g, int i);
+/* Arena sizes, in floats: parameters (and their gradients and momentum),
+ * buffers (batch-norm statistics), activations. */
+int64_t cs_graph_n_params(const cs_graph *g);
+int64_t cs_graph_n_buffers(const cs_graph *g);
+int64_t cs_graph_n_acts(const cs_graph *g);
+/* The loss terms: tensor id and weight of term i (the total loss is the
+ * weighted sum), or -1 / 0 when i is out of range. */
+int cs_graph_n_losses(const cs_graph *g);
+int cs_graph_loss(const cs_graph *g, int i);
+float cs_graph_loss_weight(const cs_graph *g, int i);
+/* Marks a parameter as fixed (no gradient, no update) or trainable again. */
+int cs_graph_set_trainable(cs_graph *g, int t, int trainable);
 
 /* Lookups */
 int cs_graph_find(const cs_graph *g, const char *name); /* tensor id or -1 */

@@ -60,7 +60,7 @@ static int conv_bn_act(cs_graph *g, const char *prefix, int x, int out, int k, i
 /* torchvision's InvertedResidual, in scope features.{i}: its layers are conv.0, conv.1, ... */
 static int inverted_residual(cs_graph *g, int x, int out, int stride, int t)
 {
-    int in = x >= 0 ? g->tensors[x].shape[1] : 0;
+    int in = x >= 0 ? cs_graph_tensor(g, x)->shape[1] : 0;
     int hidden = in * t, y = x, i = 0;
     char name[CS_NAME_MAX];
     if (t != 1) {

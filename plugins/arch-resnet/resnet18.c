@@ -43,7 +43,7 @@ static int64_t count_params(const cs_arch_config *cfg)
  * The last block's closing relu is left out with last_relu = 0. */
 static int basic_block(cs_graph *g, int x, int out, int stride, int last_relu)
 {
-    int in = x >= 0 ? g->tensors[x].shape[1] : 0;
+    int in = x >= 0 ? cs_graph_tensor(g, x)->shape[1] : 0;
     int y = cs_conv2d(g, "conv1", x, out, 3, stride, 1, 1, 0);
     y = cs_relu(g, cs_batchnorm(g, "bn1", y));
     y = cs_conv2d(g, "conv2", y, out, 3, 1, 1, 1, 0);

@@ -60,7 +60,7 @@ static int branch2(cs_graph *g, int x, int half, int stride)
 
 static int shuffle_block(cs_graph *g, int x, int out, int stride)
 {
-    int in = x >= 0 ? g->tensors[x].shape[1] : 0, half = out / 2, y;
+    int in = x >= 0 ? cs_graph_tensor(g, x)->shape[1] : 0, half = out / 2, y;
     if (stride > 1) {
         int b1 = cs_batchnorm(g, "branch1.1", cs_conv2d(g, "branch1.0", x, in, 3, stride, 1, in, 0));
         b1 = cs_relu(g, cs_batchnorm(g, "branch1.3", cs_conv2d(g, "branch1.2", b1, half, 1, 1, 0, 1, 0)));

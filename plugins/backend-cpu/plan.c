@@ -21,7 +21,7 @@ typedef struct cpu_plan {
     int threads;
     float *arena[CS_ARENA_COUNT_]; /* backend.h's arenas */
     int64_t arena_size[CS_ARENA_COUNT_];
-    float *act;      /* inputs and activations, g->n_acts floats at their tensors' offsets */
+    float *act;      /* inputs and activations, cs_graph_n_acts(g) floats at their tensors' offsets */
     float *act_grad; /* their gradients, same layout; a tensor's rows are zeroed when it first receives one */
     unsigned char *has_grad; /* per tensor, this backward: its gradient is live (zeroed, accumulating) */
     node_state *node;
@@ -46,8 +46,8 @@ static double prof_now(void)
 /* Multiply-adds x 2 of one node's forward over n rows (convolutions and linear layers). */
 static double node_flops(const cs_graph *g, int i, int n)
 {
-    const cs_node *nd = &g->nodes[i];
-    const cs_tensor *out = &g->tensors[nd->out], *w = nd->n_in > 1 ? &g->tensors[nd->in[1]] : NULL;
+    const cs_node *nd = cs_graph_node(g, i);
+    const cs_tensor *out = cs_graph_tensor(g, nd->out), *w = nd->n_in > 1 ? cs_graph_tensor(g, nd->in[1]) : NULL;
     if (nd->op == CS_OP_CONV2D)
         return 2.0 * n * (double)cs_tensor_row(out) * (double)(w->shape[1] * w->shape[2] * w->shape[3]);
     if (nd->op == CS_OP_LINEAR || nd->op == CS_OP_COSINE_LINEAR)
@@ -67,8 +67,8 @@ static int node_fail(cs_error *err, const cs_graph *g, int i, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return cs_error_set(err, CS_ERR_ARG, "cpu backend: node %d '%s' (%s): %s", i, g->nodes[i].name,
-                        cs_op_name(g->nodes[i].op), what);
+    return cs_error_set(err, CS_ERR_ARG, "cpu backend: node %d '%s' (%s): %s", i, cs_graph_node(g, i)->name,
+                        cs_op_name(cs_graph_node(g, i)->op), what);
 }
 
 /* ---- checking the graph at prepare ---- */
@@ -112,37 +112,37 @@ int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
         return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory preparing the plan");
     p->g = g;
     p->threads = dev->threads;
-    const int64_t sizes[CS_ARENA_COUNT_] = {g->n_params, g->n_params, g->n_params,
-                                            g->n_buffers, g->n_params, g->n_buffers};
+    const int64_t sizes[CS_ARENA_COUNT_] = {cs_graph_n_params(g), cs_graph_n_params(g), cs_graph_n_params(g),
+                                            cs_graph_n_buffers(g), cs_graph_n_params(g), cs_graph_n_buffers(g)};
     int ok = 1;
     for (int a = 0; a < CS_ARENA_COUNT_; a++) {
         p->arena_size[a] = sizes[a];
         ok &= (p->arena[a] = zalloc(sizes[a], sizeof(float))) != NULL;
     }
-    p->act = zalloc(g->n_acts, sizeof(float));
-    p->act_grad = zalloc(g->n_acts, sizeof(float));
-    p->has_grad = zalloc(g->n_tensors, 1);
-    p->node = zalloc(g->n_nodes, sizeof *p->node);
+    p->act = zalloc(cs_graph_n_acts(g), sizeof(float));
+    p->act_grad = zalloc(cs_graph_n_acts(g), sizeof(float));
+    p->has_grad = zalloc(cs_graph_n_tensors(g), 1);
+    p->node = zalloc(cs_graph_n_nodes(g), sizeof *p->node);
     ok &= p->act && p->act_grad && p->has_grad && p->node;
     if (!ok) {
         cpu_release(p);
         return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory for the arenas (%lld activations)",
-                            (long long)g->n_acts);
+                            (long long)cs_graph_n_acts(g));
     }
 
     /* What each node saves, and the largest workspace any needs, at the full batch. */
     int64_t save_total = 0, argmax_total = 0, ws = 0;
-    int64_t *save_at = zalloc(g->n_nodes, sizeof *save_at), *argmax_at = zalloc(g->n_nodes, sizeof *argmax_at);
+    int64_t *save_at = zalloc(cs_graph_n_nodes(g), sizeof *save_at), *argmax_at = zalloc(cs_graph_n_nodes(g), sizeof *argmax_at);
     if (!save_at || !argmax_at) {
         free(save_at);
         free(argmax_at);
         cpu_release(p);
         return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory preparing the plan");
     }
-    const int b = g->batch;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const cs_node *nd = &g->nodes[i];
-        const cs_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
+    const int b = cs_graph_batch(g);
+    for (int i = 0; i < cs_graph_n_nodes(g); i++) {
+        const cs_node *nd = cs_graph_node(g, i);
+        const cs_tensor *x = cs_graph_tensor(g, nd->in[0]), *y = cs_graph_tensor(g, nd->out);
         node_state *st = &p->node[i];
         int64_t save = 0, need = 0;
         if (nd->op == CS_OP_CONV2D || nd->op == CS_OP_MAXPOOL) {
@@ -182,10 +182,10 @@ int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
         return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory for %lld floats of scratch",
                             (long long)(save_total + argmax_total + ws));
     }
-    for (int i = 0; i < g->n_nodes; i++) {
+    for (int i = 0; i < cs_graph_n_nodes(g); i++) {
         if (save_at[i] >= 0)
             p->node[i].save = p->save_pool + save_at[i];
-        if (g->nodes[i].op == CS_OP_MAXPOOL)
+        if (cs_graph_node(g, i)->op == CS_OP_MAXPOOL)
             p->node[i].argmax = p->argmax_pool + argmax_at[i];
     }
     free(save_at);
@@ -235,9 +235,9 @@ static int check_rows(const cpu_plan *p, int n, const char *what, cs_error *err)
 {
     if (!p)
         return cs_error_set(err, CS_ERR_ARG, "cpu backend: %s without a plan", what);
-    if (n < 1 || n > p->g->batch)
+    if (n < 1 || n > cs_graph_batch(p->g))
         return cs_error_set(err, CS_ERR_ARG, "cpu backend: %s: %d rows, expected 1 to the graph's batch of %d", what,
-                            n, p->g->batch);
+                            n, cs_graph_batch(p->g));
     return CS_OK;
 }
 
@@ -250,9 +250,9 @@ int cpu_set_input(void *plan, int tensor, const float *src, int n, cs_error *err
     int rc = check_rows(p, n, "set_input", err);
     if (rc)
         return rc;
-    if (tensor < 0 || tensor >= p->g->n_tensors || p->g->tensors[tensor].kind != CS_TENSOR_INPUT)
+    if (tensor < 0 || tensor >= cs_graph_n_tensors(p->g) || cs_graph_tensor(p->g, tensor)->kind != CS_TENSOR_INPUT)
         return cs_error_set(err, CS_ERR_ARG, "cpu backend: set_input: tensor %d is not an input of the graph", tensor);
-    const cs_tensor *t = &p->g->tensors[tensor];
+    const cs_tensor *t = cs_graph_tensor(p->g, tensor);
     if (!src)
         return cs_error_set(err, CS_ERR_ARG, "cpu backend: set_input %s: no data", t->name);
     memcpy(p->act + t->offset, src, (size_t)rows_size(t, n) * sizeof *src);
@@ -265,11 +265,11 @@ int cpu_read_tensor(void *plan, int tensor, float *dst, int n, cs_error *err)
     int rc = check_rows(p, n, "read_tensor", err);
     if (rc)
         return rc;
-    if (tensor < 0 || tensor >= p->g->n_tensors ||
-        (p->g->tensors[tensor].kind != CS_TENSOR_ACT && p->g->tensors[tensor].kind != CS_TENSOR_INPUT))
+    if (tensor < 0 || tensor >= cs_graph_n_tensors(p->g) ||
+        (cs_graph_tensor(p->g, tensor)->kind != CS_TENSOR_ACT && cs_graph_tensor(p->g, tensor)->kind != CS_TENSOR_INPUT))
         return cs_error_set(err, CS_ERR_ARG, "cpu backend: read_tensor: tensor %d is not an input or activation",
                             tensor);
-    const cs_tensor *t = &p->g->tensors[tensor];
+    const cs_tensor *t = cs_graph_tensor(p->g, tensor);
     if (!dst)
         return cs_error_set(err, CS_ERR_ARG, "cpu backend: read_tensor %s: no buffer", t->name);
     memcpy(dst, p->act + t->offset, (size_t)rows_size(t, n) * sizeof *dst);
@@ -280,7 +280,7 @@ int cpu_read_tensor(void *plan, int tensor, float *dst, int n, cs_error *err)
 
 static float *tensor_data(cpu_plan *p, int id, float *params, float *buffers)
 {
-    const cs_tensor *t = &p->g->tensors[id];
+    const cs_tensor *t = cs_graph_tensor(p->g, id);
     switch (t->kind) {
     case CS_TENSOR_PARAM: return params + t->offset;
     case CS_TENSOR_BUFFER: return buffers + t->offset;
@@ -293,20 +293,20 @@ static int check_labels(const cpu_plan *p, int i, const float *labels, int n, in
     for (int r = 0; r < n; r++)
         if (!(labels[r] >= 0 && labels[r] < k && labels[r] == floorf(labels[r])))
             return node_fail(err, p->g, i, "label %g in row %d of %s is not a class id in [0, %d)", labels[r], r,
-                             p->g->tensors[p->g->nodes[i].in[1]].name, k);
+                             cs_graph_tensor(p->g, cs_graph_node(p->g, i)->in[1])->name, k);
     return CS_OK;
 }
 
 static int node_forward(cpu_plan *p, int i, int n, int train, float *params, float *buffers, cs_error *err)
 {
     const cs_graph *g = p->g;
-    const cs_node *nd = &g->nodes[i];
+    const cs_node *nd = cs_graph_node(g, i);
     node_state *st = &p->node[i];
     const cpu_par par = {p->threads, p->ws, p->ws_size};
     float *in[CS_MAX_INPUTS] = {0};
     for (int j = 0; j < nd->n_in; j++)
         in[j] = tensor_data(p, nd->in[j], params, buffers);
-    const cs_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
+    const cs_tensor *x = cs_graph_tensor(g, nd->in[0]), *y = cs_graph_tensor(g, nd->out);
     float *out = p->act + y->offset;
     const int64_t count = rows_size(x, n);
     const int hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
@@ -332,7 +332,7 @@ static int node_forward(cpu_plan *p, int i, int n, int train, float *params, flo
     case CS_OP_AVGPOOL: fast_avgpool_forward(&par, out, in[0], n, x->shape[1], hw); break;
     case CS_OP_SLICE: fast_slice_forward(&par, out, in[0], n, x->shape[1], hw, nd->a.start, nd->a.count); break;
     case CS_OP_CONCAT:
-        fast_concat_forward(&par, out, in[0], in[1], n, x->shape[1], g->tensors[nd->in[1]].shape[1], hw);
+        fast_concat_forward(&par, out, in[0], in[1], n, x->shape[1], cs_graph_tensor(g, nd->in[1])->shape[1], hw);
         break;
     case CS_OP_SHUFFLE: fast_shuffle_forward(&par, out, in[0], n, x->shape[1], hw, nd->a.groups); break;
     case CS_OP_LINEAR:
@@ -371,12 +371,12 @@ int cpu_forward(void *plan, int n, int flags, cs_error *err)
     float *params = p->arena[frozen ? CS_ARENA_FROZEN_PARAMS : CS_ARENA_PARAMS];
     float *buffers = p->arena[frozen ? CS_ARENA_FROZEN_BUFFERS : CS_ARENA_BUFFERS];
     p->trained_rows = 0; /* the activations are being overwritten */
-    for (int i = 0; i < p->g->n_nodes; i++) {
+    for (int i = 0; i < cs_graph_n_nodes(p->g); i++) {
         double t0 = p->profiling ? prof_now() : 0;
         if ((rc = node_forward(p, i, n, train, params, buffers, err)))
             return rc;
         if (p->profiling) {
-            cs_op op = p->g->nodes[i].op;
+            cs_op op = cs_graph_node(p->g, i)->op;
             p->prof_s[0][op] += prof_now() - t0;
             p->prof_calls[0][op]++;
             p->prof_flops[0][op] += node_flops(p->g, i, n);
@@ -392,7 +392,7 @@ int cpu_forward(void *plan, int n, int flags, cs_error *err)
  * an activation's n rows are zeroed the first time it is asked for. */
 static float *grad_of(cpu_plan *p, int id, int n)
 {
-    const cs_tensor *t = &p->g->tensors[id];
+    const cs_tensor *t = cs_graph_tensor(p->g, id);
     if (!t->needs_grad || t->kind == CS_TENSOR_BUFFER)
         return NULL;
     if (t->kind == CS_TENSOR_PARAM)
@@ -409,7 +409,7 @@ static float *grad_of(cpu_plan *p, int id, int n)
 static void node_backward(cpu_plan *p, int i, int n)
 {
     const cs_graph *g = p->g;
-    const cs_node *nd = &g->nodes[i];
+    const cs_node *nd = cs_graph_node(g, i);
     node_state *st = &p->node[i];
     const cpu_par par = {p->threads, p->ws, p->ws_size};
     float *in[CS_MAX_INPUTS] = {0}, *din[CS_MAX_INPUTS] = {0};
@@ -417,7 +417,7 @@ static void node_backward(cpu_plan *p, int i, int n)
         in[j] = tensor_data(p, nd->in[j], p->arena[CS_ARENA_PARAMS], p->arena[CS_ARENA_BUFFERS]);
         din[j] = grad_of(p, nd->in[j], n);
     }
-    const cs_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
+    const cs_tensor *x = cs_graph_tensor(g, nd->in[0]), *y = cs_graph_tensor(g, nd->out);
     const float *out = p->act + y->offset, *dout = p->act_grad + y->offset;
     const int64_t count = rows_size(x, n);
     const int hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
@@ -452,7 +452,7 @@ static void node_backward(cpu_plan *p, int i, int n)
             fast_slice_backward(&par, din[0], dout, n, x->shape[1], hw, nd->a.start, nd->a.count);
         break;
     case CS_OP_CONCAT:
-        fast_concat_backward(&par, din[0], din[1], dout, n, x->shape[1], g->tensors[nd->in[1]].shape[1], hw);
+        fast_concat_backward(&par, din[0], din[1], dout, n, x->shape[1], cs_graph_tensor(g, nd->in[1])->shape[1], hw);
         break;
     case CS_OP_SHUFFLE:
         if (din[0])
@@ -496,21 +496,21 @@ int cpu_backward(void *plan, int n, cs_error *err)
                             n, p->trained_rows);
     const cs_graph *g = p->g;
     const cpu_par par = {p->threads, p->ws, p->ws_size};
-    fast_zero(&par, p->arena[CS_ARENA_GRADS], g->n_params);
-    memset(p->has_grad, 0, (size_t)g->n_tensors);
-    for (int l = 0; l < g->n_losses; l++) {
-        float *d = grad_of(p, g->losses[l], n);
+    fast_zero(&par, p->arena[CS_ARENA_GRADS], cs_graph_n_params(g));
+    memset(p->has_grad, 0, (size_t)cs_graph_n_tensors(g));
+    for (int l = 0; l < cs_graph_n_losses(g); l++) {
+        float *d = grad_of(p, cs_graph_loss(g, l), n);
         if (d)
-            d[0] += g->loss_weights[l];
+            d[0] += cs_graph_loss_weight(g, l);
     }
     /* A node whose output no gradient reached (a branch no loss depends on) is skipped. */
-    for (int i = g->n_nodes - 1; i >= 0; i--) {
-        if (!p->has_grad[g->nodes[i].out])
+    for (int i = cs_graph_n_nodes(g) - 1; i >= 0; i--) {
+        if (!p->has_grad[cs_graph_node(g, i)->out])
             continue;
         double t0 = p->profiling ? prof_now() : 0;
         node_backward(p, i, n);
         if (p->profiling) {
-            cs_op op = g->nodes[i].op;
+            cs_op op = cs_graph_node(g, i)->op;
             p->prof_s[1][op] += prof_now() - t0;
             p->prof_calls[1][op]++;
             /* the data and weight gradients: twice the forward's work */
@@ -569,12 +569,12 @@ int cpu_update(void *plan, const cs_sgd *opt, cs_error *err)
         return cs_error_set(err, CS_ERR_ARG, "cpu backend: SGD: %d frozen ranges%s", opt->n_frozen,
                             opt->n_frozen > 0 ? " but no array of them" : "");
     for (int f = 0; f < opt->n_frozen; f++)
-        if (opt->frozen[f][0] < 0 || opt->frozen[f][1] < 0 || opt->frozen[f][0] > p->g->n_params - opt->frozen[f][1])
+        if (opt->frozen[f][0] < 0 || opt->frozen[f][1] < 0 || opt->frozen[f][0] > cs_graph_n_params(p->g) - opt->frozen[f][1])
             return cs_error_set(err, CS_ERR_ARG,
                                 "cpu backend: SGD: frozen range %d, floats [%lld, %lld), is outside the %lld "
                                 "parameters",
                                 f, (long long)opt->frozen[f][0], (long long)(opt->frozen[f][0] + opt->frozen[f][1]),
-                                (long long)p->g->n_params);
+                                (long long)cs_graph_n_params(p->g));
     int64_t(*frozen)[2] = NULL;
     if (opt->n_frozen > 0) {
         frozen = malloc((size_t)opt->n_frozen * sizeof *frozen);
@@ -594,8 +594,8 @@ int cpu_update(void *plan, const cs_sgd *opt, cs_error *err)
     };
     /* one pass per run of adjacent trainable tensors (usually all of them) */
     int64_t start = 0, end = 0;
-    for (int t = 0; t <= p->g->n_tensors; t++) {
-        const cs_tensor *x = t < p->g->n_tensors ? &p->g->tensors[t] : NULL;
+    for (int t = 0; t <= cs_graph_n_tensors(p->g); t++) {
+        const cs_tensor *x = t < cs_graph_n_tensors(p->g) ? cs_graph_tensor(p->g, t) : NULL;
         if (x && (x->kind != CS_TENSOR_PARAM || !x->needs_grad))
             continue;
         if (x && x->offset == end) {

@@ -216,9 +216,9 @@ void vk_release(void *plan)
 /* Floats node i saves for its backward (besides its input and output tensors), at the graph's batch. */
 static int64_t save_size(const cs_graph *g, int i)
 {
-    const cs_node *nd = &g->nodes[i];
-    const cs_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
-    const int64_t b = g->batch;
+    const cs_node *nd = cs_graph_node(g, i);
+    const cs_tensor *x = cs_graph_tensor(g, nd->in[0]), *y = cs_graph_tensor(g, nd->out);
+    const int64_t b = cs_graph_batch(g);
     switch (nd->op) {
     case CS_OP_BATCHNORM: return 2 * (int64_t)x->shape[1];         /* mean, invstd */
     case CS_OP_MAXPOOL: return y->size;                             /* argmax */
@@ -245,22 +245,22 @@ int vk_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
         return rc;
     /* shaders index with 32-bit integers */
     const int64_t limit = INT32_MAX;
-    if (g->n_acts > limit || g->n_params > limit || g->n_buffers > limit)
+    if (cs_graph_n_acts(g) > limit || cs_graph_n_params(g) > limit || cs_graph_n_buffers(g) > limit)
         return cs_error_set(err, CS_ERR_ARG,
                             "vulkan backend: arenas of %lld activations, %lld parameters, %lld buffer values: the "
                             "backend indexes at most %lld floats per arena (use a smaller batch)",
-                            (long long)g->n_acts, (long long)g->n_params, (long long)g->n_buffers, (long long)limit);
+                            (long long)cs_graph_n_acts(g), (long long)cs_graph_n_params(g), (long long)cs_graph_n_buffers(g), (long long)limit);
     vk_plan *p = calloc(1, sizeof *p);
     if (!p)
         return cs_error_set(err, CS_ERR_NOMEM, "vulkan backend: out of memory preparing the plan");
     p->d = d;
     p->g = g;
-    const int nt = g->n_tensors > 0 ? g->n_tensors : 1, nn = g->n_nodes > 0 ? g->n_nodes : 1;
+    const int nt = cs_graph_n_tensors(g) > 0 ? cs_graph_n_tensors(g) : 1, nn = cs_graph_n_nodes(g) > 0 ? cs_graph_n_nodes(g) : 1;
     p->save_at = calloc((size_t)nn, sizeof *p->save_at);
     p->input_at = calloc((size_t)nt, sizeof *p->input_at);
     p->scalar_at = calloc((size_t)nt, sizeof *p->scalar_at);
     p->grad_live = calloc((size_t)nt, 1);
-    p->n_slots = 2 * (int64_t)g->n_nodes + VK_SLOT_EXTRAS_;
+    p->n_slots = 2 * (int64_t)cs_graph_n_nodes(g) + VK_SLOT_EXTRAS_;
     p->slot_ns = calloc((size_t)p->n_slots, sizeof *p->slot_ns);
     p->slot_calls = calloc((size_t)p->n_slots, sizeof *p->slot_calls);
     if (!p->save_at || !p->input_at || !p->scalar_at || !p->grad_live || !p->slot_ns || !p->slot_calls) {
@@ -268,14 +268,14 @@ int vk_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
         return cs_error_set(err, CS_ERR_NOMEM, "vulkan backend: out of memory preparing the plan");
     }
     int64_t save_total = 0, input_total = 0, largest = 1024, work = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
+    for (int i = 0; i < cs_graph_n_nodes(g); i++) {
         const int64_t s = save_size(g, i), w = vk_work_size(g, i);
         p->save_at[i] = s ? save_total : -1;
         save_total += s;
         work = w > work ? w : work;
     }
-    for (int t = 0; t < g->n_tensors; t++) {
-        const cs_tensor *x = &g->tensors[t];
+    for (int t = 0; t < cs_graph_n_tensors(g); t++) {
+        const cs_tensor *x = cs_graph_tensor(g, t);
         p->input_at[t] = p->scalar_at[t] = -1;
         if (x->kind == CS_TENSOR_INPUT) {
             p->input_at[t] = input_total;
@@ -287,18 +287,18 @@ int vk_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
     if (save_total > limit)
         rc = cs_error_set(err, CS_ERR_ARG, "vulkan backend: %lld floats of saved state: more than %lld",
                           (long long)save_total, (long long)limit);
-    const int64_t sizes[CS_ARENA_COUNT_] = {g->n_params, g->n_params, g->n_params,
-                                            g->n_buffers, g->n_params, g->n_buffers};
+    const int64_t sizes[CS_ARENA_COUNT_] = {cs_graph_n_params(g), cs_graph_n_params(g), cs_graph_n_params(g),
+                                            cs_graph_n_buffers(g), cs_graph_n_params(g), cs_graph_n_buffers(g)};
     for (int a = 0; a < CS_ARENA_COUNT_; a++) {
         p->arena_size[a] = sizes[a];
         if (rc == CS_OK)
             rc = make_buffer(p, arena_buffer[a], sizes[a], 0, err);
         largest = sizes[a] > largest ? sizes[a] : largest;
     }
-    largest = g->n_acts > largest ? g->n_acts : largest;
+    largest = cs_graph_n_acts(g) > largest ? cs_graph_n_acts(g) : largest;
     const int64_t stage = largest < (1 << 22) ? largest : (1 << 22); /* 16 MiB at most; copies go in chunks */
-    if (rc == CS_OK && !(rc = make_buffer(p, VB_ACT, g->n_acts, 0, err)) &&
-        !(rc = make_buffer(p, VB_DACT, g->n_acts, 0, err)) && !(rc = make_buffer(p, VB_SAVE, save_total, 0, err)) &&
+    if (rc == CS_OK && !(rc = make_buffer(p, VB_ACT, cs_graph_n_acts(g), 0, err)) &&
+        !(rc = make_buffer(p, VB_DACT, cs_graph_n_acts(g), 0, err)) && !(rc = make_buffer(p, VB_SAVE, save_total, 0, err)) &&
         !(rc = make_buffer(p, VB_WORK, work, 0, err)) &&
         !(rc = make_buffer(p, VB_HYPER, sizeof(vk_hyper) / 4, 1, err)) &&
         !(rc = make_buffer(p, VB_INPUT, input_total, 1, err)) &&
@@ -410,9 +410,9 @@ static int check_rows(const vk_plan *p, int n, const char *what, cs_error *err)
 {
     if (!p)
         return cs_error_set(err, CS_ERR_ARG, "vulkan backend: %s without a plan", what);
-    if (n < 1 || n > p->g->batch)
+    if (n < 1 || n > cs_graph_batch(p->g))
         return cs_error_set(err, CS_ERR_ARG, "vulkan backend: %s: %d rows, expected 1 to the graph's batch of %d",
-                            what, n, p->g->batch);
+                            what, n, cs_graph_batch(p->g));
     return CS_OK;
 }
 
@@ -422,10 +422,10 @@ int vk_set_input(void *plan, int tensor, const float *src, int n, cs_error *err)
     int rc = check_rows(p, n, "set_input", err);
     if (rc)
         return rc;
-    if (tensor < 0 || tensor >= p->g->n_tensors || p->g->tensors[tensor].kind != CS_TENSOR_INPUT)
+    if (tensor < 0 || tensor >= cs_graph_n_tensors(p->g) || cs_graph_tensor(p->g, tensor)->kind != CS_TENSOR_INPUT)
         return cs_error_set(err, CS_ERR_ARG, "vulkan backend: set_input: tensor %d is not an input of the graph",
                             tensor);
-    const cs_tensor *t = &p->g->tensors[tensor];
+    const cs_tensor *t = cs_graph_tensor(p->g, tensor);
     if (!src)
         return cs_error_set(err, CS_ERR_ARG, "vulkan backend: set_input %s: no data", t->name);
     /* the submission in flight may still be uploading the inputs */
@@ -441,11 +441,11 @@ int vk_read_tensor(void *plan, int tensor, float *dst, int n, cs_error *err)
     int rc = check_rows(p, n, "read_tensor", err);
     if (rc)
         return rc;
-    if (tensor < 0 || tensor >= p->g->n_tensors ||
-        (p->g->tensors[tensor].kind != CS_TENSOR_ACT && p->g->tensors[tensor].kind != CS_TENSOR_INPUT))
+    if (tensor < 0 || tensor >= cs_graph_n_tensors(p->g) ||
+        (cs_graph_tensor(p->g, tensor)->kind != CS_TENSOR_ACT && cs_graph_tensor(p->g, tensor)->kind != CS_TENSOR_INPUT))
         return cs_error_set(err, CS_ERR_ARG, "vulkan backend: read_tensor: tensor %d is not an input or activation",
                             tensor);
-    const cs_tensor *t = &p->g->tensors[tensor];
+    const cs_tensor *t = cs_graph_tensor(p->g, tensor);
     if (!dst)
         return cs_error_set(err, CS_ERR_ARG, "vulkan backend: read_tensor %s: no buffer", t->name);
     if ((rc = sync_plan(p, err)))
@@ -489,7 +489,7 @@ static int get_rec(vk_plan *p, vk_kind kind, int n, vk_rec **out, cs_error *err)
         return vk_fail(err, vr, "vkAllocateCommandBuffers");
     }
     if (p->profiling) {
-        const uint32_t marks = 2 * (uint32_t)p->g->n_nodes + 8;
+        const uint32_t marks = 2 * (uint32_t)cs_graph_n_nodes(p->g) + 8;
         const VkQueryPoolCreateInfo qci = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
                                            .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = marks};
         r->mark = calloc(marks, sizeof *r->mark);
@@ -522,17 +522,17 @@ static int run(vk_plan *p, vk_kind kind, int n, cs_error *err)
 
 static int node_fail(cs_error *err, const cs_graph *g, int i, const char *what)
 {
-    return cs_error_set(err, CS_ERR_ARG, "vulkan backend: node %d '%s' (%s): %s", i, g->nodes[i].name,
-                        cs_op_name(g->nodes[i].op), what);
+    return cs_error_set(err, CS_ERR_ARG, "vulkan backend: node %d '%s' (%s): %s", i, cs_graph_node(g, i)->name,
+                        cs_op_name(cs_graph_node(g, i)->op), what);
 }
 
 /* What the CPU backend refuses while running a forward, refused before submitting it (in node order). */
 static int check_forward(vk_plan *p, int n, int train, cs_error *err)
 {
     const cs_graph *g = p->g;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const cs_node *nd = &g->nodes[i];
-        const cs_tensor *x = &g->tensors[nd->in[0]];
+    for (int i = 0; i < cs_graph_n_nodes(g); i++) {
+        const cs_node *nd = cs_graph_node(g, i);
+        const cs_tensor *x = cs_graph_tensor(g, nd->in[0]);
         if (nd->op == CS_OP_BATCHNORM && train && (int64_t)n * x->shape[2] * x->shape[3] < 2) {
             char what[160];
             snprintf(what, sizeof what, "training needs more than one value per channel (%d rows of %dx%d)", n,
@@ -546,7 +546,7 @@ static int check_forward(vk_plan *p, int n, int train, cs_error *err)
                 if (!(labels[r] >= 0 && labels[r] < k && labels[r] == floorf(labels[r]))) {
                     char what[400];
                     snprintf(what, sizeof what, "label %g in row %d of %s is not a class id in [0, %d)", labels[r], r,
-                             g->tensors[lt].name, k);
+                             cs_graph_tensor(g, lt)->name, k);
                     return node_fail(err, g, i, what);
                 }
         }
@@ -581,8 +581,8 @@ int vk_forward(void *plan, int n, int flags, cs_error *err)
 static int write_hyper(vk_plan *p, const cs_sgd *opt, cs_error *err)
 {
     vk_hyper *h = p->b[VB_HYPER].map;
-    for (int l = 0; l < p->g->n_losses; l++)
-        h->loss_weight[l] = p->g->loss_weights[l];
+    for (int l = 0; l < cs_graph_n_losses(p->g); l++)
+        h->loss_weight[l] = cs_graph_loss_weight(p->g, l);
     if (!opt)
         return CS_OK;
     /* torch.optim.SGD refuses the same */
@@ -597,11 +597,11 @@ static int write_hyper(vk_plan *p, const cs_sgd *opt, cs_error *err)
     int nf = 0;
     for (int f = 0; f < opt->n_frozen; f++) {
         const int64_t s = opt->frozen[f][0], c = opt->frozen[f][1];
-        if (s < 0 || c < 0 || s > p->g->n_params - c)
+        if (s < 0 || c < 0 || s > cs_graph_n_params(p->g) - c)
             return cs_error_set(err, CS_ERR_ARG,
                                 "vulkan backend: SGD: frozen range %d, floats [%lld, %lld), is outside the %lld "
                                 "parameters",
-                                f, (long long)s, (long long)(s + c), (long long)p->g->n_params);
+                                f, (long long)s, (long long)(s + c), (long long)cs_graph_n_params(p->g));
         if (!c)
             continue;
         /* merged into the ranges so far, which stay disjoint */
@@ -757,15 +757,15 @@ int vk_profile(void *plan, char *report, size_t size, cs_error *err)
         prof_row *r = &rows[2 * CS_OP_COUNT_ + e];
         snprintf(r->what, sizeof r->what, "%s", extra_names[e]);
         r->pass = "";
-        r->ns = p->slot_ns[2 * g->n_nodes + e];
-        r->calls = p->slot_calls[2 * g->n_nodes + e];
+        r->ns = p->slot_ns[2 * cs_graph_n_nodes(g) + e];
+        r->calls = p->slot_calls[2 * cs_graph_n_nodes(g) + e];
     }
     double total = 0;
     for (int64_t s = 0; s < p->n_slots; s++)
         total += p->slot_ns[s];
-    for (int i = 0; i < g->n_nodes; i++)
+    for (int i = 0; i < cs_graph_n_nodes(g); i++)
         for (int pass = 0; pass < 2; pass++) {
-            prof_row *r = &rows[2 * g->nodes[i].op + pass];
+            prof_row *r = &rows[2 * cs_graph_node(g, i)->op + pass];
             r->ns += p->slot_ns[2 * i + pass];
             r->calls += p->slot_calls[2 * i + pass];
             r->nodes += p->slot_calls[2 * i + pass] > 0;
@@ -790,17 +790,17 @@ int vk_profile(void *plan, char *report, size_t size, cs_error *err)
     OUT("slowest nodes:\n");
     for (int shown = 0; shown < 10; shown++) {
         int64_t best = -1;
-        for (int64_t s = 0; s < 2 * (int64_t)g->n_nodes; s++)
+        for (int64_t s = 0; s < 2 * (int64_t)cs_graph_n_nodes(g); s++)
             if (p->slot_calls[s] > 0 && p->slot_ns[s] >= 0 && (best < 0 || p->slot_ns[s] > p->slot_ns[best]))
                 best = s;
         if (best < 0)
             break;
-        const cs_node *nd = &g->nodes[best / 2];
+        const cs_node *nd = cs_graph_node(g, best / 2);
         OUT("  %6.1f%%  %10.3f ms  %s (%s) %s\n", total > 0 ? 100 * p->slot_ns[best] / total : 0.0,
             p->slot_ns[best] / 1e6, nd->name, cs_op_name(nd->op), best % 2 ? "backward" : "forward");
         p->slot_ns[best] = -p->slot_ns[best] - 1; /* shown; restored below */
     }
-    for (int64_t s = 0; s < 2 * (int64_t)g->n_nodes; s++)
+    for (int64_t s = 0; s < 2 * (int64_t)cs_graph_n_nodes(g); s++)
         if (p->slot_ns[s] < 0)
             p->slot_ns[s] = -p->slot_ns[s] - 1;
 #undef OUT

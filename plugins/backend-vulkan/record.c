@@ -207,7 +207,7 @@ typedef struct opnd {
 /* Tensor id's values over the run's rows. */
 static opnd val(const recorder *R, int id)
 {
-    const cs_tensor *t = &R->p->g->tensors[id];
+    const cs_tensor *t = cs_graph_tensor(R->p->g, id);
     int buf = VB_ACT;
     if (t->kind == CS_TENSOR_PARAM)
         buf = R->frozen ? VB_FPARAMS : VB_PARAMS;
@@ -219,7 +219,7 @@ static opnd val(const recorder *R, int id)
 /* Where tensor id's gradient accumulates (the caller checked has_grad). */
 static opnd grad(const recorder *R, int id)
 {
-    const cs_tensor *t = &R->p->g->tensors[id];
+    const cs_tensor *t = cs_graph_tensor(R->p->g, id);
     return (opnd){t->kind == CS_TENSOR_PARAM ? VB_GRADS : VB_DACT, t->offset, vk_rows_size(t, R->n)};
 }
 
@@ -236,7 +236,7 @@ static void wr(recorder *R, opnd o) { access(R, o.buf, o.off, o.count, 1); }
 /* A gradient flows into tensor id (the CPU backend's grad_of is not NULL). */
 static int has_grad(const vk_plan *p, int id)
 {
-    const cs_tensor *t = &p->g->tensors[id];
+    const cs_tensor *t = cs_graph_tensor(p->g, id);
     return t->needs_grad && t->kind != CS_TENSOR_BUFFER;
 }
 
@@ -245,8 +245,8 @@ static int has_grad(const vk_plan *p, int id)
 /* Tiles of conv2d node i's weight gradient (output channels x taps, per group). */
 static int64_t conv_weight_tiles(const cs_graph *g, int i)
 {
-    const cs_node *nd = &g->nodes[i];
-    const int grp = nd->a.groups, cg = g->tensors[nd->in[0]].shape[1] / grp, og = g->tensors[nd->out].shape[1] / grp;
+    const cs_node *nd = cs_graph_node(g, i);
+    const int grp = nd->a.groups, cg = cs_graph_tensor(g, nd->in[0])->shape[1] / grp, og = cs_graph_tensor(g, nd->out)->shape[1] / grp;
     const int dw = og < 4, tm = dw ? 1 : VK_CONV_WEIGHT_TM, tn = dw ? VK_CONV_DW_TN : VK_CONV_WEIGHT_TN;
     const int r = cg * nd->a.k * nd->a.k;
     return (int64_t)grp * ((og + tm - 1) / tm) * ((r + tn - 1) / tn);
@@ -257,10 +257,10 @@ static int64_t conv_weight_tiles(const cs_graph *g, int i)
  * the partial sums at most 4M floats. */
 static int conv_chunks(const cs_graph *g, int i, int n)
 {
-    const cs_node *nd = &g->nodes[i];
-    const cs_tensor *y = &g->tensors[nd->out];
+    const cs_node *nd = cs_graph_node(g, i);
+    const cs_tensor *y = cs_graph_tensor(g, nd->out);
     const int64_t m = (int64_t)n * y->shape[2] * y->shape[3], tiles = conv_weight_tiles(g, i);
-    const int64_t wsize = g->tensors[nd->in[1]].size;
+    const int64_t wsize = cs_graph_tensor(g, nd->in[1])->size;
     int64_t chunks = (8192 + tiles - 1) / tiles;
     if (chunks > m / 256)
         chunks = m / 256;
@@ -271,11 +271,11 @@ static int conv_chunks(const cs_graph *g, int i, int n)
 
 int64_t vk_work_size(const cs_graph *g, int i)
 {
-    const cs_node *nd = &g->nodes[i];
+    const cs_node *nd = cs_graph_node(g, i);
     if (nd->op != CS_OP_CONV2D)
         return 0;
-    const int chunks = conv_chunks(g, i, g->batch);
-    return chunks > 1 ? (int64_t)chunks * g->tensors[nd->in[1]].size : 0;
+    const int chunks = conv_chunks(g, i, cs_graph_batch(g));
+    return chunks > 1 ? (int64_t)chunks * cs_graph_tensor(g, nd->in[1])->size : 0;
 }
 
 /* ---- forward ---- */
@@ -292,8 +292,8 @@ static void chcopy(recorder *R, vk_shader s, opnd src, int src_c, int src_c0, op
 static void node_forward(recorder *R, int i, int train)
 {
     const cs_graph *g = R->p->g;
-    const cs_node *nd = &g->nodes[i];
-    const cs_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
+    const cs_node *nd = cs_graph_node(g, i);
+    const cs_tensor *x = cs_graph_tensor(g, nd->in[0]), *y = cs_graph_tensor(g, nd->out);
     const opnd X = val(R, nd->in[0]), Y = val(R, nd->out);
     const opnd I1 = nd->n_in > 1 ? val(R, nd->in[1]) : X, I2 = nd->n_in > 2 ? val(R, nd->in[2]) : X;
     const int n = R->n, hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
@@ -370,7 +370,7 @@ static void node_forward(recorder *R, int i, int train)
         chcopy(R, VK_SH_chcopy_fwd, X, x->shape[1], nd->a.start, Y, nd->a.count, 0, nd->a.count, hw, 1, 0);
         break;
     case CS_OP_CONCAT: {
-        const int ca = x->shape[1], cb = g->tensors[nd->in[1]].shape[1];
+        const int ca = x->shape[1], cb = cs_graph_tensor(g, nd->in[1])->shape[1];
         chcopy(R, VK_SH_chcopy_fwd, X, ca, 0, Y, ca + cb, 0, ca, hw, 1, 0);
         chcopy(R, VK_SH_chcopy_fwd, I1, cb, 0, Y, ca + cb, ca, cb, hw, 1, 0);
         break;
@@ -391,7 +391,7 @@ static void node_forward(recorder *R, int i, int train)
         break;
     }
     case CS_OP_COSINE_LINEAR: {
-        const int b = g->batch, f = x->shape[1], k = y->shape[1];
+        const int b = cs_graph_batch(g), f = x->shape[1], k = y->shape[1];
         const opnd xn = saved(R, i, 0, (int64_t)n * f), wn = saved(R, i, (int64_t)b * f, (int64_t)k * f);
         const opnd xnorm = saved(R, i, (int64_t)(b + k) * f, n), wnorm = saved(R, i, (int64_t)(b + k) * f + b, k);
         const opnd cosv = saved(R, i, (int64_t)(b + k) * f + b + k, (int64_t)n * k);
@@ -426,7 +426,7 @@ static void node_forward(recorder *R, int i, int train)
     }
     case CS_OP_SOFTMAX_XENT:
     case CS_OP_COSINE_EMBED: {
-        const int xent = nd->op == CS_OP_SOFTMAX_XENT, b = g->batch, f = x->shape[1];
+        const int xent = nd->op == CS_OP_SOFTMAX_XENT, b = cs_graph_batch(g), f = x->shape[1];
         /* xent: probs [b, f], then the row terms; cosine_embed: |a|, |b|, cos [n each], then the terms */
         const int64_t terms_at = xent ? (int64_t)b * f : 3 * (int64_t)b;
         const opnd S = saved(R, i, 0, xent ? (int64_t)n * f : 3 * (int64_t)n), T = saved(R, i, terms_at, n);
@@ -452,8 +452,8 @@ static void node_backward(recorder *R, int i)
 {
     const vk_plan *p = R->p;
     const cs_graph *g = p->g;
-    const cs_node *nd = &g->nodes[i];
-    const cs_tensor *x = &g->tensors[nd->in[0]], *y = &g->tensors[nd->out];
+    const cs_node *nd = cs_graph_node(g, i);
+    const cs_tensor *x = cs_graph_tensor(g, nd->in[0]), *y = cs_graph_tensor(g, nd->out);
     const opnd X = val(R, nd->in[0]), GY = grad(R, nd->out);
     const opnd I1 = nd->n_in > 1 ? val(R, nd->in[1]) : X;
     int gin[CS_MAX_INPUTS] = {0};
@@ -568,7 +568,7 @@ static void node_backward(recorder *R, int i)
             chcopy(R, VK_SH_chcopy_bwd, GY, nd->a.count, 0, G[0], x->shape[1], nd->a.start, nd->a.count, hw, 1, 0);
         break;
     case CS_OP_CONCAT: {
-        const int ca = x->shape[1], cb = g->tensors[nd->in[1]].shape[1];
+        const int ca = x->shape[1], cb = cs_graph_tensor(g, nd->in[1])->shape[1];
         if (gin[0])
             chcopy(R, VK_SH_chcopy_bwd, GY, ca + cb, 0, G[0], ca, 0, ca, hw, 1, 0);
         if (gin[1])
@@ -604,7 +604,7 @@ static void node_backward(recorder *R, int i)
         break;
     }
     case CS_OP_COSINE_LINEAR: {
-        const int b = g->batch, f = x->shape[1], k = y->shape[1];
+        const int b = cs_graph_batch(g), f = x->shape[1], k = y->shape[1];
         const opnd xn = saved(R, i, 0, (int64_t)n * f), wn = saved(R, i, (int64_t)b * f, (int64_t)k * f);
         const opnd xnorm = saved(R, i, (int64_t)(b + k) * f, n), wnorm = saved(R, i, (int64_t)(b + k) * f + b, k);
         const opnd cosv = saved(R, i, (int64_t)(b + k) * f + b + k, (int64_t)n * k), sigma = val(R, nd->in[2]);
@@ -676,20 +676,20 @@ static void record_forward(recorder *R, int train)
 {
     vk_plan *p = R->p;
     const cs_graph *g = p->g;
-    const int64_t extras = 2 * (int64_t)g->n_nodes;
+    const int64_t extras = 2 * (int64_t)cs_graph_n_nodes(g);
     /* the inputs as set_input left them */
-    for (int t = 0; t < g->n_tensors; t++)
+    for (int t = 0; t < cs_graph_n_tensors(g); t++)
         if (p->input_at[t] >= 0)
-            copy(R, VB_INPUT, p->input_at[t], VB_ACT, g->tensors[t].offset, vk_rows_size(&g->tensors[t], R->n));
+            copy(R, VB_INPUT, p->input_at[t], VB_ACT, cs_graph_tensor(g, t)->offset, vk_rows_size(cs_graph_tensor(g, t), R->n));
     mark(R, (int32_t)(extras + VK_SLOT_UPLOAD));
-    for (int i = 0; i < g->n_nodes; i++) {
+    for (int i = 0; i < cs_graph_n_nodes(g); i++) {
         node_forward(R, i, train);
         mark(R, 2 * i);
     }
     /* every one-value activation (the losses), for read_tensor without another submission */
-    for (int t = 0; t < g->n_tensors; t++)
+    for (int t = 0; t < cs_graph_n_tensors(g); t++)
         if (p->scalar_at[t] >= 0)
-            copy(R, VB_ACT, g->tensors[t].offset, VB_SCALARS, p->scalar_at[t], 1);
+            copy(R, VB_ACT, cs_graph_tensor(g, t)->offset, VB_SCALARS, p->scalar_at[t], 1);
     if (p->n_scalars)
         host_barrier(R, VB_SCALARS);
     mark(R, (int32_t)(extras + VK_SLOT_SCALARS));
@@ -700,28 +700,28 @@ static void record_backward(recorder *R)
     vk_plan *p = R->p;
     const cs_graph *g = p->g;
     /* Which tensors get a gradient: the CPU backend's has_grad, which only the graph decides. */
-    memset(p->grad_live, 0, (size_t)g->n_tensors);
-    for (int l = 0; l < g->n_losses; l++)
-        if (has_grad(p, g->losses[l]))
-            p->grad_live[g->losses[l]] = 1;
-    for (int i = g->n_nodes - 1; i >= 0; i--)
-        if (p->grad_live[g->nodes[i].out])
-            for (int j = 0; j < g->nodes[i].n_in; j++)
-                if (has_grad(p, g->nodes[i].in[j]))
-                    p->grad_live[g->nodes[i].in[j]] = 1;
+    memset(p->grad_live, 0, (size_t)cs_graph_n_tensors(g));
+    for (int l = 0; l < cs_graph_n_losses(g); l++)
+        if (has_grad(p, cs_graph_loss(g, l)))
+            p->grad_live[cs_graph_loss(g, l)] = 1;
+    for (int i = cs_graph_n_nodes(g) - 1; i >= 0; i--)
+        if (p->grad_live[cs_graph_node(g, i)->out])
+            for (int j = 0; j < cs_graph_node(g, i)->n_in; j++)
+                if (has_grad(p, cs_graph_node(g, i)->in[j]))
+                    p->grad_live[cs_graph_node(g, i)->in[j]] = 1;
 
     fill_zero(R, VB_GRADS);
     fill_zero(R, VB_DACT);
-    for (int l = 0; l < g->n_losses; l++)
-        if (has_grad(p, g->losses[l])) {
-            const opnd gl = grad(R, g->losses[l]);
+    for (int l = 0; l < cs_graph_n_losses(g); l++)
+        if (has_grad(p, cs_graph_loss(g, l))) {
+            const opnd gl = grad(R, cs_graph_loss(g, l));
             const pc_loss pc = {.ga = addr(R, gl), .hyper = p->b[VB_HYPER].addr, .n = l};
             wr(R, gl);
             dispatch(R, VK_SH_loss_seed, &pc, sizeof pc, 1);
         }
-    mark(R, (int32_t)(2 * (int64_t)g->n_nodes + VK_SLOT_ZERO_SEED));
-    for (int i = g->n_nodes - 1; i >= 0; i--)
-        if (p->grad_live[g->nodes[i].out]) {
+    mark(R, (int32_t)(2 * (int64_t)cs_graph_n_nodes(g) + VK_SLOT_ZERO_SEED));
+    for (int i = cs_graph_n_nodes(g) - 1; i >= 0; i--)
+        if (p->grad_live[cs_graph_node(g, i)->out]) {
             node_backward(R, i);
             mark(R, 2 * i + 1);
         }
@@ -746,8 +746,8 @@ static void record_update(recorder *R)
     const cs_graph *g = R->p->g;
     /* one dispatch per run of adjacent trainable tensors (usually one for all) */
     int64_t start = 0, end = 0;
-    for (int t = 0; t <= g->n_tensors; t++) {
-        const cs_tensor *x = t < g->n_tensors ? &g->tensors[t] : NULL;
+    for (int t = 0; t <= cs_graph_n_tensors(g); t++) {
+        const cs_tensor *x = t < cs_graph_n_tensors(g) ? cs_graph_tensor(g, t) : NULL;
         if (x && (x->kind != CS_TENSOR_PARAM || !x->needs_grad))
             continue;
         if (x && x->offset == end) {
@@ -760,7 +760,7 @@ static void record_update(recorder *R)
             end = x->offset + x->size;
         }
     }
-    mark(R, (int32_t)(2 * (int64_t)g->n_nodes + VK_SLOT_SGD));
+    mark(R, (int32_t)(2 * (int64_t)cs_graph_n_nodes(g) + VK_SLOT_SGD));
 }
 
 int vk_record(vk_plan *p, vk_rec *r, cs_error *err)
@@ -771,7 +771,7 @@ int vk_record(vk_plan *p, vk_rec *r, cs_error *err)
     rec_init(R, p, r->cb, r, err);
     R->frozen = r->kind == VK_REC_FWD_FROZEN;
     R->n = r->n;
-    R->max_marks = 2 * p->g->n_nodes + 8;
+    R->max_marks = 2 * cs_graph_n_nodes(p->g) + 8;
     const VkCommandBufferBeginInfo begin = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     VkResult vr = vkf.vkBeginCommandBuffer(r->cb, &begin);
     if (vr != VK_SUCCESS) {

@@ -60,7 +60,7 @@ static int begin_state(void *ctx, const cs_cil_host *host, const cs_cil_net *net
     (void)ctx;
     if (st->index == 0)
         return CS_OK;
-    const cs_tensor *w = &net->g->tensors[net->head_weight];
+    const cs_tensor *w = cs_graph_tensor(net->g, net->head_weight);
     int k = w->shape[0], f = w->shape[1];
     float *weights = malloc(sizeof(float) * (size_t)k * (size_t)f);
     float *means = malloc(sizeof(float) * (size_t)st->n_new * (size_t)f);
@@ -105,7 +105,7 @@ static int frozen_ranges(void *ctx, const cs_cil_net *net, const cs_cil_state *s
     if (st->index == 0 || max < 1)
         return 0;
     /* The old classes' weights stay as they were (the paper's code gives them lr 0). */
-    const cs_tensor *w = &net->g->tensors[net->head_weight];
+    const cs_tensor *w = cs_graph_tensor(net->g, net->head_weight);
     ranges[0][0] = w->offset;
     ranges[0][1] = (int64_t)st->n_old * w->shape[1];
     return 1;
