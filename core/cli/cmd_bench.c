@@ -2,8 +2,8 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "cilscale/clock.h"
 #include "cilscale/rng.h"
 #include "runtime/train.h"
 #include "cli/cli.h"
@@ -27,13 +27,6 @@ static const char usage[] =
     "  --profile          then the time per op of all those steps (cpu: wall time; vulkan: timestamps)\n" CLI_NET_HELP
     "\n"
     "Exit status: 0 done; 1 the backend failed; 2 bad usage.\n";
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int cmd_bench(int argc, char **argv)
 {
@@ -132,7 +125,7 @@ int cmd_bench(int argc, char **argv)
     double t_train = 0, t_infer = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < warmup + steps; i++) {
-            double t0 = now_s();
+            double t0 = cs_now_s();
             int e;
             if (pass == 0)
                 e = be->step ? be->step(m.plan, batch, &sgd, &err)
@@ -145,7 +138,7 @@ int cmd_bench(int argc, char **argv)
                                 : be->read_tensor(m.plan, m.logits, logits_row, 1, &err)))
                 goto fail;
             if (i >= warmup)
-                *(pass == 0 ? &t_train : &t_infer) += now_s() - t0;
+                *(pass == 0 ? &t_train : &t_infer) += cs_now_s() - t0;
         }
     }
     double train_ips = batch * steps / t_train, infer_ips = batch * steps / t_infer;

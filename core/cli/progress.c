@@ -2,29 +2,22 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "cilscale/clock.h"
 #include "cli/progress.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void cli_progress_init(cli_progress *p, FILE *f)
 {
     p->f = f;
     p->tty = isatty(fileno(f));
     p->dirty = 0;
-    p->last = now_s();
+    p->last = cs_now_s();
 }
 
 int cli_progress_due(cli_progress *p)
 {
-    double t = now_s();
+    double t = cs_now_s();
     if (t - p->last < (p->tty ? 0.2 : 60.0))
         return 0;
     p->last = t;

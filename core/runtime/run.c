@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "cilscale/clock.h"
 #include "runtime/checkpoint.h"
 #include "cilscale/cil.h"
 #include "runtime/experiment.h"
@@ -39,13 +39,6 @@ typedef struct run {
     double t_start;
     char msg[512];
 } run;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void say(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(run *r, const char *fmt, ...)
@@ -343,7 +336,7 @@ static int run_state(run *r, int s, cs_error *err)
     sr->n_new = st.n_new;
     sr->n_seen = st.n_old + st.n_new;
     int stopped = 0;
-    double t0 = now_s();
+    double t0 = cs_now_s();
     batch_ctx bc = {r, 0, epochs};
     for (int ep = 0; ep < epochs && !stopped && !rc; ep++) {
         cs_sgd sgd = {.lr = cs_schedule_lr(&sched, ep), .momentum = (float)e->momentum,
@@ -361,7 +354,7 @@ static int run_state(run *r, int s, cs_error *err)
         stopped = k == 1;
         sr->train_loss = es.loss;
     }
-    sr->train_seconds = now_s() - t0;
+    sr->train_seconds = cs_now_s() - t0;
     cs_batcher_free(tb);
     if (rc || stopped) {
         free(map);
@@ -377,7 +370,7 @@ static int run_state(run *r, int s, cs_error *err)
     }
 
     /* evaluation on every class seen so far */
-    t0 = now_s();
+    t0 = cs_now_s();
     cs_scenario_label_map(&r->sc, s, 0, map);
     int nt = cs_scenario_indices(r->test, map, e->test_per_class, &tidx);
     cs_batcher *eb = cs_batcher_new(r->test, tidx, nt, e->batch, &r->plain, 0, map, 0, err);
@@ -406,7 +399,7 @@ static int run_state(run *r, int s, cs_error *err)
         }
         sr->group_top1[j] = cnt ? (double)hit / (double)cnt : 0;
     }
-    sr->eval_seconds = now_s() - t0;
+    sr->eval_seconds = cs_now_s() - t0;
     free(per);
     free(map);
     say(r, "state %d/%d: %d classes seen: top-1 %.2f%%, top-5 %.2f%% (train %.0fs, loss %.4f)", s + 1,
@@ -416,7 +409,7 @@ static int run_state(run *r, int s, cs_error *err)
     if ((rc = save_model(r, name, err)))
         return rc;
     r->res->n_states = s + 1;
-    r->res->seconds = now_s() - r->t_start;
+    r->res->seconds = cs_now_s() - r->t_start;
     if ((rc = cs_results_write(e->out, r->res, err)))
         return rc;
     return keep_previous(r, err);
@@ -622,7 +615,7 @@ int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int resume
 {
     run r = {.e = e, .cb = cb, .res = res};
     memset(res, 0, sizeof *res);
-    double t0 = now_s();
+    double t0 = cs_now_s();
     r.t_start = t0;
     char cfg_path[PATH_MAX + 16];
     int rc = CS_OK, next = 0;
@@ -675,7 +668,7 @@ int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int resume
     snprintf(stale, sizeof stale, "%s/interrupted.safetensors", e->out);
     remove(stale);
 out:
-    res->seconds = now_s() - t0;
+    res->seconds = cs_now_s() - t0;
     free_state(&r);
     cs_graph_free(r.prev_g);
     free(r.prev_params);

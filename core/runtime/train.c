@@ -3,16 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "cilscale/clock.h"
 #include "runtime/train.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int cs_model_build(cs_model *m, const cs_arch_iface *arch, const char *arch_name, const cs_arch_config *cfg,
                    int batch, int in_c, int in_h, int in_w, cs_error *err)
@@ -184,7 +177,7 @@ int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_
     float *labels = malloc(sizeof(float) * (size_t)m->batch);
     float *logits = malloc(sizeof(float) * (size_t)m->batch * (size_t)k);
     int rc = CS_OK, stopped = 0, n, bi = 0, nb = cs_batcher_batches_per_epoch(b);
-    double t0 = now_s(), loss_sum = 0;
+    double t0 = cs_now_s(), loss_sum = 0;
     if (!images || !labels || !logits) {
         rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory for a batch");
         goto out;
@@ -218,14 +211,14 @@ int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_
         st->seen += n;
         bi++;
         st->loss = loss_sum / bi;
-        st->seconds = now_s() - t0;
+        st->seconds = cs_now_s() - t0;
         if (cb && cb(cb_ctx, bi, nb, st)) {
             stopped = 1;
             break;
         }
     }
 out:
-    st->seconds = now_s() - t0;
+    st->seconds = cs_now_s() - t0;
     free(images);
     free(labels);
     free(logits);
@@ -243,7 +236,7 @@ int cs_model_evaluate(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st
     float *labels = malloc(sizeof(float) * (size_t)m->batch);
     float *logits = malloc(sizeof(float) * (size_t)m->batch * (size_t)k);
     int rc = CS_OK, n;
-    double t0 = now_s();
+    double t0 = cs_now_s();
     if (!images || !labels || !logits) {
         rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory for a batch");
         goto out;
@@ -257,7 +250,7 @@ int cs_model_evaluate(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st
         st->seen += n;
     }
 out:
-    st->seconds = now_s() - t0;
+    st->seconds = cs_now_s() - t0;
     free(images);
     free(labels);
     free(logits);

@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "cilscale/clock.h"
 #include "kernels.h"
 #include "plan.h"
 
@@ -35,13 +35,6 @@ typedef struct cpu_plan {
     double prof_s[2][CS_OP_COUNT_], prof_flops[2][CS_OP_COUNT_];
     int64_t prof_calls[2][CS_OP_COUNT_];
 } cpu_plan;
-
-static double prof_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Multiply-adds x 2 of one node's forward over n rows (convolutions and linear layers). */
 static double node_flops(const cs_graph *g, int i, int n)
@@ -372,12 +365,12 @@ int cpu_forward(void *plan, int n, int flags, cs_error *err)
     float *buffers = p->arena[frozen ? CS_ARENA_FROZEN_BUFFERS : CS_ARENA_BUFFERS];
     p->trained_rows = 0; /* the activations are being overwritten */
     for (int i = 0; i < cs_graph_n_nodes(p->g); i++) {
-        double t0 = p->profiling ? prof_now() : 0;
+        double t0 = p->profiling ? cs_now_s() : 0;
         if ((rc = node_forward(p, i, n, train, params, buffers, err)))
             return rc;
         if (p->profiling) {
             cs_op op = cs_graph_node(p->g, i)->op;
-            p->prof_s[0][op] += prof_now() - t0;
+            p->prof_s[0][op] += cs_now_s() - t0;
             p->prof_calls[0][op]++;
             p->prof_flops[0][op] += node_flops(p->g, i, n);
         }
@@ -507,11 +500,11 @@ int cpu_backward(void *plan, int n, cs_error *err)
     for (int i = cs_graph_n_nodes(g) - 1; i >= 0; i--) {
         if (!p->has_grad[cs_graph_node(g, i)->out])
             continue;
-        double t0 = p->profiling ? prof_now() : 0;
+        double t0 = p->profiling ? cs_now_s() : 0;
         node_backward(p, i, n);
         if (p->profiling) {
             cs_op op = cs_graph_node(g, i)->op;
-            p->prof_s[1][op] += prof_now() - t0;
+            p->prof_s[1][op] += cs_now_s() - t0;
             p->prof_calls[1][op]++;
             /* the data and weight gradients: twice the forward's work */
             p->prof_flops[1][op] += 2 * node_flops(g, i, n);
