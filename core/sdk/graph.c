@@ -172,16 +172,6 @@ static int add_node(cs_graph *g, cs_op op, const char *name, const int *in, int 
     return out;
 }
 
-static const char *const op_names[CS_OP_COUNT_] = {
-    [CS_OP_CONV2D] = "conv2d",   [CS_OP_BATCHNORM] = "batchnorm", [CS_OP_RELU] = "relu",
-    [CS_OP_RELU6] = "relu6",     [CS_OP_ADD] = "add",             [CS_OP_MAXPOOL] = "maxpool",
-    [CS_OP_AVGPOOL] = "avgpool", [CS_OP_SLICE] = "slice",         [CS_OP_CONCAT] = "concat",
-    [CS_OP_SHUFFLE] = "shuffle", [CS_OP_LINEAR] = "linear",       [CS_OP_COSINE_LINEAR] = "cosine_linear",
-    [CS_OP_L2NORM] = "l2norm",   [CS_OP_SOFTMAX_XENT] = "softmax_xent", [CS_OP_COSINE_EMBED] = "cosine_embed",
-};
-
-const char *cs_op_name(cs_op op) { return op > 0 && op < CS_OP_COUNT_ && op_names[op] ? op_names[op] : "?"; }
-
 int cs_conv_out(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
 
 /* "[N,64,8,8]" */
@@ -314,7 +304,7 @@ static int unary(cs_graph *g, cs_op op, int x)
     if (!valid(g, x))
         return -1;
     char full[CS_NAME_MAX];
-    full_name(g, op_names[op], full);
+    full_name(g, cs_op_name(op), full);
     const cs_tensor *t = &g->tensors[x];
     int shape[4];
     memcpy(shape, t->shape, sizeof shape);
@@ -631,17 +621,7 @@ void cs_graph_init(const cs_graph *g, uint64_t seed, float *params, float *buffe
 double cs_graph_flops_per_image(const cs_graph *g)
 {
     double f = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        const cs_node *n = &g->nodes[i];
-        const cs_tensor *out = &g->tensors[n->out];
-        if (n->op == CS_OP_CONV2D) {
-            const cs_tensor *w = &g->tensors[n->in[1]];
-            /* each output element: Ci/groups * k * k multiply-adds */
-            f += 2.0 * (double)cs_tensor_row(out) * (double)(w->shape[1] * w->shape[2] * w->shape[3]);
-        } else if (n->op == CS_OP_LINEAR || n->op == CS_OP_COSINE_LINEAR) {
-            const cs_tensor *w = &g->tensors[n->in[1]];
-            f += 2.0 * (double)w->shape[0] * (double)w->shape[1];
-        }
-    }
+    for (int i = 0; i < g->n_nodes; i++)
+        f += cs_node_flops(g, i);
     return f;
 }

@@ -23,4 +23,10 @@ struct cs_graph {
     char scope[CS_NAME_MAX]; /* prefix for names: "layer1.0" */
 };
 
+/* ops.c, for graph_check.c: a node's failure, "who: node i 'name' (op): what",
+ * and node i's shapes checked by its op's rule. */
+int cs_node_fail(const char *who, cs_error *err, const cs_graph *g, int i, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+int cs_op_check_shapes(const char *who, const cs_graph *g, int i, cs_error *err);
+
 #endif

@@ -1,4 +1,5 @@
-/* backend.h: the compute-backend interface: prepare a whole graph once, then run it per batch. */
+/* backend.h: the compute-backend interface (prepare a whole graph once, then run
+ * it per batch) and the front door through which everything calls a backend. */
 #ifndef CILSCALE_BACKEND_H
 #define CILSCALE_BACKEND_H
 
@@ -47,6 +48,13 @@ typedef struct cs_sgd {
     int n_frozen;
 } cs_sgd;
 
+/* The entries a backend plugin implements. They are called only through the
+ * front door below, with arguments it has already checked: a live plan, an
+ * arena range inside its arena and a buffer, 1 <= n <= the graph's batch, an
+ * INPUT tensor to set, an INPUT or ACT tensor to read, known forward flags,
+ * backward only right after a training forward of the same n rows, valid SGD
+ * settings and frozen ranges. An entry reports only what it alone can see (a
+ * label out of range, a device failure, an op it cannot run). */
 typedef struct cs_backend_iface {
     /* Opens a device: "" is the backend's default; otherwise an index or a
      * name the backend documents. Fills err with one line when it cannot. */
@@ -56,8 +64,9 @@ typedef struct cs_backend_iface {
     void (*describe)(void *ctx, char *buf, size_t size);
 
     /* Takes the graph as it is (its shapes, order and attributes; the graph
-     * must outlive the plan) and allocates every arena, zeroed. An op the
-     * backend cannot run is refused here, by name. */
+     * must outlive the plan) and allocates every arena, zeroed. The front
+     * door has run cs_graph_check on it; an op the backend cannot run is
+     * refused here, by name. */
     int (*prepare)(void *ctx, const cs_graph *g, void **plan, cs_error *err);
     void (*release)(void *plan);
 
@@ -78,7 +87,7 @@ typedef struct cs_backend_iface {
     /* One SGD step on PARAMS with GRADS and MOMENTUM. */
     int (*update)(void *plan, const cs_sgd *opt, cs_error *err);
     /* optional: forward(TRAIN) + backward + update in one go (a GPU backend
-     * records it once); NULL = the core calls the three. */
+     * records it once); NULL = the front door calls the three. */
     int (*step)(void *plan, int n, const cs_sgd *opt, cs_error *err);
     /* optional: device time per op, for `cilscale bench --profile`. With
      * report NULL, starts (or restarts) collecting: every later submission is
@@ -88,6 +97,49 @@ typedef struct cs_backend_iface {
      * slowest nodes. NULL = the backend has no profiler. */
     int (*profile)(void *plan, char *report, size_t size, cs_error *err);
 } cs_backend_iface;
+
+/* ---- the front door: how the core (and any program) calls a backend ----
+ *
+ * Nothing calls a cs_backend_iface entry directly: these wrappers check every
+ * argument once (arena ranges, rows, tensor kinds, flags, SGD settings, the
+ * order of forward and backward), supply the default for every optional entry
+ * (step = forward + backward + update; no profiler = a clear error) and keep
+ * the wall time of each call. A backend therefore receives only valid calls
+ * and implements kernels, nothing else. Messages start with "NAME backend: ". */
+typedef struct cs_device cs_device; /* an opened device of one backend */
+typedef struct cs_plan cs_plan;     /* a graph prepared on a device */
+
+/* Wall time the front door measured, per entry, since prepare. */
+typedef struct cs_plan_timing {
+    double forward_s, backward_s, update_s, step_s, copy_s;
+    int64_t forwards, backwards, updates, steps;
+} cs_plan_timing;
+
+/* name: the backend's plugin name, for messages ("cpu"). */
+int cs_device_open(const cs_backend_iface *be, const char *name, const char *device, cs_device **out,
+                   cs_error *err);
+void cs_device_close(cs_device *d); /* NULL is fine */
+void cs_device_describe(const cs_device *d, char *buf, size_t size);
+const char *cs_device_name(const cs_device *d);
+
+/* cs_graph_check, then the backend's prepare. The graph must outlive the plan. */
+int cs_plan_prepare(cs_device *d, const cs_graph *g, cs_plan **out, cs_error *err);
+void cs_plan_release(cs_plan *p); /* NULL is fine */
+const cs_graph *cs_plan_graph(const cs_plan *p);
+
+int cs_plan_write(cs_plan *p, cs_arena a, int64_t offset, int64_t count, const float *src, cs_error *err);
+int cs_plan_read(cs_plan *p, cs_arena a, int64_t offset, int64_t count, float *dst, cs_error *err);
+int cs_plan_set_input(cs_plan *p, int tensor, const float *src, int n, cs_error *err);
+int cs_plan_read_tensor(cs_plan *p, int tensor, float *dst, int n, cs_error *err);
+int cs_plan_forward(cs_plan *p, int n, int flags, cs_error *err);
+int cs_plan_backward(cs_plan *p, int n, cs_error *err);
+int cs_plan_update(cs_plan *p, const cs_sgd *opt, cs_error *err);
+/* forward(TRAIN) + backward + update: the backend's step where it has one. */
+int cs_plan_step(cs_plan *p, int n, const cs_sgd *opt, cs_error *err);
+/* 1 when the backend can profile; cs_plan_profile starts (report NULL) or reports. */
+int cs_plan_can_profile(const cs_plan *p);
+int cs_plan_profile(cs_plan *p, char *report, size_t size, cs_error *err);
+void cs_plan_timing_get(const cs_plan *p, cs_plan_timing *t);
 
 #ifdef __cplusplus
 }

@@ -48,24 +48,48 @@ typedef struct cs_tensor {
     int fan_in, fan_out; /* for the initialisers */
 } cs_tensor;
 
+/* The ops, defined once: enum name, id (stable: part of the ABI), printed
+ * name, inputs (at least, at most).
+ * The enum, cs_op_name, the graph check, the FLOP counts (ops.c) and every
+ * backend's kernel table follow this list; docs/design.md ("Adding an op")
+ * lists what a new line needs elsewhere.
+ *   CONV2D         in: x, weight[, bias]; attrs: k, stride, pad, groups
+ *   BATCHNORM      in: x, weight, bias, running_mean, running_var; attrs: eps, momentum
+ *   RELU, RELU6    in: x
+ *   ADD            in: a, b (same shape)
+ *   MAXPOOL        in: x; attrs: k, stride, pad
+ *   AVGPOOL        global average pool: [N,C,H,W] -> [N,C]
+ *   SLICE          channels [start, start + count)
+ *   CONCAT         channel concat of a and b
+ *   SHUFFLE        channel shuffle with attrs.groups (ShuffleNet)
+ *   LINEAR         in: x[N,F], weight[K,F][, bias[K]] -> [N,K]
+ *   COSINE_LINEAR  in: x[N,F], weight[K,F], scale[1] -> scale * cos(x, w_k)
+ *   L2NORM         rows of [N,F] to unit length
+ *   SOFTMAX_XENT   in: logits[N,K], labels[N] -> mean cross-entropy [1]
+ *   COSINE_EMBED   in: a[N,F], b[N,F] -> mean(1 - cos(a_i, b_i)) [1]; b gets no gradient */
+#define CS_OP_LIST(X)                           \
+    X(CONV2D, 1, "conv2d", 2, 3)                \
+    X(BATCHNORM, 2, "batchnorm", 5, 5)          \
+    X(RELU, 3, "relu", 1, 1)                    \
+    X(RELU6, 4, "relu6", 1, 1)                  \
+    X(ADD, 5, "add", 2, 2)                      \
+    X(MAXPOOL, 6, "maxpool", 1, 1)              \
+    X(AVGPOOL, 7, "avgpool", 1, 1)              \
+    X(SLICE, 8, "slice", 1, 1)                  \
+    X(CONCAT, 9, "concat", 2, 2)                \
+    X(SHUFFLE, 10, "shuffle", 1, 1)             \
+    X(LINEAR, 11, "linear", 2, 3)               \
+    X(COSINE_LINEAR, 12, "cosine_linear", 3, 3) \
+    X(L2NORM, 13, "l2norm", 1, 1)               \
+    X(SOFTMAX_XENT, 14, "softmax_xent", 2, 2)   \
+    X(COSINE_EMBED, 15, "cosine_embed", 2, 2)
+
+#define CS_OP_ENUM_(id, num, name, min_in, max_in) CS_OP_##id = num,
 typedef enum cs_op {
-    CS_OP_CONV2D = 1,      /* in: x, weight[, bias]; attrs: k, stride, pad, groups */
-    CS_OP_BATCHNORM,       /* in: x, weight, bias, running_mean, running_var; attrs: eps, momentum */
-    CS_OP_RELU,
-    CS_OP_RELU6,
-    CS_OP_ADD,             /* in: a, b (same shape) */
-    CS_OP_MAXPOOL,         /* attrs: k, stride, pad */
-    CS_OP_AVGPOOL,         /* global average pool: [N,C,H,W] -> [N,C] */
-    CS_OP_SLICE,           /* channels [start, start + count) */
-    CS_OP_CONCAT,          /* channel concat of a and b */
-    CS_OP_SHUFFLE,         /* channel shuffle with attrs.groups (ShuffleNet) */
-    CS_OP_LINEAR,          /* in: x[N,F], weight[K,F][, bias[K]] -> [N,K] */
-    CS_OP_COSINE_LINEAR,   /* in: x[N,F], weight[K,F], scale[1] -> scale * cos(x, w_k) */
-    CS_OP_L2NORM,          /* rows of [N,F] to unit length */
-    CS_OP_SOFTMAX_XENT,    /* in: logits[N,K], labels[N] -> mean cross-entropy [1] */
-    CS_OP_COSINE_EMBED,    /* in: a[N,F], b[N,F] -> mean(1 - cos(a_i, b_i)) [1]; b gets no gradient */
-    CS_OP_COUNT_
+    CS_OP_LIST(CS_OP_ENUM_)
+    CS_OP_COUNT_ /* one past the last: ids are 1 .. CS_OP_COUNT_ - 1 */
 } cs_op;
+#undef CS_OP_ENUM_
 
 typedef struct cs_node {
     cs_op op;
@@ -140,7 +164,13 @@ int cs_graph_set_trainable(cs_graph *g, int t, int trainable);
 /* Lookups */
 int cs_graph_find(const cs_graph *g, const char *name); /* tensor id or -1 */
 int64_t cs_graph_param_count(const cs_graph *g);       /* trainable elements */
-const char *cs_op_name(cs_op op);
+const char *cs_op_name(cs_op op); /* "conv2d", or "?" for no op */
+/* Inputs op takes (at least, at most); 0 for no op. */
+int cs_op_min_inputs(cs_op op);
+int cs_op_max_inputs(cs_op op);
+/* Forward multiply-adds x 2 of node i per image (one row of the batch):
+ * convolutions and linear layers; 0 for the other ops. */
+double cs_node_flops(const cs_graph *g, int i);
 
 /* What a backend checks in prepare before it trusts a graph: every tensor
  * consistent with its arena, every node's inputs, attributes and output

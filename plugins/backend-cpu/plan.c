@@ -36,18 +36,6 @@ typedef struct cpu_plan {
     int64_t prof_calls[2][CS_OP_COUNT_];
 } cpu_plan;
 
-/* Multiply-adds x 2 of one node's forward over n rows (convolutions and linear layers). */
-static double node_flops(const cs_graph *g, int i, int n)
-{
-    const cs_node *nd = cs_graph_node(g, i);
-    const cs_tensor *out = cs_graph_tensor(g, nd->out), *w = nd->n_in > 1 ? cs_graph_tensor(g, nd->in[1]) : NULL;
-    if (nd->op == CS_OP_CONV2D)
-        return 2.0 * n * (double)cs_tensor_row(out) * (double)(w->shape[1] * w->shape[2] * w->shape[3]);
-    if (nd->op == CS_OP_LINEAR || nd->op == CS_OP_COSINE_LINEAR)
-        return 2.0 * n * (double)w->shape[0] * (double)w->shape[1];
-    return 0;
-}
-
 static const char *const arena_names[CS_ARENA_COUNT_] = {
     "params", "grads", "momentum", "buffers", "frozen params", "frozen buffers",
 };
@@ -372,7 +360,7 @@ int cpu_forward(void *plan, int n, int flags, cs_error *err)
             cs_op op = cs_graph_node(p->g, i)->op;
             p->prof_s[0][op] += cs_now_s() - t0;
             p->prof_calls[0][op]++;
-            p->prof_flops[0][op] += node_flops(p->g, i, n);
+            p->prof_flops[0][op] += n * cs_node_flops(p->g, i);
         }
     }
     p->trained_rows = train ? n : 0;
@@ -507,7 +495,7 @@ int cpu_backward(void *plan, int n, cs_error *err)
             p->prof_s[1][op] += cs_now_s() - t0;
             p->prof_calls[1][op]++;
             /* the data and weight gradients: twice the forward's work */
-            p->prof_flops[1][op] += 2 * node_flops(g, i, n);
+            p->prof_flops[1][op] += 2 * n * cs_node_flops(g, i);
         }
     }
     return CS_OK;
