@@ -37,7 +37,7 @@ static const cs_backend_iface *backend(const char *name)
     const cs_plugin *p = cs_registry_find(tu_registry(), CS_KIND_BACKEND, name);
     ck_assert_msg(p != NULL, "the %s backend is not loaded", name);
     if (!strcmp(name, "vulkan"))
-        ck_assert_msg(cs_registry_score(p) > 0,
+        ck_assert_msg(cs_registry_score(tu_registry(), p) > 0,
                       "no Vulkan device can run the vulkan backend (score 0): install a Vulkan driver "
                       "(tools/deps.sh installs mesa-vulkan-drivers, whose lavapipe is a CPU device)");
     return p->iface;

@@ -21,13 +21,12 @@ static const char usage[] =
 
 /* A backend's default device, as the backend describes it, or why it cannot
  * run (a backend that scores 0 is still asked to open, for its reason). */
-static void print_device(const cs_plugin *p)
+static void print_device(const cs_registry *r, const cs_plugin *p)
 {
-    const cs_backend_iface *b = p->iface;
-    void *ctx = NULL;
+    cs_device *dev = NULL;
     cs_error err;
-    const int score = cs_registry_score(p);
-    if (b->open("", &ctx, &err)) {
+    const int score = cs_registry_score(r, p);
+    if (cs_device_open(p->iface, p->name, "", &dev, &err)) {
         if (score == 0) /* the backend's own reason, where it gives one */
             printf("%-8s %-14s (score 0: cannot run on this machine: %s)\n", "", "", err.msg);
         else
@@ -35,13 +34,13 @@ static void print_device(const cs_plugin *p)
         return;
     }
     if (score == 0) {
-        b->close(ctx);
+        cs_device_close(dev);
         printf("%-8s %-14s (score 0: cannot run on this machine)\n", "", "");
         return;
     }
     char d[512];
-    b->describe(ctx, d, sizeof d);
-    b->close(ctx);
+    cs_device_describe(dev, d, sizeof d);
+    cs_device_close(dev);
     printf("%-8s %-14s default device: %s\n", "", "", d);
 }
 
@@ -84,7 +83,7 @@ int cmd_plugins(int argc, char **argv)
             if (p->description[0])
                 printf("%-8s %-14s %s\n", "", "", p->description);
             if (p->kind == CS_KIND_BACKEND)
-                print_device(p);
+                print_device(r, p);
         }
     size_t n = cs_registry_n_problems(r);
     if (n) {

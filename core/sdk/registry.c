@@ -16,8 +16,17 @@
 #include "cilscale/policy.h"
 #include "cilscale/registry.h"
 
+/* What the registry keeps about plugin i beside its public record: never
+ * visible to plugins, so it can change freely. */
+typedef struct plugin_slot {
+    void *handle;                /* dlopen handle; NULL for built-in plugins */
+    cs_plugin_score_fn score_fn; /* the plugin's cs_plugin_score, or NULL */
+    int score;                   /* cs_registry_score's answer (-1: not asked yet) */
+} plugin_slot;
+
 struct cs_registry {
     cs_plugin *plugins;
+    plugin_slot *slots; /* parallel to plugins */
     size_t n, cap;
     char **problems;
     size_t n_problems, cap_problems;
@@ -30,13 +39,14 @@ void cs_registry_free(cs_registry *r)
     if (!r)
         return;
     for (size_t i = 0; i < r->n; i++) {
-        if (r->plugins[i].handle)
-            dlclose(r->plugins[i].handle);
+        if (r->slots[i].handle)
+            dlclose(r->slots[i].handle);
         free(r->plugins[i].path);
     }
     for (size_t i = 0; i < r->n_problems; i++)
         free(r->problems[i]);
     free(r->plugins);
+    free(r->slots);
     free(r->problems);
     free(r);
 }
@@ -134,9 +144,12 @@ static int register_desc(cs_registry *r, const cs_plugin_desc *d, const char *or
     if (r->n == r->cap) {
         size_t cap = r->cap ? 2 * r->cap : 16;
         cs_plugin *p = realloc(r->plugins, cap * sizeof *p);
-        if (!p)
+        if (p)
+            r->plugins = p;
+        plugin_slot *sl = p ? realloc(r->slots, cap * sizeof *sl) : NULL;
+        if (!sl)
             return fail(r, err, CS_ERR_NOMEM, "%s: out of memory", origin);
-        r->plugins = p;
+        r->slots = sl;
         r->cap = cap;
     }
     cs_plugin *p = &r->plugins[r->n];
@@ -145,10 +158,8 @@ static int register_desc(cs_registry *r, const cs_plugin_desc *d, const char *or
     p->version = d->version ? d->version : "";
     p->description = d->description ? d->description : "";
     p->iface = d->iface;
-    p->score_ = -1;
-    p->score_fn_ = score_fn;
     p->path = strdup(origin);
-    p->handle = handle;
+    r->slots[r->n] = (plugin_slot){.handle = handle, .score_fn = score_fn, .score = -1};
     if (!p->path)
         return fail(r, err, CS_ERR_NOMEM, "%s: out of memory", origin);
     r->n++;
@@ -201,15 +212,16 @@ int cs_registry_load_file(cs_registry *r, const char *path, cs_error *err)
     return CS_OK;
 }
 
-int cs_registry_score(const cs_plugin *p)
+int cs_registry_score(const cs_registry *r, const cs_plugin *p)
 {
-    /* The registry owns its plugins; the const is for callers, the cache is ours. */
-    cs_plugin *q = (cs_plugin *)p;
-    if (q->score_ < 0)
-        q->score_ = q->score_fn_ ? q->score_fn_() : 1;
-    if (q->score_ < 0)
-        q->score_ = 0; /* a negative score reads as "cannot run" */
-    return q->score_;
+    if (!r || !p || p < r->plugins || p >= r->plugins + r->n)
+        return 0;
+    plugin_slot *sl = &r->slots[p - r->plugins];
+    if (sl->score < 0)
+        sl->score = sl->score_fn ? sl->score_fn() : 1;
+    if (sl->score < 0)
+        sl->score = 0; /* a negative score reads as "cannot run" */
+    return sl->score;
 }
 
 size_t cs_registry_count(const cs_registry *r) { return r->n; }

@@ -18,10 +18,7 @@ typedef struct cs_plugin {
     const char *version;
     const char *description;
     const void *iface;        /* cast to the kind's interface struct */
-    int score_;               /* private: cs_registry_score's cache (-1: not asked yet) */
-    cs_plugin_score_fn score_fn_; /* private: the plugin's cs_plugin_score, or NULL */
     char *path;               /* the file it came from */
-    void *handle;             /* dlopen handle; NULL for built-in plugins */
 } cs_plugin;
 
 typedef struct cs_registry cs_registry;
@@ -40,7 +37,7 @@ int cs_registry_add(cs_registry *r, const cs_plugin_desc *desc, const char *orig
  * machine), else 1. Asked on first use, not at load, and remembered: probing
  * a device (a Vulkan instance, say) costs time that commands which never use
  * the backend should not pay. */
-int cs_registry_score(const cs_plugin *p);
+int cs_registry_score(const cs_registry *r, const cs_plugin *p);
 
 size_t cs_registry_count(const cs_registry *r);
 const cs_plugin *cs_registry_at(const cs_registry *r, size_t i);
