@@ -965,25 +965,26 @@ static const cs_backend_iface *cpu(void)
     return p->iface;
 }
 
+/* A graph prepared on the cpu backend, through the front door (backend.h). */
 typedef struct run {
-    const cs_backend_iface *b;
-    void *dev, *plan;
+    cs_device *dev;
+    cs_plan *plan;
     cs_graph *g;
 } run;
 
 static run start(cs_graph *g, const char *device)
 {
-    run r = {cpu(), NULL, NULL, g};
+    run r = {NULL, NULL, g};
     cs_error err = {0};
-    ck_assert_msg(r.b->open(device, &r.dev, &err) == CS_OK, "open '%s': %s", device, err.msg);
-    ck_assert_msg(r.b->prepare(r.dev, g, &r.plan, &err) == CS_OK, "prepare: %s", err.msg);
+    ck_assert_msg(cs_device_open(cpu(), "cpu", device, &r.dev, &err) == CS_OK, "open '%s': %s", device, err.msg);
+    ck_assert_msg(cs_plan_prepare(r.dev, g, &r.plan, &err) == CS_OK, "prepare: %s", err.msg);
     return r;
 }
 
 static void stop(run *r)
 {
-    r->b->release(r->plan);
-    r->b->close(r->dev);
+    cs_plan_release(r->plan);
+    cs_device_close(r->dev);
     cs_graph_free(r->g);
 }
 
@@ -1001,10 +1002,10 @@ static void init_params(run *r, uint64_t seed)
 {
     float *p = xcalloc(cs_graph_n_params(r->g), 4), *b = xcalloc(cs_graph_n_buffers(r->g), 4);
     cs_graph_init(r->g, seed, p, b);
-    OK(r->b->write(r->plan, CS_ARENA_PARAMS, 0, cs_graph_n_params(r->g), p, E));
-    OK(r->b->write(r->plan, CS_ARENA_BUFFERS, 0, cs_graph_n_buffers(r->g), b, E));
-    OK(r->b->write(r->plan, CS_ARENA_FROZEN_PARAMS, 0, cs_graph_n_params(r->g), p, E));
-    OK(r->b->write(r->plan, CS_ARENA_FROZEN_BUFFERS, 0, cs_graph_n_buffers(r->g), b, E));
+    OK(cs_plan_write(r->plan, CS_ARENA_PARAMS, 0, cs_graph_n_params(r->g), p, E));
+    OK(cs_plan_write(r->plan, CS_ARENA_BUFFERS, 0, cs_graph_n_buffers(r->g), b, E));
+    OK(cs_plan_write(r->plan, CS_ARENA_FROZEN_PARAMS, 0, cs_graph_n_params(r->g), p, E));
+    OK(cs_plan_write(r->plan, CS_ARENA_FROZEN_BUFFERS, 0, cs_graph_n_buffers(r->g), b, E));
     free(p);
     free(b);
 }
@@ -1012,14 +1013,14 @@ static void init_params(run *r, uint64_t seed)
 static float *read_arena(run *r, cs_arena a, int64_t n)
 {
     float *x = xcalloc(n, 4);
-    OK(r->b->read(r->plan, a, 0, n, x, E));
+    OK(cs_plan_read(r->plan, a, 0, n, x, E));
     return x;
 }
 
 static float loss_of(run *r, int t)
 {
     float v;
-    OK(r->b->read_tensor(r->plan, t, &v, 1, E));
+    OK(cs_plan_read_tensor(r->plan, t, &v, 1, E));
     return v;
 }
 
@@ -1055,8 +1056,8 @@ static void feed(run *r, const tiny *t, int n, uint64_t seed)
         x[i] = (float)sym();
     for (int i = 0; i < n; i++)
         l[i] = (float)(i % 4);
-    OK(r->b->set_input(r->plan, t->x, x, n, E));
-    OK(r->b->set_input(r->plan, t->labels, l, n, E));
+    OK(cs_plan_set_input(r->plan, t->x, x, n, E));
+    OK(cs_plan_set_input(r->plan, t->labels, l, n, E));
     free(x);
     free(l);
 }
@@ -1064,32 +1065,32 @@ static void feed(run *r, const tiny *t, int n, uint64_t seed)
 START_TEST(device_strings)
 {
     const cs_backend_iface *b = cpu();
-    void *dev = NULL;
+    cs_device *dev = NULL;
     cs_error err = {0};
     char desc[512];
-    ck_assert_int_eq(b->open("threads=1", &dev, &err), CS_OK);
-    b->describe(dev, desc, sizeof desc);
+    ck_assert_int_eq(cs_device_open(b, "cpu", "threads=1", &dev, &err), CS_OK);
+    cs_device_describe(dev, desc, sizeof desc);
     ck_assert_msg(strncmp(desc, "cpu: ", 5) == 0 && strstr(desc, ", 1 thread, OpenBLAS "), "%s", desc);
-    b->close(dev);
-    ck_assert_int_eq(b->open("", &dev, &err), CS_OK);
-    b->describe(dev, desc, sizeof desc);
+    cs_device_close(dev);
+    ck_assert_int_eq(cs_device_open(b, "cpu", "", &dev, &err), CS_OK);
+    cs_device_describe(dev, desc, sizeof desc);
     ck_assert_msg(strstr(desc, " kernel)") != NULL, "%s", desc);
-    b->close(dev);
+    cs_device_close(dev);
     const char *bad[] = {"gpu0", "threads=0", "threads=x", "threads=", "threads=99999"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        ck_assert_int_eq(b->open(bad[i], &dev, &err), CS_ERR_ARG);
+        ck_assert_int_eq(cs_device_open(b, "cpu", bad[i], &dev, &err), CS_ERR_ARG);
         ck_assert_msg(strstr(err.msg, bad[i]) && strstr(err.msg, "threads=N"), "%s", err.msg);
     }
     ck_assert(setenv("CILSCALE_THREADS", "3", 1) == 0);
-    ck_assert_int_eq(b->open("", &dev, &err), CS_OK);
-    b->describe(dev, desc, sizeof desc);
+    ck_assert_int_eq(cs_device_open(b, "cpu", "", &dev, &err), CS_OK);
+    cs_device_describe(dev, desc, sizeof desc);
     ck_assert_msg(strstr(desc, ", 3 threads, ") != NULL, "%s", desc);
-    b->close(dev);
+    cs_device_close(dev);
     ck_assert(setenv("CILSCALE_THREADS", "lots", 1) == 0);
-    ck_assert_int_eq(b->open("", &dev, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_device_open(b, "cpu", "", &dev, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "CILSCALE_THREADS='lots'") != NULL, "%s", err.msg);
-    ck_assert_int_eq(b->open("threads=2", &dev, &err), CS_OK); /* an explicit device wins */
-    b->close(dev);
+    ck_assert_int_eq(cs_device_open(b, "cpu", "threads=2", &dev, &err), CS_OK); /* an explicit device wins */
+    cs_device_close(dev);
     ck_assert(unsetenv("CILSCALE_THREADS") == 0);
 }
 END_TEST
@@ -1099,10 +1100,11 @@ START_TEST(prepare_refuses_unknown_op)
     tiny t = tiny_net(2);
     t.g->nodes[2].op = (cs_op)99;
     const cs_backend_iface *b = cpu();
-    void *dev = NULL, *plan = NULL;
+    cs_device *dev = NULL;
+    cs_plan *plan = NULL;
     cs_error err = {0};
-    ck_assert_int_eq(b->open("threads=1", &dev, &err), CS_OK);
-    ck_assert_int_eq(b->prepare(dev, t.g, &plan, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_device_open(b, "cpu", "threads=1", &dev, &err), CS_OK);
+    ck_assert_int_eq(cs_plan_prepare(dev, t.g, &plan, &err), CS_ERR_ARG);
     ck_assert_ptr_null(plan);
     char want[256];
     snprintf(want, sizeof want, "node 2 '%s'", cs_graph_node(t.g, 2)->name);
@@ -1110,9 +1112,9 @@ START_TEST(prepare_refuses_unknown_op)
     /* a shape that does not fit its op is refused too, by name */
     t.g->nodes[2].op = CS_OP_RELU;
     t.g->nodes[0].a.stride = 2;
-    ck_assert_int_eq(b->prepare(dev, t.g, &plan, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_prepare(dev, t.g, &plan, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "node 0 'conv1' (conv2d)") != NULL, "%s", err.msg);
-    b->close(dev);
+    cs_device_close(dev);
     cs_graph_free(t.g);
 }
 END_TEST
@@ -1124,35 +1126,35 @@ START_TEST(plan_misuse_is_refused)
     init_params(&r, 1);
     cs_error err = {0};
     float buf[64] = {0};
-    ck_assert_int_eq(r.b->backward(r.plan, 4, &err), CS_ERR_ARG); /* no forward yet */
+    ck_assert_int_eq(cs_plan_backward(r.plan, 4, &err), CS_ERR_ARG); /* no forward yet */
     ck_assert_msg(strstr(err.msg, "not a training one") != NULL, "%s", err.msg);
-    ck_assert_int_eq(r.b->forward(r.plan, 4, CS_FWD_TRAIN | CS_FWD_FROZEN, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r.b->forward(r.plan, 5, 0, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r.b->forward(r.plan, 0, 0, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r.b->forward(r.plan, 4, 8, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r.b->read(r.plan, CS_ARENA_PARAMS, cs_graph_n_params(t.g) - 2, 3, buf, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_forward(r.plan, 4, CS_FWD_TRAIN | CS_FWD_FROZEN, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_forward(r.plan, 5, 0, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_forward(r.plan, 0, 0, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_forward(r.plan, 4, 8, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_read(r.plan, CS_ARENA_PARAMS, cs_graph_n_params(t.g) - 2, 3, buf, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "params arena") != NULL, "%s", err.msg);
-    ck_assert_int_eq(r.b->write(r.plan, CS_ARENA_COUNT_, 0, 1, buf, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r.b->set_input(r.plan, t.logits, buf, 1, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r.b->read_tensor(r.plan, cs_graph_find(t.g, "fc.weight"), buf, 1, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_write(r.plan, CS_ARENA_COUNT_, 0, 1, buf, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_set_input(r.plan, t.logits, buf, 1, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_read_tensor(r.plan, cs_graph_find(t.g, "fc.weight"), buf, 1, &err), CS_ERR_ARG);
     /* a label that is not a class */
     feed(&r, &t, 4, 1);
     const float bad[4] = {0, 1, 4, 2};
-    OK(r.b->set_input(r.plan, t.labels, bad, 4, E));
-    ck_assert_int_eq(r.b->forward(r.plan, 4, CS_FWD_TRAIN, &err), CS_ERR_ARG);
+    OK(cs_plan_set_input(r.plan, t.labels, bad, 4, E));
+    ck_assert_int_eq(cs_plan_forward(r.plan, 4, CS_FWD_TRAIN, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "label 4 in row 2 of labels") != NULL, "%s", err.msg);
-    ck_assert_int_eq(r.b->backward(r.plan, 4, &err), CS_ERR_ARG); /* the failed forward left nothing */
+    ck_assert_int_eq(cs_plan_backward(r.plan, 4, &err), CS_ERR_ARG); /* the failed forward left nothing */
     /* batch norm cannot train on one value per channel */
     feed(&r, &t, 4, 1);
-    OK(r.b->forward(r.plan, 4, CS_FWD_TRAIN, E));
-    ck_assert_int_eq(r.b->backward(r.plan, 3, &err), CS_ERR_ARG); /* rows differ from the forward's */
-    OK(r.b->forward(r.plan, 4, 0, E));
-    ck_assert_int_eq(r.b->backward(r.plan, 4, &err), CS_ERR_ARG); /* an eval forward came last */
+    OK(cs_plan_forward(r.plan, 4, CS_FWD_TRAIN, E));
+    ck_assert_int_eq(cs_plan_backward(r.plan, 3, &err), CS_ERR_ARG); /* rows differ from the forward's */
+    OK(cs_plan_forward(r.plan, 4, 0, E));
+    ck_assert_int_eq(cs_plan_backward(r.plan, 4, &err), CS_ERR_ARG); /* an eval forward came last */
     cs_sgd bad_opt = {.lr = 0.1f, .momentum = 0, .nesterov = 1};
-    ck_assert_int_eq(r.b->update(r.plan, &bad_opt, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_update(r.plan, &bad_opt, &err), CS_ERR_ARG);
     const int64_t out_of_range[1][2] = {{cs_graph_n_params(t.g) - 1, 2}};
     cs_sgd bad_frozen = {.lr = 0.1f, .frozen = out_of_range, .n_frozen = 1};
-    ck_assert_int_eq(r.b->update(r.plan, &bad_frozen, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_update(r.plan, &bad_frozen, &err), CS_ERR_ARG);
     stop(&r);
 }
 END_TEST
@@ -1181,8 +1183,8 @@ START_TEST(update_matches_hand_sgd)
         for (int step = 0; step < 3; step++) {
             for (int64_t i = 0; i < n; i++)
                 g[i] = (float)(0.01 * ((i * 7 + step * 3) % 11) - 0.05);
-            OK(r.b->write(r.plan, CS_ARENA_GRADS, 0, n, g, E));
-            OK(r.b->update(r.plan, &opt, E));
+            OK(cs_plan_write(r.plan, CS_ARENA_GRADS, 0, n, g, E));
+            OK(cs_plan_update(r.plan, &opt, E));
             for (int64_t i = 0; i < n; i++) {
                 if (i >= fb->offset && i < fb->offset + fb->size)
                     continue;
@@ -1218,7 +1220,7 @@ START_TEST(tiny_net_learns)
     const cs_sgd opt = {.lr = 0.3f, .momentum = 0.9f, .weight_decay = 5e-4f};
     float first = 0, last = 0;
     for (int step = 0; step < 20; step++) {
-        OK(r.b->step(r.plan, 8, &opt, E));
+        OK(cs_plan_step(r.plan, 8, &opt, E));
         last = loss_of(&r, t.loss);
         if (step == 0)
             first = last;
@@ -1238,9 +1240,9 @@ static float *train_tiny(const char *device, int steps, int64_t *n_params)
     const cs_sgd opt = {.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f, .nesterov = 1};
     for (int s = 0; s < steps; s++) {
         feed(&r, &t, 8, 100 + (uint64_t)s);
-        OK(r.b->forward(r.plan, 8, CS_FWD_TRAIN, E));
-        OK(r.b->backward(r.plan, 8, E));
-        OK(r.b->update(r.plan, &opt, E));
+        OK(cs_plan_forward(r.plan, 8, CS_FWD_TRAIN, E));
+        OK(cs_plan_backward(r.plan, 8, E));
+        OK(cs_plan_update(r.plan, &opt, E));
     }
     *n_params = cs_graph_n_params(t.g);
     float *p = read_arena(&r, CS_ARENA_PARAMS, cs_graph_n_params(t.g));
@@ -1266,28 +1268,28 @@ START_TEST(frozen_arenas_drive_frozen_forward)
     feed(&r, &t, 4, 9);
     /* give the running statistics something other than 0 and 1 */
     const cs_sgd opt = {.lr = 0.1f};
-    OK(r.b->step(r.plan, 4, &opt, E));
+    OK(cs_plan_step(r.plan, 4, &opt, E));
     const int64_t np = cs_graph_n_params(t.g), nb = cs_graph_n_buffers(t.g);
     float *p = read_arena(&r, CS_ARENA_PARAMS, np), *b = read_arena(&r, CS_ARENA_BUFFERS, nb);
     float live[16], frozen[16];
-    OK(r.b->forward(r.plan, 4, 0, E));
-    OK(r.b->read_tensor(r.plan, t.logits, live, 4, E));
+    OK(cs_plan_forward(r.plan, 4, 0, E));
+    OK(cs_plan_read_tensor(r.plan, t.logits, live, 4, E));
     /* different frozen values: a different answer */
-    OK(r.b->forward(r.plan, 4, CS_FWD_FROZEN, E));
-    OK(r.b->read_tensor(r.plan, t.logits, frozen, 4, E));
+    OK(cs_plan_forward(r.plan, 4, CS_FWD_FROZEN, E));
+    OK(cs_plan_read_tensor(r.plan, t.logits, frozen, 4, E));
     ck_assert(memcmp(live, frozen, sizeof live) != 0);
     /* the same values: the same answer, to the bit */
-    OK(r.b->write(r.plan, CS_ARENA_FROZEN_PARAMS, 0, np, p, E));
-    OK(r.b->write(r.plan, CS_ARENA_FROZEN_BUFFERS, 0, nb, b, E));
-    OK(r.b->forward(r.plan, 4, CS_FWD_FROZEN, E));
-    OK(r.b->read_tensor(r.plan, t.logits, frozen, 4, E));
+    OK(cs_plan_write(r.plan, CS_ARENA_FROZEN_PARAMS, 0, np, p, E));
+    OK(cs_plan_write(r.plan, CS_ARENA_FROZEN_BUFFERS, 0, nb, b, E));
+    OK(cs_plan_forward(r.plan, 4, CS_FWD_FROZEN, E));
+    OK(cs_plan_read_tensor(r.plan, t.logits, frozen, 4, E));
     ck_assert(memcmp(live, frozen, sizeof live) == 0);
     /* only the running statistics differ: eval mode reads the frozen buffers */
     for (int64_t i = 0; i < nb; i++)
         b[i] += 0.5f;
-    OK(r.b->write(r.plan, CS_ARENA_FROZEN_BUFFERS, 0, nb, b, E));
-    OK(r.b->forward(r.plan, 4, CS_FWD_FROZEN, E));
-    OK(r.b->read_tensor(r.plan, t.logits, frozen, 4, E));
+    OK(cs_plan_write(r.plan, CS_ARENA_FROZEN_BUFFERS, 0, nb, b, E));
+    OK(cs_plan_forward(r.plan, 4, CS_FWD_FROZEN, E));
+    OK(cs_plan_read_tensor(r.plan, t.logits, frozen, 4, E));
     ck_assert(memcmp(live, frozen, sizeof live) != 0);
     free(p);
     free(b);
@@ -1318,7 +1320,7 @@ START_TEST(batchnorm_running_stats)
         wd[i] = w[i];
     ref64_conv2d_forward(y, xd, wd, NULL, &g);
     const cs_sgd opt = {.lr = 0.1f, .momentum = 0.9f};
-    OK(r.b->step(r.plan, 4, &opt, E));
+    OK(cs_plan_step(r.plan, 4, &opt, E));
     float *buf = read_arena(&r, CS_ARENA_BUFFERS, cs_graph_n_buffers(t.g));
     const float *rm = buf + cs_graph_tensor(t.g, cs_graph_find(t.g, "bn1.running_mean"))->offset;
     const float *rv = buf + cs_graph_tensor(t.g, cs_graph_find(t.g, "bn1.running_var"))->offset;
@@ -1356,14 +1358,14 @@ START_TEST(fewer_rows_than_batch)
     float *nan_rows = xcalloc(6 * 3 * 64, 4), nan_labels[6] = {0, 0, 0, 0, NAN, NAN};
     for (int i = 0; i < 6 * 3 * 64; i++)
         nan_rows[i] = NAN;
-    OK(rb.b->set_input(rb.plan, big.x, nan_rows, 6, E));
-    OK(rb.b->set_input(rb.plan, big.labels, nan_labels, 6, E));
+    OK(cs_plan_set_input(rb.plan, big.x, nan_rows, 6, E));
+    OK(cs_plan_set_input(rb.plan, big.labels, nan_labels, 6, E));
     const cs_sgd opt = {.lr = 0.1f, .momentum = 0.9f};
     for (int s = 0; s < 3; s++) {
         feed(&rb, &big, 4, 50 + (uint64_t)s);
         feed(&rs, &small, 4, 50 + (uint64_t)s);
-        OK(rb.b->step(rb.plan, 4, &opt, E));
-        OK(rs.b->step(rs.plan, 4, &opt, E));
+        OK(cs_plan_step(rb.plan, 4, &opt, E));
+        OK(cs_plan_step(rs.plan, 4, &opt, E));
         const float lb = loss_of(&rb, big.loss), ls = loss_of(&rs, small.loss);
         ck_assert_msg(isfinite(lb) && fabsf(lb - ls) <= 1e-6f * fabsf(ls), "step %d: loss %.9g vs %.9g", s, lb, ls);
     }
@@ -1390,7 +1392,7 @@ START_TEST(frozen_params_left_alone)
     const int64_t np = cs_graph_n_params(t.g);
     float *before = read_arena(&r, CS_ARENA_PARAMS, np);
     const cs_sgd opt = {.lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-2f};
-    OK(r.b->step(r.plan, 4, &opt, E));
+    OK(cs_plan_step(r.plan, 4, &opt, E));
     float *after = read_arena(&r, CS_ARENA_PARAMS, np), *grads = read_arena(&r, CS_ARENA_GRADS, np);
     const cs_tensor *wt = cs_graph_tensor(t.g, w);
     int changed = 0;
@@ -1448,12 +1450,12 @@ START_TEST(plan_gradients_match_differences)
         ls[i] = (float)(i % 5);
     for (int i = 0; i < 6 * 8; i++)
         ts[i] = (float)sym();
-    OK(r.b->set_input(r.plan, x, xs, 5, E));
-    OK(r.b->set_input(r.plan, labels, ls, 5, E));
-    OK(r.b->set_input(r.plan, target, ts, 5, E));
+    OK(cs_plan_set_input(r.plan, x, xs, 5, E));
+    OK(cs_plan_set_input(r.plan, labels, ls, 5, E));
+    OK(cs_plan_set_input(r.plan, target, ts, 5, E));
     const int n = 5; /* fewer rows than the batch */
-    OK(r.b->forward(r.plan, n, CS_FWD_TRAIN, E));
-    OK(r.b->backward(r.plan, n, E));
+    OK(cs_plan_forward(r.plan, n, CS_FWD_TRAIN, E));
+    OK(cs_plan_backward(r.plan, n, E));
     const int64_t np = cs_graph_n_params(g);
     float *p = read_arena(&r, CS_ARENA_PARAMS, np), *grad = read_arena(&r, CS_ARENA_GRADS, np);
     int checked = 0, bad = 0;
@@ -1468,11 +1470,11 @@ START_TEST(plan_gradients_match_differences)
             double total[2];
             for (int side = 0; side < 2; side++) {
                 const float v = p[e] + (side ? -PLAN_FD_STEP : PLAN_FD_STEP);
-                OK(r.b->write(r.plan, CS_ARENA_PARAMS, e, 1, &v, E));
-                OK(r.b->forward(r.plan, n, CS_FWD_TRAIN, E));
+                OK(cs_plan_write(r.plan, CS_ARENA_PARAMS, e, 1, &v, E));
+                OK(cs_plan_forward(r.plan, n, CS_FWD_TRAIN, E));
                 total[side] = 1.0 * loss_of(&r, l1) + 0.5 * loss_of(&r, l2) + 2.0 * loss_of(&r, l3);
             }
-            OK(r.b->write(r.plan, CS_ARENA_PARAMS, e, 1, &p[e], E));
+            OK(cs_plan_write(r.plan, CS_ARENA_PARAMS, e, 1, &p[e], E));
             const double num = (total[0] - total[1]) / (2.0 * PLAN_FD_STEP), ana = grad[e];
             checked++;
             worst_ratio = fmax(worst_ratio, fabs(num - ana) / (PLAN_FD_ABS + PLAN_FD_REL * fabs(ana)));

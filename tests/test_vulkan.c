@@ -43,9 +43,11 @@ static const cs_backend_iface *backend(const char *name)
     return p->iface;
 }
 
+/* One backend's copy of the graph, through the front door (backend.h). */
 typedef struct side {
     const cs_backend_iface *b;
-    void *dev, *plan;
+    cs_device *dev;
+    cs_plan *plan;
 } side;
 
 typedef struct pair {
@@ -93,9 +95,10 @@ static pair start(cs_graph *g)
     ck_assert_msg(cs_graph_status(g, &err) == 0, "%s", err.msg);
     pair p = {g, {{backend("cpu"), NULL, NULL}, {backend("vulkan"), NULL, NULL}}};
     for (int k = 0; k < 2; k++) {
-        ck_assert_msg(p.s[k].b->open(k ? "" : "threads=2", &p.s[k].dev, &err) == CS_OK, "%s open: %s",
+        ck_assert_msg(cs_device_open(p.s[k].b, side_name[k], k ? "" : "threads=2", &p.s[k].dev, &err) == CS_OK,
+                      "%s open: %s",
                       side_name[k], err.msg);
-        ck_assert_msg(p.s[k].b->prepare(p.s[k].dev, g, &p.s[k].plan, &err) == CS_OK, "%s prepare: %s",
+        ck_assert_msg(cs_plan_prepare(p.s[k].dev, g, &p.s[k].plan, &err) == CS_OK, "%s prepare: %s",
                       side_name[k], err.msg);
     }
     return p;
@@ -104,8 +107,8 @@ static pair start(cs_graph *g)
 static void stop(pair *p)
 {
     for (int k = 0; k < 2; k++) {
-        p->s[k].b->release(p->s[k].plan);
-        p->s[k].b->close(p->s[k].dev);
+        cs_plan_release(p->s[k].plan);
+        cs_device_close(p->s[k].dev);
     }
     cs_graph_free(p->g);
 }
@@ -142,10 +145,10 @@ static void init_both(pair *p, uint64_t s)
         fpar[i] = par[i] * (1 + 0.2f * (float)sym());
     for (int k = 0; k < 2; k++) {
         side *d = &p->s[k];
-        OK(d->b->write(d->plan, CS_ARENA_PARAMS, 0, cs_graph_n_params(g), par, E));
-        OK(d->b->write(d->plan, CS_ARENA_BUFFERS, 0, cs_graph_n_buffers(g), buf, E));
-        OK(d->b->write(d->plan, CS_ARENA_FROZEN_PARAMS, 0, cs_graph_n_params(g), fpar, E));
-        OK(d->b->write(d->plan, CS_ARENA_FROZEN_BUFFERS, 0, cs_graph_n_buffers(g), fbuf, E));
+        OK(cs_plan_write(d->plan, CS_ARENA_PARAMS, 0, cs_graph_n_params(g), par, E));
+        OK(cs_plan_write(d->plan, CS_ARENA_BUFFERS, 0, cs_graph_n_buffers(g), buf, E));
+        OK(cs_plan_write(d->plan, CS_ARENA_FROZEN_PARAMS, 0, cs_graph_n_params(g), fpar, E));
+        OK(cs_plan_write(d->plan, CS_ARENA_FROZEN_BUFFERS, 0, cs_graph_n_buffers(g), fbuf, E));
     }
     free(par);
     free(buf);
@@ -177,7 +180,7 @@ static void feed_both(pair *p, int n, uint64_t s, float scale)
         for (int64_t i = 0; i < count; i++)
             v[i] = k ? (float)((i * 7 + (int64_t)(uni() * 3)) % k) : scale * (float)sym();
         for (int j = 0; j < 2; j++)
-            OK(p->s[j].b->set_input(p->s[j].plan, t, v, n, E));
+            OK(cs_plan_set_input(p->s[j].plan, t, v, n, E));
         free(v);
     }
 }
@@ -185,7 +188,7 @@ static void feed_both(pair *p, int n, uint64_t s, float scale)
 static float *read_tensor(side *d, const cs_tensor *x, int t, int n)
 {
     float *v = xcalloc(x->batched ? n * cs_tensor_row(x) : x->size, 4);
-    OK(d->b->read_tensor(d->plan, t, v, n, E));
+    OK(cs_plan_read_tensor(d->plan, t, v, n, E));
     return v;
 }
 
@@ -210,7 +213,7 @@ static void compare_acts(pair *p, int n, double tol, const char *what)
 static float *read_arena(side *d, cs_arena a, int64_t count)
 {
     float *v = xcalloc(count, 4);
-    OK(d->b->read(d->plan, a, 0, count, v, E));
+    OK(cs_plan_read(d->plan, a, 0, count, v, E));
     return v;
 }
 
@@ -248,28 +251,28 @@ static void check_graph(cs_graph *g, int n, float input_scale, const char *what)
     feed_both(&p, n, 11, input_scale);
     char label[160];
     for (int k = 0; k < 2; k++)
-        OK(p.s[k].b->forward(p.s[k].plan, n, CS_FWD_TRAIN, E));
+        OK(cs_plan_forward(p.s[k].plan, n, CS_FWD_TRAIN, E));
     snprintf(label, sizeof label, "%s, train forward", what);
     compare_acts(&p, n, OP_NMSE, label);
     for (int k = 0; k < 2; k++)
-        OK(p.s[k].b->backward(p.s[k].plan, n, E));
+        OK(cs_plan_backward(p.s[k].plan, n, E));
     snprintf(label, sizeof label, "%s, backward", what);
     compare_arena(&p, CS_ARENA_GRADS, OP_NMSE, label);
     const int64_t frozen[1][2] = {{0, cs_graph_n_params(g) / 3}};
     const cs_sgd opt = {.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-3f, .nesterov = 1, .frozen = frozen,
                         .n_frozen = 1};
     for (int k = 0; k < 2; k++)
-        OK(p.s[k].b->update(p.s[k].plan, &opt, E));
+        OK(cs_plan_update(p.s[k].plan, &opt, E));
     snprintf(label, sizeof label, "%s, SGD", what);
     compare_arena(&p, CS_ARENA_PARAMS, OP_NMSE, label);
     compare_arena(&p, CS_ARENA_MOMENTUM, OP_NMSE, label);
     compare_arena(&p, CS_ARENA_BUFFERS, OP_NMSE, label);
     for (int k = 0; k < 2; k++)
-        OK(p.s[k].b->forward(p.s[k].plan, n, 0, E));
+        OK(cs_plan_forward(p.s[k].plan, n, 0, E));
     snprintf(label, sizeof label, "%s, eval forward", what);
     compare_acts(&p, n, OP_NMSE, label);
     for (int k = 0; k < 2; k++)
-        OK(p.s[k].b->forward(p.s[k].plan, n, CS_FWD_FROZEN, E));
+        OK(cs_plan_forward(p.s[k].plan, n, CS_FWD_FROZEN, E));
     snprintf(label, sizeof label, "%s, frozen forward", what);
     compare_acts(&p, n, OP_NMSE, label);
     stop(&p);
@@ -411,7 +414,7 @@ START_TEST(loss_weights_are_read_each_step)
             ck_assert_int_eq(cs_graph_set_loss_weight(p.g, losses[l], weights[s][l]), CS_OK);
         feed_both(&p, 4, 20 + (uint64_t)s, 1);
         for (int k = 0; k < 2; k++)
-            OK(p.s[k].b->step(p.s[k].plan, 4, &opt, E));
+            OK(cs_plan_step(p.s[k].plan, 4, &opt, E));
         compare_arena(&p, CS_ARENA_GRADS, OP_NMSE, "loss weights changed");
     }
     compare_arena(&p, CS_ARENA_PARAMS, OP_NMSE, "loss weights changed");
@@ -443,8 +446,8 @@ START_TEST(update_matches_cpu)
             for (int64_t i = 0; i < n; i++)
                 grad[i] = (float)(0.01 * ((i * 7 + step * 3) % 11) - 0.05);
             for (int k = 0; k < 2; k++) {
-                OK(p.s[k].b->write(p.s[k].plan, CS_ARENA_GRADS, 0, n, grad, E));
-                OK(p.s[k].b->update(p.s[k].plan, &opt, E));
+                OK(cs_plan_write(p.s[k].plan, CS_ARENA_GRADS, 0, n, grad, E));
+                OK(cs_plan_update(p.s[k].plan, &opt, E));
             }
         }
         compare_arena(&p, CS_ARENA_PARAMS, OP_NMSE, "SGD");
@@ -464,28 +467,28 @@ END_TEST
 START_TEST(device_strings)
 {
     const cs_backend_iface *b = backend("vulkan");
-    void *dev = NULL;
+    cs_device *dev = NULL;
     cs_error err = {0};
     char desc[1024], name[512];
-    ck_assert_msg(b->open("", &dev, &err) == CS_OK, "%s", err.msg);
-    b->describe(dev, desc, sizeof desc);
+    ck_assert_msg(cs_device_open(b, "vulkan", "", &dev, &err) == CS_OK, "%s", err.msg);
+    cs_device_describe(dev, desc, sizeof desc);
     ck_assert_msg(!strncmp(desc, "vulkan: ", 8) && strstr(desc, ", driver ") && strstr(desc, ", Vulkan 1.") &&
                       strstr(desc, "device 0") && strstr(desc, "workgroup "),
                   "%s", desc);
     /* the device name, and a piece of it to find the device by */
     snprintf(name, sizeof name, "%s", desc + 8);
     *strstr(name, " (") = '\0';
-    b->close(dev);
+    cs_device_close(dev);
     char part[8];
     snprintf(part, sizeof part, "%.4s", name);
     const char *good[] = {"0", part};
     for (size_t i = 0; i < 2; i++) {
-        ck_assert_msg(b->open(good[i], &dev, &err) == CS_OK, "'%s': %s", good[i], err.msg);
-        b->close(dev);
+        ck_assert_msg(cs_device_open(b, "vulkan", good[i], &dev, &err) == CS_OK, "'%s': %s", good[i], err.msg);
+        cs_device_close(dev);
     }
     const char *bad[] = {"7", "no-such-gpu"};
     for (size_t i = 0; i < 2; i++) {
-        ck_assert_int_eq(b->open(bad[i], &dev, &err), CS_ERR_ARG);
+        ck_assert_int_eq(cs_device_open(b, "vulkan", bad[i], &dev, &err), CS_ERR_ARG);
         ck_assert_msg(strstr(err.msg, bad[i]) && strstr(err.msg, name), "%s", err.msg);
     }
 }
@@ -512,19 +515,20 @@ START_TEST(prepare_refuses_by_name)
     cs_graph *g = tiny_net(2, &x, &labels, &logits, &loss);
     g->nodes[2].op = (cs_op)99;
     const cs_backend_iface *b = backend("vulkan");
-    void *dev = NULL, *plan = NULL;
+    cs_device *dev = NULL;
+    cs_plan *plan = NULL;
     cs_error err = {0};
-    ck_assert_msg(b->open("", &dev, &err) == CS_OK, "%s", err.msg);
-    ck_assert_int_eq(b->prepare(dev, g, &plan, &err), CS_ERR_ARG);
+    ck_assert_msg(cs_device_open(b, "vulkan", "", &dev, &err) == CS_OK, "%s", err.msg);
+    ck_assert_int_eq(cs_plan_prepare(dev, g, &plan, &err), CS_ERR_ARG);
     ck_assert_ptr_null(plan);
     char want[256];
     snprintf(want, sizeof want, "node 2 '%s'", cs_graph_node(g, 2)->name);
     ck_assert_msg(strstr(err.msg, want) && strstr(err.msg, "op 99"), "%s", err.msg);
     g->nodes[2].op = CS_OP_RELU;
     g->nodes[0].a.stride = 2;
-    ck_assert_int_eq(b->prepare(dev, g, &plan, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_prepare(dev, g, &plan, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "node 0 'conv1' (conv2d)") != NULL, "%s", err.msg);
-    b->close(dev);
+    cs_device_close(dev);
     cs_graph_free(g);
 }
 END_TEST
@@ -536,27 +540,28 @@ START_TEST(too_big_is_one_line)
     cs_graph *g = cs_graph_new(1024);
     cs_relu(g, cs_input(g, "x", 8, 256, 256));
     const cs_backend_iface *b = backend("vulkan");
-    void *dev = NULL, *plan = NULL;
+    cs_device *dev = NULL;
+    cs_plan *plan = NULL;
     cs_error err = {0};
     char desc[1024];
-    ck_assert_msg(b->open("", &dev, &err) == CS_OK, "%s", err.msg);
-    b->describe(dev, desc, sizeof desc);
-    const int rc = b->prepare(dev, g, &plan, &err);
+    ck_assert_msg(cs_device_open(b, "vulkan", "", &dev, &err) == CS_OK, "%s", err.msg);
+    cs_device_describe(dev, desc, sizeof desc);
+    const int rc = cs_plan_prepare(dev, g, &plan, &err);
     if (strstr(desc, "CPU device")) {
         ck_assert_int_eq(rc, CS_ERR_NOMEM);
         ck_assert_msg(strstr(err.msg, "vulkan backend: the activation buffer needs 4096.0 MiB") && !strchr(err.msg, '\n'),
                       "%s", err.msg);
     } else if (rc == CS_OK) {
-        b->release(plan);
+        cs_plan_release(plan);
     }
     ck_assert_ptr_null(rc ? plan : NULL);
     /* past the 32-bit indexes: refused before any allocation */
     cs_graph_free(g);
     g = cs_graph_new(2048);
     cs_relu(g, cs_input(g, "x", 8, 256, 256));
-    ck_assert_int_eq(b->prepare(dev, g, &plan, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_prepare(dev, g, &plan, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "at most 2147483647 floats per arena") != NULL, "%s", err.msg);
-    b->close(dev);
+    cs_device_close(dev);
     cs_graph_free(g);
 }
 END_TEST
@@ -569,35 +574,35 @@ START_TEST(plan_misuse_is_refused)
     side *r = &p.s[1];
     cs_error err = {0};
     float buf[64] = {0};
-    ck_assert_int_eq(r->b->backward(r->plan, 4, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_backward(r->plan, 4, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "not a training one") != NULL, "%s", err.msg);
-    ck_assert_int_eq(r->b->forward(r->plan, 4, CS_FWD_TRAIN | CS_FWD_FROZEN, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r->b->forward(r->plan, 5, 0, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r->b->forward(r->plan, 0, 0, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r->b->forward(r->plan, 4, 8, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r->b->read(r->plan, CS_ARENA_PARAMS, cs_graph_n_params(p.g) - 2, 3, buf, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_forward(r->plan, 4, CS_FWD_TRAIN | CS_FWD_FROZEN, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_forward(r->plan, 5, 0, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_forward(r->plan, 0, 0, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_forward(r->plan, 4, 8, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_read(r->plan, CS_ARENA_PARAMS, cs_graph_n_params(p.g) - 2, 3, buf, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "params arena") != NULL, "%s", err.msg);
-    ck_assert_int_eq(r->b->write(r->plan, CS_ARENA_COUNT_, 0, 1, buf, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r->b->set_input(r->plan, logits, buf, 1, &err), CS_ERR_ARG);
-    ck_assert_int_eq(r->b->read_tensor(r->plan, cs_graph_find(p.g, "fc.weight"), buf, 1, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_write(r->plan, CS_ARENA_COUNT_, 0, 1, buf, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_set_input(r->plan, logits, buf, 1, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_read_tensor(r->plan, cs_graph_find(p.g, "fc.weight"), buf, 1, &err), CS_ERR_ARG);
     feed_both(&p, 4, 1, 1);
     const float bad[4] = {0, 1, 4, 2};
-    OK(r->b->set_input(r->plan, labels, bad, 4, E));
-    ck_assert_int_eq(r->b->forward(r->plan, 4, CS_FWD_TRAIN, &err), CS_ERR_ARG);
+    OK(cs_plan_set_input(r->plan, labels, bad, 4, E));
+    ck_assert_int_eq(cs_plan_forward(r->plan, 4, CS_FWD_TRAIN, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "label 4 in row 2 of labels") != NULL, "%s", err.msg);
-    ck_assert_int_eq(r->b->backward(r->plan, 4, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_backward(r->plan, 4, &err), CS_ERR_ARG);
     const cs_sgd sgd = {.lr = 0.1f};
-    ck_assert_int_eq(r->b->step(r->plan, 4, &sgd, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_step(r->plan, 4, &sgd, &err), CS_ERR_ARG);
     feed_both(&p, 4, 1, 1);
-    OK(r->b->forward(r->plan, 4, CS_FWD_TRAIN, E));
-    ck_assert_int_eq(r->b->backward(r->plan, 3, &err), CS_ERR_ARG);
-    OK(r->b->forward(r->plan, 4, 0, E));
-    ck_assert_int_eq(r->b->backward(r->plan, 4, &err), CS_ERR_ARG);
+    OK(cs_plan_forward(r->plan, 4, CS_FWD_TRAIN, E));
+    ck_assert_int_eq(cs_plan_backward(r->plan, 3, &err), CS_ERR_ARG);
+    OK(cs_plan_forward(r->plan, 4, 0, E));
+    ck_assert_int_eq(cs_plan_backward(r->plan, 4, &err), CS_ERR_ARG);
     cs_sgd bad_opt = {.lr = 0.1f, .momentum = 0, .nesterov = 1};
-    ck_assert_int_eq(r->b->update(r->plan, &bad_opt, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_update(r->plan, &bad_opt, &err), CS_ERR_ARG);
     const int64_t out_of_range[1][2] = {{cs_graph_n_params(p.g) - 1, 2}};
     cs_sgd bad_frozen = {.lr = 0.1f, .frozen = out_of_range, .n_frozen = 1};
-    ck_assert_int_eq(r->b->update(r->plan, &bad_frozen, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_update(r->plan, &bad_frozen, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "frozen range 0") != NULL, "%s", err.msg);
     stop(&p);
 
@@ -609,10 +614,10 @@ START_TEST(plan_misuse_is_refused)
     p = start(g);
     feed_both(&p, 1, 2, 1);
     r = &p.s[1];
-    ck_assert_int_eq(r->b->forward(r->plan, 1, CS_FWD_TRAIN, &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_plan_forward(r->plan, 1, CS_FWD_TRAIN, &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "node 0 'bn' (batchnorm): training needs more than one value") != NULL, "%s",
                   err.msg);
-    OK(r->b->forward(r->plan, 1, 0, E)); /* eval mode is fine */
+    OK(cs_plan_forward(r->plan, 1, 0, E)); /* eval mode is fine */
     stop(&p);
 }
 END_TEST
@@ -628,13 +633,13 @@ START_TEST(inputs_read_back_and_scalars)
     float in[4 * 3 * 64], back[4 * 3 * 64], l0, l1;
     for (int i = 0; i < 4 * 3 * 64; i++)
         in[i] = (float)i / 100;
-    OK(r->b->set_input(r->plan, x, in, 3, E));
-    OK(r->b->read_tensor(r->plan, x, back, 3, E));
+    OK(cs_plan_set_input(r->plan, x, in, 3, E));
+    OK(cs_plan_read_tensor(r->plan, x, back, 3, E));
     ck_assert(memcmp(in, back, sizeof(float) * 3 * 3 * 64) == 0);
-    OK(r->b->forward(r->plan, 4, 0, E));
-    OK(r->b->read_tensor(r->plan, loss, &l0, 1, E));
-    OK(r->b->forward(r->plan, 4, CS_FWD_FROZEN, E));
-    OK(r->b->read_tensor(r->plan, loss, &l1, 1, E));
+    OK(cs_plan_forward(r->plan, 4, 0, E));
+    OK(cs_plan_read_tensor(r->plan, loss, &l0, 1, E));
+    OK(cs_plan_forward(r->plan, 4, CS_FWD_FROZEN, E));
+    OK(cs_plan_read_tensor(r->plan, loss, &l1, 1, E));
     ck_assert(isfinite(l0) && isfinite(l1) && l0 != l1);
     stop(&p);
 }
@@ -649,13 +654,13 @@ START_TEST(profile_names_the_ops)
     side *r = &p.s[1];
     char report[8192];
     cs_error err = {0};
-    ck_assert_int_eq(r->b->profile(r->plan, report, sizeof report, &err), CS_ERR_ARG); /* not started */
-    OK(r->b->profile(r->plan, NULL, 0, E));
+    ck_assert_int_eq(cs_plan_profile(r->plan, report, sizeof report, &err), CS_ERR_ARG); /* not started */
+    OK(cs_plan_profile(r->plan, NULL, 0, E));
     const cs_sgd opt = {.lr = 0.1f, .momentum = 0.9f};
     for (int s = 0; s < 2; s++)
-        OK(r->b->step(r->plan, 4, &opt, E));
-    OK(r->b->forward(r->plan, 4, 0, E));
-    OK(r->b->profile(r->plan, report, sizeof report, E));
+        OK(cs_plan_step(r->plan, 4, &opt, E));
+    OK(cs_plan_forward(r->plan, 4, 0, E));
+    OK(cs_plan_profile(r->plan, report, sizeof report, E));
     ck_assert_msg(strstr(report, "3 timed submissions") && strstr(report, "conv2d             backward") &&
                       strstr(report, "batchnorm          forward") && strstr(report, "sgd update") &&
                       strstr(report, "conv1 (conv2d)"),
@@ -692,16 +697,16 @@ static void arch_steps(const char *arch_name, double w, int size)
     const int batch = 4;
     cs_model m[2];
     const char *dev[2] = {"threads=2", ""};
-    void *ctx[2];
+    cs_device *ctx[2];
     for (int k = 0; k < 2; k++) {
         cs_error err = {0};
         const cs_backend_iface *b = backend(side_name[k]);
-        ck_assert_msg(b->open(dev[k], &ctx[k], &err) == CS_OK, "%s", err.msg);
-        ck_assert_msg(cs_model_init(&m[k], arch, arch_name, &cfg, batch, 3, size, size, b, ctx[k], 42, &err) == 0,
+        ck_assert_msg(cs_device_open(b, side_name[k], dev[k], &ctx[k], &err) == CS_OK, "%s", err.msg);
+        ck_assert_msg(cs_model_init(&m[k], arch, arch_name, &cfg, batch, 3, size, size, ctx[k], 42, &err) == 0,
                       "%s: %s", side_name[k], err.msg);
     }
     const cs_graph *g = m[0].g;
-    pair p = {(cs_graph *)g, {{m[0].be, ctx[0], m[0].plan}, {m[1].be, ctx[1], m[1].plan}}};
+    pair p = {(cs_graph *)g, {{backend("cpu"), ctx[0], m[0].plan}, {backend("vulkan"), ctx[1], m[1].plan}}};
     const int64_t nx = (int64_t)batch * 3 * size * size;
     float *x = xcalloc(nx, 4), y[4];
     const cs_sgd opt = {.lr = 0.02f, .momentum = 0.9f, .weight_decay = 5e-4f};
@@ -710,7 +715,7 @@ static void arch_steps(const char *arch_name, double w, int size)
         for (int a = 0; a < 3 && step > 0; a++) {
             const int64_t count = a == 2 ? cs_graph_n_buffers(g) : cs_graph_n_params(g);
             float *v = read_arena(&p.s[0], synced[a], count);
-            OK(p.s[1].b->write(p.s[1].plan, synced[a], 0, count, v, E));
+            OK(cs_plan_write(p.s[1].plan, synced[a], 0, count, v, E));
             free(v);
         }
         seed(100 + (uint64_t)step);
@@ -720,10 +725,10 @@ static void arch_steps(const char *arch_name, double w, int size)
             y[i] = (float)((step + i) % 6);
         float loss[2];
         for (int k = 0; k < 2; k++) {
-            OK(m[k].be->set_input(m[k].plan, m[k].input, x, batch, E));
-            OK(m[k].be->set_input(m[k].plan, m[k].labels, y, batch, E));
-            OK(m[k].be->step(m[k].plan, batch, &opt, E));
-            OK(m[k].be->read_tensor(m[k].plan, m[k].xent, &loss[k], 1, E));
+            OK(cs_plan_set_input(m[k].plan, m[k].input, x, batch, E));
+            OK(cs_plan_set_input(m[k].plan, m[k].labels, y, batch, E));
+            OK(cs_plan_step(m[k].plan, batch, &opt, E));
+            OK(cs_plan_read_tensor(m[k].plan, m[k].xent, &loss[k], 1, E));
         }
         const double e = nmse(&loss[0], &loss[1], 1);
         ck_assert_msg(e <= STEPS_NMSE, "%s step %d: loss %.8g on the cpu, %.8g on vulkan", arch_name, step, loss[0],
@@ -736,7 +741,7 @@ static void arch_steps(const char *arch_name, double w, int size)
     }
     for (int k = 0; k < 2; k++) {
         cs_model_free(&m[k]);
-        m[k].be->close(ctx[k]);
+        cs_device_close(ctx[k]);
     }
     free(x);
 }

@@ -83,19 +83,18 @@ int cmd_bench(int argc, char **argv)
     if (!reg)
         return CLI_FAIL;
     int rc = CLI_USAGE;
-    void *ctx = NULL;
+    cs_device *dev = NULL;
     float *x = NULL, *y = NULL, *logits_row = NULL, y_loss[1];
     cs_model m = {0};
     const cs_plugin *bp = cli_find("bench", reg, CS_KIND_BACKEND, backend);
-    const cs_backend_iface *be = bp ? bp->iface : NULL;
     const cs_plugin *ap;
     cs_scale_result net;
     if (!bp || (rc = cli_net_resolve("bench", reg, &o, &ap, &net)))
         goto out;
     rc = CLI_FAIL;
     cs_error err;
-    if (be->open(device, &ctx, &err) ||
-        cs_model_init(&m, ap->iface, ap->name, &net.cfg, batch, ic, ih, iw, be, ctx, 1, &err)) {
+    if (cs_device_open(bp->iface, bp->name, device, &dev, &err) ||
+        cs_model_init(&m, ap->iface, ap->name, &net.cfg, batch, ic, ih, iw, dev, 1, &err)) {
         fprintf(stderr, "cilscale bench: %s\n", err.msg);
         goto out;
     }
@@ -112,15 +111,15 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < batch; i++)
         y[i] = (float)cs_rng_below(&r, (uint32_t)o.classes);
     cs_sgd sgd = {.lr = 0.01f, .momentum = 0.9f, .weight_decay = 5e-4f};
-    if (be->set_input(m.plan, m.input, x, batch, &err) || be->set_input(m.plan, m.labels, y, batch, &err))
+    if (cs_plan_set_input(m.plan, m.input, x, batch, &err) || cs_plan_set_input(m.plan, m.labels, y, batch, &err))
         goto fail;
-    if (profile && !be->profile) {
+    if (profile && !cs_plan_can_profile(m.plan)) {
         fprintf(stderr, "cilscale bench: --profile: the %s backend has no profiler\n", bp->name);
         rc = CLI_USAGE;
         goto out;
     }
     /* every step below is timed on the device too (timestamps slow it a little) */
-    if (profile && be->profile(m.plan, NULL, 0, &err))
+    if (profile && cs_plan_profile(m.plan, NULL, 0, &err))
         goto fail;
     double t_train = 0, t_infer = 0;
     for (int pass = 0; pass < 2; pass++) {
@@ -128,14 +127,12 @@ int cmd_bench(int argc, char **argv)
             double t0 = cs_now_s();
             int e;
             if (pass == 0)
-                e = be->step ? be->step(m.plan, batch, &sgd, &err)
-                             : (be->forward(m.plan, batch, CS_FWD_TRAIN, &err) || be->backward(m.plan, batch, &err) ||
-                                be->update(m.plan, &sgd, &err));
+                e = cs_plan_step(m.plan, batch, &sgd, &err);
             else
-                e = be->forward(m.plan, batch, 0, &err);
+                e = cs_plan_forward(m.plan, batch, 0, &err);
             /* reading a value back waits for the device to finish the step */
-            if (e || (pass == 0 ? be->read_tensor(m.plan, m.xent, y_loss, 1, &err)
-                                : be->read_tensor(m.plan, m.logits, logits_row, 1, &err)))
+            if (e || (pass == 0 ? cs_plan_read_tensor(m.plan, m.xent, y_loss, 1, &err)
+                                : cs_plan_read_tensor(m.plan, m.logits, logits_row, 1, &err)))
                 goto fail;
             if (i >= warmup)
                 *(pass == 0 ? &t_train : &t_infer) += cs_now_s() - t0;
@@ -143,13 +140,13 @@ int cmd_bench(int argc, char **argv)
     }
     double train_ips = batch * steps / t_train, infer_ips = batch * steps / t_infer;
     double flops = cs_graph_flops_per_image(m.g);
-    char dev[256], a[32];
-    be->describe(ctx, dev, sizeof dev);
+    char desc[256], a[32];
+    cs_device_describe(dev, desc, sizeof desc);
     if (o.json) {
         printf("{\"backend\": ");
         cli_json_string(stdout, bp->name);
         printf(", \"device\": ");
-        cli_json_string(stdout, dev);
+        cli_json_string(stdout, desc);
         printf(", \"arch\": ");
         cli_json_string(stdout, ap->name);
         printf(", \"policy\": ");
@@ -165,7 +162,7 @@ int cmd_bench(int argc, char **argv)
                (long long)net.params, batch, ic, ih, iw, o.classes, cs_stem_name(o.stem), steps, train_ips, infer_ips,
                flops / 1e9, 3 * flops * train_ips / 1e9, flops * infer_ips / 1e9);
     } else {
-        printf("%s on %s\n", ap->name, dev);
+        printf("%s on %s\n", ap->name, desc);
         printf("  %s parameters, batch %d, input %dx%dx%d, %s stem, %.3f GFLOP per image forward\n",
                cli_thousands(net.params, a, sizeof a), batch, ic, ih, iw, cs_stem_name(o.stem), flops / 1e9);
         printf("  train     %9.1f img/s  %7.2f GFLOP/s\n", train_ips, 3 * flops * train_ips / 1e9);
@@ -173,7 +170,7 @@ int cmd_bench(int argc, char **argv)
     }
     if (profile) {
         char report[16384];
-        if (be->profile(m.plan, report, sizeof report, &err))
+        if (cs_plan_profile(m.plan, report, sizeof report, &err))
             goto fail;
         fputs(report, o.json ? stderr : stdout);
     }
@@ -184,8 +181,7 @@ fail:
 out:
     if (m.g)
         cs_model_free(&m);
-    if (ctx)
-        be->close(ctx);
+    cs_device_close(dev);
     free(x);
     free(y);
     free(logits_row);

@@ -194,14 +194,12 @@ int cmd_train(int argc, char **argv)
     cs_dataset *train = NULL, *test = NULL;
     cs_batcher *tb = NULL, *eb = NULL;
     int *ti = NULL, *ei = NULL;
-    void *be_ctx = NULL;
+    cs_device *be_dev = NULL;
     cs_model m = {0};
-    const cs_backend_iface *be = NULL;
     rc = CLI_USAGE;
     const cs_plugin *bp = cli_find("train", reg, CS_KIND_BACKEND, o.backend);
     if (!bp)
         goto out;
-    be = bp->iface;
     rc = CLI_FAIL;
     if (cs_dataset_load(fmt, o.data, 1, o.image_size, 0, &train, &err) ||
         cs_dataset_load(fmt, o.data, 0, o.image_size, train->c, &test, &err)) {
@@ -245,14 +243,13 @@ int cmd_train(int argc, char **argv)
         goto out;
     tb = cs_batcher_new(train, ti, n_train, o.batch, &aug, 1, NULL, o.seed, &err);
     eb = tb ? cs_batcher_new(test, ei, n_test, o.batch, &eval_aug, 0, NULL, o.seed, &err) : NULL;
-    if (!tb || !eb || be->open(o.device, &be_ctx, &err) ||
-        cs_model_init(&m, ap->iface, ap->name, &net.cfg, o.batch, train->c, side_h, side_w, be, be_ctx, o.seed,
-                      &err)) {
+    if (!tb || !eb || cs_device_open(bp->iface, bp->name, o.device, &be_dev, &err) ||
+        cs_model_init(&m, ap->iface, ap->name, &net.cfg, o.batch, train->c, side_h, side_w, be_dev, o.seed, &err)) {
         fprintf(stderr, "cilscale train: %s\n", err.msg);
         goto out;
     }
     char dev[256], pbuf[32];
-    be->describe(be_ctx, dev, sizeof dev);
+    cs_device_describe(be_dev, dev, sizeof dev);
     fprintf(stderr, "cilscale train: %s w=%.3f depths", ap->name, net.w);
     for (int i = 0; i < ((const cs_arch_iface *)ap->iface)->n_stages; i++)
         fprintf(stderr, "%c%d", i ? ',' : ' ', net.cfg.depths[i]);
@@ -319,8 +316,7 @@ out_sig:
     cli_release_interrupt();
 out:
     cs_model_free(&m);
-    if (be_ctx)
-        be->close(be_ctx);
+    cs_device_close(be_dev);
     cs_batcher_free(tb);
     cs_batcher_free(eb);
     free(ti);

@@ -23,8 +23,8 @@ typedef struct run {
     cs_scenario sc;
     const cs_plugin *arch_p, *cil_p, *be_p;
     const cs_cil_iface *cil;
-    const cs_backend_iface *be;
-    void *cil_ctx, *be_ctx;
+    void *cil_ctx;
+    cs_device *dev;
     cs_arch_config cfg; /* the scaled network; n_classes set per state */
     int side_h, side_w;
     cs_augment aug, plain;
@@ -59,14 +59,14 @@ static int host_read_param(void *core, int tensor, float *dst, cs_error *err)
 {
     run *r = core;
     const cs_tensor *t = cs_graph_tensor(r->m.g, tensor);
-    return r->be->read(r->m.plan, CS_ARENA_PARAMS, t->offset, t->size, dst, err);
+    return cs_plan_read(r->m.plan, CS_ARENA_PARAMS, t->offset, t->size, dst, err);
 }
 
 static int host_write_param(void *core, int tensor, const float *src, cs_error *err)
 {
     run *r = core;
     const cs_tensor *t = cs_graph_tensor(r->m.g, tensor);
-    return r->be->write(r->m.plan, CS_ARENA_PARAMS, t->offset, t->size, src, err);
+    return cs_plan_write(r->m.plan, CS_ARENA_PARAMS, t->offset, t->size, src, err);
 }
 
 static int host_class_means(void *core, int first, int count, float *out, cs_error *err)
@@ -104,9 +104,9 @@ static int host_class_means(void *core, int first, int count, float *out, cs_err
         goto out;
     }
     while ((n = cs_batcher_next(b, img, lab)) > 0) {
-        if ((rc = r->be->set_input(r->m.plan, r->m.input, img, n, err)) ||
-            (rc = r->be->forward(r->m.plan, n, 0, err)) ||
-            (rc = r->be->read_tensor(r->m.plan, r->m.features, r->feat, n, err)))
+        if ((rc = cs_plan_set_input(r->m.plan, r->m.input, img, n, err)) ||
+            (rc = cs_plan_forward(r->m.plan, n, 0, err)) ||
+            (rc = cs_plan_read_tensor(r->m.plan, r->m.features, r->feat, n, err)))
             break;
         for (int i = 0; i < n; i++) {
             const float *f = r->feat + (size_t)i * F;
@@ -138,11 +138,11 @@ out:
 static int old_features_hook(void *ctx, cs_model *m, int n, cs_error *err)
 {
     run *r = ctx;
-    int rc = r->be->forward(m->plan, n, CS_FWD_FROZEN, err);
+    int rc = cs_plan_forward(m->plan, n, CS_FWD_FROZEN, err);
     if (!rc)
-        rc = r->be->read_tensor(m->plan, m->features, r->feat, n, err);
+        rc = cs_plan_read_tensor(m->plan, m->features, r->feat, n, err);
     if (!rc)
-        rc = r->be->set_input(m->plan, r->net.old_features, r->feat, n, err);
+        rc = cs_plan_set_input(m->plan, r->net.old_features, r->feat, n, err);
     return rc;
 }
 
@@ -232,8 +232,7 @@ static int keep_previous(run *r, cs_error *err)
 
 static void free_state(run *r)
 {
-    if (r->m.plan && r->m.be)
-        r->m.be->release(r->m.plan);
+    cs_plan_release(r->m.plan);
     r->m.plan = NULL;
     cs_graph_free(r->m.g);
     r->m.g = NULL;
@@ -282,7 +281,7 @@ static int run_state(run *r, int s, cs_error *err)
     int rc = build_state(r, s, 1, err);
     if (rc)
         return rc;
-    if ((rc = cs_model_prepare(&r->m, r->be, r->be_ctx, mix(e->seed, 1), err)))
+    if ((rc = cs_model_prepare(&r->m, r->dev, mix(e->seed, 1), err)))
         return rc;
     cs_graph *g = r->m.g;
     float *p = malloc(sizeof(float) * (size_t)(cs_graph_n_params(g) + cs_graph_n_buffers(g) + 1));
@@ -297,9 +296,9 @@ static int run_state(run *r, int s, cs_error *err)
         rc = cs_model_write_params(&r->m, p, p + cs_graph_n_params(g), err);
         /* the frozen copy: the previous model in this state's layout */
         if (!rc)
-            rc = r->be->write(r->m.plan, CS_ARENA_FROZEN_PARAMS, 0, cs_graph_n_params(g), p, err);
+            rc = cs_plan_write(r->m.plan, CS_ARENA_FROZEN_PARAMS, 0, cs_graph_n_params(g), p, err);
         if (!rc && cs_graph_n_buffers(g))
-            rc = r->be->write(r->m.plan, CS_ARENA_FROZEN_BUFFERS, 0, cs_graph_n_buffers(g), p + cs_graph_n_params(g), err);
+            rc = cs_plan_write(r->m.plan, CS_ARENA_FROZEN_BUFFERS, 0, cs_graph_n_buffers(g), p + cs_graph_n_params(g), err);
     }
     free(p);
     if (rc)
@@ -443,7 +442,6 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
     if (!e->manual && !(pol = need(reg, CS_KIND_POLICY, e->policy, "model.policy", err)))
         return CS_ERR_ARG;
     r->cil = r->cil_p->iface;
-    r->be = r->be_p->iface;
     if ((rc = r->cil->create(&r->cil_ctx, err)))
         return rc;
     for (int i = 0; i < e->n_cil_opts; i++) {
@@ -542,9 +540,9 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
     memcpy(res->widths, net.widths, sizeof(int) * (size_t)arch->n_stages);
     res->seed = e->seed;
     res->n_states_planned = r->sc.n_states;
-    if ((rc = r->be->open(e->device, &r->be_ctx, err)))
+    if ((rc = cs_device_open(r->be_p->iface, r->be_p->name, e->device, &r->dev, err)))
         return rc;
-    r->be->describe(r->be_ctx, res->device, sizeof res->device);
+    cs_device_describe(r->dev, res->device, sizeof res->device);
     char pbuf[32];
     snprintf(pbuf, sizeof pbuf, "%lld", (long long)net.params);
     say(r, "%s %s: w=%.3f, d=%.3f, %s parameters, %dx%d input; %s; %d states over %d classes; %s", res->policy,
@@ -674,8 +672,7 @@ out:
     free(r.prev_params);
     free(r.prev_buffers);
     free(r.feat);
-    if (r.be_ctx)
-        r.be->close(r.be_ctx);
+    cs_device_close(r.dev);
     if (r.cil_ctx && r.cil)
         r.cil->destroy(r.cil_ctx);
     cs_scenario_free(&r.sc);

@@ -37,11 +37,10 @@ int cs_model_build(cs_model *m, const cs_arch_iface *arch, const char *arch_name
     return rc;
 }
 
-int cs_model_prepare(cs_model *m, const cs_backend_iface *be, void *be_ctx, uint64_t seed, cs_error *err)
+int cs_model_prepare(cs_model *m, cs_device *dev, uint64_t seed, cs_error *err)
 {
-    m->be = be;
-    m->be_ctx = be_ctx;
-    int rc = be->prepare(be_ctx, m->g, &m->plan, err);
+    m->dev = dev;
+    int rc = cs_plan_prepare(dev, m->g, &m->plan, err);
     if (rc)
         return rc;
     float *params = malloc(sizeof(float) * (size_t)(cs_graph_n_params(m->g) + cs_graph_n_buffers(m->g) + 1));
@@ -54,37 +53,35 @@ int cs_model_prepare(cs_model *m, const cs_backend_iface *be, void *be_ctx, uint
 }
 
 int cs_model_init(cs_model *m, const cs_arch_iface *arch, const char *arch_name, const cs_arch_config *cfg,
-                  int batch, int in_c, int in_h, int in_w, const cs_backend_iface *be, void *be_ctx, uint64_t seed,
-                  cs_error *err)
+                  int batch, int in_c, int in_h, int in_w, cs_device *dev, uint64_t seed, cs_error *err)
 {
     int rc = cs_model_build(m, arch, arch_name, cfg, batch, in_c, in_h, in_w, err);
-    if (!rc && (rc = cs_model_prepare(m, be, be_ctx, seed, err)))
+    if (!rc && (rc = cs_model_prepare(m, dev, seed, err)))
         cs_model_free(m);
     return rc;
 }
 
 void cs_model_free(cs_model *m)
 {
-    if (m->plan && m->be)
-        m->be->release(m->plan);
+    cs_plan_release(m->plan);
     cs_graph_free(m->g);
     m->plan = NULL;
     m->g = NULL;
 }
 
-int cs_model_read_params(const cs_model *m, float *params, float *buffers, cs_error *err)
+int cs_model_read_params(cs_model *m, float *params, float *buffers, cs_error *err)
 {
-    int rc = m->be->read(m->plan, CS_ARENA_PARAMS, 0, cs_graph_n_params(m->g), params, err);
+    int rc = cs_plan_read(m->plan, CS_ARENA_PARAMS, 0, cs_graph_n_params(m->g), params, err);
     if (!rc && cs_graph_n_buffers(m->g))
-        rc = m->be->read(m->plan, CS_ARENA_BUFFERS, 0, cs_graph_n_buffers(m->g), buffers, err);
+        rc = cs_plan_read(m->plan, CS_ARENA_BUFFERS, 0, cs_graph_n_buffers(m->g), buffers, err);
     return rc;
 }
 
 int cs_model_write_params(cs_model *m, const float *params, const float *buffers, cs_error *err)
 {
-    int rc = m->be->write(m->plan, CS_ARENA_PARAMS, 0, cs_graph_n_params(m->g), params, err);
+    int rc = cs_plan_write(m->plan, CS_ARENA_PARAMS, 0, cs_graph_n_params(m->g), params, err);
     if (!rc && cs_graph_n_buffers(m->g))
-        rc = m->be->write(m->plan, CS_ARENA_BUFFERS, 0, cs_graph_n_buffers(m->g), buffers, err);
+        rc = cs_plan_write(m->plan, CS_ARENA_BUFFERS, 0, cs_graph_n_buffers(m->g), buffers, err);
     return rc;
 }
 
@@ -183,19 +180,15 @@ int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_
         goto out;
     }
     while ((n = cs_batcher_next(b, images, labels)) > 0) {
-        if ((rc = m->be->set_input(m->plan, m->input, images, n, err)) ||
-            (rc = m->be->set_input(m->plan, m->labels, labels, n, err)) || (hook && (rc = hook(hook_ctx, m, n, err))))
+        if ((rc = cs_plan_set_input(m->plan, m->input, images, n, err)) ||
+            (rc = cs_plan_set_input(m->plan, m->labels, labels, n, err)) || (hook && (rc = hook(hook_ctx, m, n, err))))
             goto out;
-        if (m->be->step)
-            rc = m->be->step(m->plan, n, opt, err);
-        else if (!(rc = m->be->forward(m->plan, n, CS_FWD_TRAIN, err)) && !(rc = m->be->backward(m->plan, n, err)))
-            rc = m->be->update(m->plan, opt, err);
-        if (rc)
+        if ((rc = cs_plan_step(m->plan, n, opt, err)))
             goto out;
         double loss = 0;
         for (int i = 0; i < cs_graph_n_losses(g); i++) {
             float v;
-            if ((rc = m->be->read_tensor(m->plan, cs_graph_loss(g, i), &v, 1, err)))
+            if ((rc = cs_plan_read_tensor(m->plan, cs_graph_loss(g, i), &v, 1, err)))
                 goto out;
             loss += cs_graph_loss_weight(g, i) * v;
         }
@@ -204,7 +197,7 @@ int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_
                               isnan(loss) ? "NaN" : "infinite", bi + 1, nb);
             goto out;
         }
-        if ((rc = m->be->read_tensor(m->plan, m->logits, logits, n, err)))
+        if ((rc = cs_plan_read_tensor(m->plan, m->logits, logits, n, err)))
             goto out;
         count_hits(logits, labels, n, k, &st->top1, &st->top5, NULL);
         loss_sum += loss;
@@ -242,9 +235,9 @@ int cs_model_evaluate(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st
         goto out;
     }
     while ((n = cs_batcher_next(b, images, labels)) > 0) {
-        if ((rc = m->be->set_input(m->plan, m->input, images, n, err)) ||
-            (rc = m->be->forward(m->plan, n, frozen ? CS_FWD_FROZEN : 0, err)) ||
-            (rc = m->be->read_tensor(m->plan, m->logits, logits, n, err)))
+        if ((rc = cs_plan_set_input(m->plan, m->input, images, n, err)) ||
+            (rc = cs_plan_forward(m->plan, n, frozen ? CS_FWD_FROZEN : 0, err)) ||
+            (rc = cs_plan_read_tensor(m->plan, m->logits, logits, n, err)))
             goto out;
         count_hits(logits, labels, n, k, &st->top1, &st->top5, per_label);
         st->seen += n;

@@ -24,26 +24,24 @@ typedef struct cs_model {
     cs_arch_config cfg;
     int in_c, in_h, in_w, batch;
     int input, labels, features, logits, xent; /* tensor ids */
-    const cs_backend_iface *be;
-    void *be_ctx; /* not owned */
-    void *plan;
+    cs_device *dev; /* the device it runs on; not owned */
+    cs_plan *plan;  /* the graph prepared there (the backend front door, backend.h) */
 } cs_model;
 
 /* cs_model_build, then cs_model_prepare. */
 int cs_model_init(cs_model *m, const cs_arch_iface *arch, const char *arch_name, const cs_arch_config *cfg,
-                  int batch, int in_c, int in_h, int in_w, const cs_backend_iface *be, void *be_ctx, uint64_t seed,
-                  cs_error *err);
+                  int batch, int in_c, int in_h, int in_w, cs_device *dev, uint64_t seed, cs_error *err);
 /* Builds arch at cfg for batch x in_c x in_h x in_w inputs, with a
  * cross-entropy loss on its logits (weight 1). The graph can still grow
  * (more loss terms) before cs_model_prepare. */
 int cs_model_build(cs_model *m, const cs_arch_iface *arch, const char *arch_name, const cs_arch_config *cfg,
                    int batch, int in_c, int in_h, int in_w, cs_error *err);
 /* Prepares the graph on the backend and initialises the parameters from seed. */
-int cs_model_prepare(cs_model *m, const cs_backend_iface *be, void *be_ctx, uint64_t seed, cs_error *err);
+int cs_model_prepare(cs_model *m, cs_device *dev, uint64_t seed, cs_error *err);
 void cs_model_free(cs_model *m);
 
 /* Host copies of the parameter and buffer arenas (g->n_params, g->n_buffers floats). */
-int cs_model_read_params(const cs_model *m, float *params, float *buffers, cs_error *err);
+int cs_model_read_params(cs_model *m, float *params, float *buffers, cs_error *err);
 int cs_model_write_params(cs_model *m, const float *params, const float *buffers, cs_error *err);
 
 /* Learning-rate schedules over epochs. */
