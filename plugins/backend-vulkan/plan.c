@@ -7,9 +7,6 @@
 
 #include "vk.h"
 
-static const char *const arena_names[CS_ARENA_COUNT_] = {
-    "params", "grads", "momentum", "buffers", "frozen params", "frozen buffers",
-};
 static const int arena_buffer[CS_ARENA_COUNT_] = {VB_PARAMS, VB_GRADS,   VB_MOMENTUM,
                                                   VB_BUFFERS, VB_FPARAMS, VB_FBUFFERS};
 static const char *const buffer_names[VB_COUNT_] = {
@@ -240,9 +237,7 @@ int vk_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
         return cs_error_set(err, CS_ERR_ARG,
                             "vulkan backend: prepare needs a device, a graph and a place for the plan");
     *plan = NULL;
-    int rc = cs_graph_check(g, "vulkan backend", err);
-    if (rc)
-        return rc;
+    int rc = CS_OK; /* the front door has checked the graph (cs_graph_check) */
     /* shaders index with 32-bit integers */
     const int64_t limit = INT32_MAX;
     if (cs_graph_n_acts(g) > limit || cs_graph_n_params(g) > limit || cs_graph_n_buffers(g) > limit)
@@ -346,24 +341,6 @@ int vk_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
 
 /* ---- copies ---- */
 
-static int arena_range(vk_plan *p, cs_arena a, int64_t offset, int64_t count, const void *buf, const char *what,
-                       cs_error *err)
-{
-    if (!p)
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: %s without a plan", what);
-    if ((int)a < 0 || a >= CS_ARENA_COUNT_)
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: %s: arena %d is not one of the %d", what, (int)a,
-                            CS_ARENA_COUNT_);
-    if (offset < 0 || count < 0 || offset > p->arena_size[a] - count)
-        return cs_error_set(err, CS_ERR_ARG,
-                            "vulkan backend: %s: floats [%lld, %lld) are outside the %s arena's %lld", what,
-                            (long long)offset, (long long)(offset + count), arena_names[a],
-                            (long long)p->arena_size[a]);
-    if (count && !buf)
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: %s: no buffer", what);
-    return CS_OK;
-}
-
 /* Floats [offset, offset + count) of device buffer buf from or to host memory, through the staging buffer. */
 static int copy_host(vk_plan *p, int buf, int64_t offset, int64_t count, float *host, int to_device, cs_error *err)
 {
@@ -390,44 +367,19 @@ static int copy_host(vk_plan *p, int buf, int64_t offset, int64_t count, float *
 
 int vk_write(void *plan, cs_arena a, int64_t offset, int64_t count, const float *src, cs_error *err)
 {
-    vk_plan *p = plan;
-    int rc = arena_range(p, a, offset, count, src, "write", err);
-    if (rc == CS_OK && count)
-        rc = copy_host(p, arena_buffer[a], offset, count, (float *)src, 1, err);
-    return rc;
+    return copy_host(plan, arena_buffer[a], offset, count, (float *)src, 1, err);
 }
 
 int vk_read(void *plan, cs_arena a, int64_t offset, int64_t count, float *dst, cs_error *err)
 {
-    vk_plan *p = plan;
-    int rc = arena_range(p, a, offset, count, dst, "read", err);
-    if (rc == CS_OK && count)
-        rc = copy_host(p, arena_buffer[a], offset, count, dst, 0, err);
-    return rc;
-}
-
-static int check_rows(const vk_plan *p, int n, const char *what, cs_error *err)
-{
-    if (!p)
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: %s without a plan", what);
-    if (n < 1 || n > cs_graph_batch(p->g))
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: %s: %d rows, expected 1 to the graph's batch of %d",
-                            what, n, cs_graph_batch(p->g));
-    return CS_OK;
+    return copy_host(plan, arena_buffer[a], offset, count, dst, 0, err);
 }
 
 int vk_set_input(void *plan, int tensor, const float *src, int n, cs_error *err)
 {
     vk_plan *p = plan;
-    int rc = check_rows(p, n, "set_input", err);
-    if (rc)
-        return rc;
-    if (tensor < 0 || tensor >= cs_graph_n_tensors(p->g) || cs_graph_tensor(p->g, tensor)->kind != CS_TENSOR_INPUT)
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: set_input: tensor %d is not an input of the graph",
-                            tensor);
     const cs_tensor *t = cs_graph_tensor(p->g, tensor);
-    if (!src)
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: set_input %s: no data", t->name);
+    int rc;
     /* the submission in flight may still be uploading the inputs */
     if ((rc = sync_plan(p, err)))
         return rc;
@@ -438,16 +390,8 @@ int vk_set_input(void *plan, int tensor, const float *src, int n, cs_error *err)
 int vk_read_tensor(void *plan, int tensor, float *dst, int n, cs_error *err)
 {
     vk_plan *p = plan;
-    int rc = check_rows(p, n, "read_tensor", err);
-    if (rc)
-        return rc;
-    if (tensor < 0 || tensor >= cs_graph_n_tensors(p->g) ||
-        (cs_graph_tensor(p->g, tensor)->kind != CS_TENSOR_ACT && cs_graph_tensor(p->g, tensor)->kind != CS_TENSOR_INPUT))
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: read_tensor: tensor %d is not an input or activation",
-                            tensor);
     const cs_tensor *t = cs_graph_tensor(p->g, tensor);
-    if (!dst)
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: read_tensor %s: no buffer", t->name);
+    int rc;
     if ((rc = sync_plan(p, err)))
         return rc;
     const int64_t count = vk_rows_size(t, n);
@@ -557,23 +501,11 @@ static int check_forward(vk_plan *p, int n, int train, cs_error *err)
 int vk_forward(void *plan, int n, int flags, cs_error *err)
 {
     vk_plan *p = plan;
-    int rc = check_rows(p, n, "forward", err);
-    if (rc)
-        return rc;
-    if (flags & ~(CS_FWD_TRAIN | CS_FWD_FROZEN))
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: forward: unknown flags 0x%x", (unsigned)flags);
     const int train = flags & CS_FWD_TRAIN, frozen = flags & CS_FWD_FROZEN;
-    if (train && frozen)
-        return cs_error_set(err, CS_ERR_ARG,
-                            "vulkan backend: forward: CS_FWD_FROZEN runs the frozen model in eval mode only, not "
-                            "with CS_FWD_TRAIN");
-    if ((rc = sync_plan(p, err)))
-        return rc;
-    p->trained_rows = 0; /* the activations are being overwritten */
-    if ((rc = check_forward(p, n, train, err)) ||
+    int rc;
+    if ((rc = sync_plan(p, err)) || (rc = check_forward(p, n, train, err)) ||
         (rc = run(p, train ? VK_REC_FWD_TRAIN : frozen ? VK_REC_FWD_FROZEN : VK_REC_FWD_EVAL, n, err)))
         return rc;
-    p->trained_rows = train ? n : 0;
     return CS_OK;
 }
 
@@ -585,23 +517,10 @@ static int write_hyper(vk_plan *p, const cs_sgd *opt, cs_error *err)
         h->loss_weight[l] = cs_graph_loss_weight(p->g, l);
     if (!opt)
         return CS_OK;
-    /* torch.optim.SGD refuses the same */
-    if (!(opt->lr >= 0) || !(opt->momentum >= 0) || !(opt->weight_decay >= 0) || (opt->nesterov && opt->momentum <= 0))
-        return cs_error_set(err, CS_ERR_ARG,
-                            "vulkan backend: SGD lr %g, momentum %g, weight decay %g%s: expected values >= 0 "
-                            "(Nesterov needs momentum > 0)",
-                            opt->lr, opt->momentum, opt->weight_decay, opt->nesterov ? ", Nesterov" : "");
-    if (opt->n_frozen < 0 || (opt->n_frozen > 0 && !opt->frozen))
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: SGD: %d frozen ranges%s", opt->n_frozen,
-                            opt->n_frozen > 0 ? " but no array of them" : "");
+    /* the front door has checked the settings and that every frozen range lies in the arena */
     int nf = 0;
     for (int f = 0; f < opt->n_frozen; f++) {
         const int64_t s = opt->frozen[f][0], c = opt->frozen[f][1];
-        if (s < 0 || c < 0 || s > cs_graph_n_params(p->g) - c)
-            return cs_error_set(err, CS_ERR_ARG,
-                                "vulkan backend: SGD: frozen range %d, floats [%lld, %lld), is outside the %lld "
-                                "parameters",
-                                f, (long long)s, (long long)(s + c), (long long)cs_graph_n_params(p->g));
         if (!c)
             continue;
         /* merged into the ranges so far, which stay disjoint */
@@ -634,16 +553,8 @@ static int write_hyper(vk_plan *p, const cs_sgd *opt, cs_error *err)
 
 int vk_backward(void *plan, int n, cs_error *err)
 {
-    vk_plan *p = plan;
-    int rc = check_rows(p, n, "backward", err);
-    if (rc)
-        return rc;
-    if (p->trained_rows != n)
-        return cs_error_set(err, CS_ERR_ARG,
-                            p->trained_rows ? "vulkan backend: backward of %d rows after a training forward of %d"
-                                            : "vulkan backend: backward of %d rows: the last forward was not a "
-                                              "training one (%d rows), so there is nothing to back-propagate",
-                            n, p->trained_rows);
+    vk_plan *p = plan; /* the front door allows backward only after a training forward of these n rows */
+    int rc;
     if ((rc = sync_plan(p, err)) || (rc = write_hyper(p, NULL, err)))
         return rc;
     return run(p, VK_REC_BWD, n, err);
@@ -652,8 +563,6 @@ int vk_backward(void *plan, int n, cs_error *err)
 int vk_update(void *plan, const cs_sgd *opt, cs_error *err)
 {
     vk_plan *p = plan;
-    if (!p || !opt)
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: update needs a plan and SGD settings");
     int rc = sync_plan(p, err);
     if (rc || (rc = write_hyper(p, opt, err)))
         return rc;
@@ -663,18 +572,10 @@ int vk_update(void *plan, const cs_sgd *opt, cs_error *err)
 int vk_step(void *plan, int n, const cs_sgd *opt, cs_error *err)
 {
     vk_plan *p = plan;
-    int rc = check_rows(p, n, "step", err);
-    if (rc)
-        return rc;
-    if (!opt)
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: step needs SGD settings");
-    if ((rc = sync_plan(p, err)))
-        return rc;
-    p->trained_rows = 0;
-    if ((rc = write_hyper(p, opt, err)) || (rc = check_forward(p, n, 1, err)) ||
+    int rc;
+    if ((rc = sync_plan(p, err)) || (rc = write_hyper(p, opt, err)) || (rc = check_forward(p, n, 1, err)) ||
         (rc = run(p, VK_REC_STEP, n, err)))
         return rc;
-    p->trained_rows = n;
     return CS_OK;
 }
 
@@ -723,8 +624,6 @@ static int by_time(const void *a, const void *b)
 int vk_profile(void *plan, char *report, size_t size, cs_error *err)
 {
     vk_plan *p = plan;
-    if (!p)
-        return cs_error_set(err, CS_ERR_ARG, "vulkan backend: profile without a plan");
     if (!p->d->timestamp_bits)
         return cs_error_set(err, CS_ERR, "vulkan backend: the device's compute queue has no timestamps: no profile");
     int rc = sync_plan(p, err);
