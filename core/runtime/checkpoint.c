@@ -94,6 +94,23 @@ static void graph_shape(const cs_tensor *t, int64_t *shape)
         shape[i] = t->shape[i];
 }
 
+/* What a save and a load both need: a file name, a graph that built, its arenas. */
+static int check_args(const char *path, const cs_graph *g, const float *params, const float *buffers,
+                      const char *verb, cs_error *err)
+{
+    if (!path || !*path)
+        return cs_error_set(err, CS_ERR_ARG, "checkpoint: no file name given");
+    if (!g)
+        return cs_error_set(err, CS_ERR_ARG, "%s: no graph to %s", path, verb);
+    cs_error gerr;
+    if (cs_graph_status(g, &gerr))
+        return cs_error_set(err, CS_ERR_ARG, "%s: the graph did not build (%s)", path, gerr.msg);
+    if ((cs_graph_n_params(g) && !params) || (cs_graph_n_buffers(g) && !buffers))
+        return cs_error_set(err, CS_ERR_ARG, "%s: no %s arena given", path,
+                            cs_graph_n_params(g) && !params ? "parameter" : "buffer");
+    return CS_OK;
+}
+
 /* ------------------------------------------------------------------ save */
 
 typedef struct out_tensor {
@@ -271,18 +288,10 @@ static int write_file(const char *path, const char *hdr, size_t hlen, const out_
 int cs_checkpoint_save(const char *path, const cs_graph *g, const float *params, const float *buffers,
                        const char *const *meta_kv, cs_error *err)
 {
-    if (!path || !*path)
-        return cs_error_set(err, CS_ERR_ARG, "checkpoint: no file name given");
-    if (!g)
-        return cs_error_set(err, CS_ERR_ARG, "%s: no graph to save", path);
-    cs_error gerr;
-    if (cs_graph_status(g, &gerr))
-        return cs_error_set(err, CS_ERR_ARG, "%s: the graph did not build (%s)", path, gerr.msg);
-    if ((cs_graph_n_params(g) && !params) || (cs_graph_n_buffers(g) && !buffers))
-        return cs_error_set(err, CS_ERR_ARG, "%s: no %s arena given", path,
-                            cs_graph_n_params(g) && !params ? "parameter" : "buffer");
-    int rc = check_meta(path, meta_kv, err);
+    int rc = check_args(path, g, params, buffers, "save", err);
     if (rc)
+        return rc;
+    if ((rc = check_meta(path, meta_kv, err)))
         return rc;
 
     out_tensor *ts = NULL;
@@ -753,16 +762,9 @@ int cs_checkpoint_load_ex(const char *path, const cs_graph *g, float *params, fl
 {
     if (info)
         memset(info, 0, sizeof *info);
-    if (!path || !*path)
-        return cs_error_set(err, CS_ERR_ARG, "checkpoint: no file name given");
-    if (!g)
-        return cs_error_set(err, CS_ERR_ARG, "%s: no graph to load into", path);
-    cs_error gerr;
-    if (cs_graph_status(g, &gerr))
-        return cs_error_set(err, CS_ERR_ARG, "%s: the graph did not build (%s)", path, gerr.msg);
-    if ((cs_graph_n_params(g) && !params) || (cs_graph_n_buffers(g) && !buffers))
-        return cs_error_set(err, CS_ERR_ARG, "%s: no %s arena given", path,
-                            cs_graph_n_params(g) && !params ? "parameter" : "buffer");
+    int rc = check_args(path, g, params, buffers, "load into", err);
+    if (rc)
+        return rc;
     if (flags & ~(unsigned)(CS_CKPT_ALLOW_MISSING | CS_CKPT_GROW_ROWS))
         return cs_error_set(err, CS_ERR_ARG, "%s: unknown load flags 0x%x", path, flags);
 
@@ -771,7 +773,7 @@ int cs_checkpoint_load_ex(const char *path, const cs_graph *g, float *params, fl
     if (L.fd < 0)
         return cs_error_set(err, CS_ERR_IO, errno == ENOENT ? "%s: missing file" : "%s: cannot open (%s)", path,
                             strerror(errno));
-    int rc = read_header(&L, err);
+    rc = read_header(&L, err);
     if (rc == CS_OK)
         rc = check_layout(&L, err);
     if (rc == CS_OK)
