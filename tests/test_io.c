@@ -17,16 +17,6 @@
 #include "runtime/json.h"
 #include "testutil.h"
 
-/* dir/name; each call has its own buffer (up to 32 per test) */
-static const char *path_in_tmp(const char *name)
-{
-    static char paths[32][512];
-    static int slot;
-    char *p = paths[slot++ % 32];
-    snprintf(p, 512, "%s/%s", tu_tmpdir(), name);
-    return p;
-}
-
 static const char *tmp_of(const char *path)
 {
     static char t[4][600];
@@ -64,7 +54,7 @@ static void assert_one_line_naming(const char *msg, const char *path)
 
 START_TEST(atomic_replaces_on_success)
 {
-    const char *p = path_in_tmp("f.txt");
+    const char *p = tu_path("f.txt");
     cs_error err;
     ck_assert_int_eq(cs_atomic_write(p, "old\n", 4, 0644, &err), CS_OK);
     ck_assert_str_eq(slurp(p), "old\n");
@@ -101,7 +91,7 @@ END_TEST
 /* A link planted at the temporary path: neither it nor what it points at is written through. */
 START_TEST(atomic_does_not_follow_links)
 {
-    const char *p = path_in_tmp("target.txt"), *victim = path_in_tmp("victim.txt");
+    const char *p = tu_path("target.txt"), *victim = tu_path("victim.txt");
     cs_error err;
     ck_assert_int_eq(cs_atomic_write(victim, "victim\n", 7, 0644, &err), CS_OK);
     ck_assert_int_eq(symlink(victim, tmp_of(p)), 0);
@@ -114,7 +104,7 @@ START_TEST(atomic_does_not_follow_links)
     ck_assert(!exists(tmp_of(p)));
 
     /* a dangling link: nothing is created where it points */
-    const char *nowhere = path_in_tmp("nowhere.txt");
+    const char *nowhere = tu_path("nowhere.txt");
     ck_assert_int_eq(symlink(nowhere, tmp_of(p)), 0);
     ck_assert_int_eq(cs_atomic_write(p, "again\n", 6, 0644, &err), CS_OK);
     ck_assert(!exists(nowhere));
@@ -127,14 +117,14 @@ START_TEST(atomic_failures)
 {
     cs_error err;
     /* a folder that does not exist */
-    const char *p = path_in_tmp("no/such/dir/x.txt");
+    const char *p = tu_path("no/such/dir/x.txt");
     ck_assert_int_eq(cs_atomic_write(p, "x", 1, 0644, &err), CS_ERR_IO);
     assert_one_line_naming(err.msg, p);
     ck_assert_msg(strstr(err.msg, "cannot create") && strstr(err.msg, strerror(ENOENT)), "%s", err.msg);
     ck_assert(!exists(tmp_of(p)));
 
     /* the target is a folder: the rename fails, the folder stays, the temporary file goes */
-    const char *dir = path_in_tmp("adir");
+    const char *dir = tu_path("adir");
     ck_assert_int_eq(mkdir(dir, 0755), 0);
     ck_assert_int_eq(cs_atomic_write(dir, "x", 1, 0644, &err), CS_ERR_IO);
     assert_one_line_naming(err.msg, dir);
@@ -144,7 +134,7 @@ START_TEST(atomic_failures)
     ck_assert(stat(dir, &st) == 0 && S_ISDIR(st.st_mode));
 
     /* a folder where the temporary file would go: not removed, an error */
-    const char *q = path_in_tmp("blocked.txt");
+    const char *q = tu_path("blocked.txt");
     ck_assert_int_eq(cs_atomic_write(q, "old\n", 4, 0644, &err), CS_OK);
     ck_assert_int_eq(mkdir(tmp_of(q), 0755), 0);
     ck_assert_int_eq(cs_atomic_write(q, "new\n", 4, 0644, &err), CS_ERR_IO);
@@ -160,7 +150,7 @@ END_TEST
 /* A write that fails half-way (the file size limit) leaves the old file as it was. */
 START_TEST(atomic_failed_write_keeps_old)
 {
-    const char *p = path_in_tmp("keep.txt");
+    const char *p = tu_path("keep.txt");
     cs_error err;
     ck_assert_int_eq(cs_atomic_write(p, "old\n", 4, 0644, &err), CS_OK);
     static char big[1 << 16];
@@ -295,22 +285,21 @@ START_TEST(json_reader_strings)
 }
 END_TEST
 
+/* Two cases: the atomic writer's tests (each in a fresh folder, removed after) and the JSON ones. */
 static Suite *io_suite(void)
 {
+    const TTest *atomic[] = {atomic_replaces_on_success, atomic_does_not_follow_links, atomic_failures,
+                             atomic_failed_write_keeps_old};
+    const TTest *json[] = {json_escaping, json_layout, json_reader_strings};
     Suite *s = suite_create("io");
-    TCase *tc = tcase_create("atomic");
-    tcase_add_test(tc, atomic_replaces_on_success);
-    tcase_add_test(tc, atomic_does_not_follow_links);
-    tcase_add_test(tc, atomic_failures);
-    tcase_add_test(tc, atomic_failed_write_keeps_old);
-    tcase_add_checked_fixture(tc, NULL, tu_remove_tmpdir);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("json");
-    tcase_add_test(tc, json_escaping);
-    tcase_add_test(tc, json_layout);
-    tcase_add_test(tc, json_reader_strings);
-    suite_add_tcase(s, tc);
+    TCase *tc_atomic = tcase_create("atomic"), *tc_json = tcase_create("json");
+    for (size_t i = 0; i < sizeof atomic / sizeof atomic[0]; i++)
+        tcase_add_test(tc_atomic, atomic[i]);
+    for (size_t i = 0; i < sizeof json / sizeof json[0]; i++)
+        tcase_add_test(tc_json, json[i]);
+    tcase_add_checked_fixture(tc_atomic, NULL, tu_remove_tmpdir);
+    suite_add_tcase(s, tc_atomic);
+    suite_add_tcase(s, tc_json);
     return s;
 }
 
