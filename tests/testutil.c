@@ -120,12 +120,18 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 
 void tu_remove_tmpdir(void) { nftw(tu_tmpdir(), remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
+const char *tu_path(const char *name)
+{
+    static char paths[32][512];
+    static int slot;
+    char *p = paths[slot++ % 32];
+    snprintf(p, 512, "%s/%s", tu_tmpdir(), name);
+    return p;
+}
+
 const char *tu_write(const char *name, const char *text)
 {
-    static char paths[8][512];
-    static int slot;
-    char *p = paths[slot++ % 8];
-    snprintf(p, 512, "%s/%s", tu_tmpdir(), name);
+    const char *p = tu_path(name);
     FILE *f = fopen(p, "w");
     ck_assert_msg(f != NULL, "cannot write %s", p);
     fputs(text, f);

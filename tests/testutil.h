@@ -36,7 +36,9 @@ const char *tu_tmpdir(void);
  * failing test (which exits before it) leaves its files to look at. Keeps the
  * directory itself when CK_FORK=no, where all tests share it. */
 void tu_remove_tmpdir(void);
-/* Writes text to dir/name and returns the full path (static buffer per call slot). */
+/* The temporary directory's dir/name (static buffers, 32 calls before one is reused). */
+const char *tu_path(const char *name);
+/* Writes text to dir/name and returns the full path (as tu_path gives it). */
 const char *tu_write(const char *name, const char *text);
 
 /* Writes DIR/SPLIT-images-idx3-ubyte and DIR/SPLIT-labels-idx1-ubyte: 10

@@ -6,7 +6,11 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "runtime/json.h"
 #include "runtime/plugins_conf.h"
+
+/* The --json output's strings: \" and \\, every control character as \u00xx. */
+#define CLI_JSON_ESC 0u
 
 cs_registry *cli_load_plugins(const char *cmd, const char *explicit_conf, int quiet)
 {
@@ -160,27 +164,13 @@ int cli_net_option(const char *cmd, cli_net_opts *o, int opt, const char *arg)
     }
 }
 
-void cli_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
+void cli_json_string(FILE *f, const char *s) { cs_json_put_string(f, s, CLI_JSON_ESC); }
 
 void cli_json_ints(FILE *f, const int *v, int n)
 {
-    fputc('[', f);
-    for (int i = 0; i < n; i++)
-        fprintf(f, "%s%d", i ? ", " : "", v[i]);
-    fputc(']', f);
+    cs_json j;
+    cs_json_start(&j, f, CLI_JSON_ESC);
+    cs_json_ints(&j, v, n, &cs_json_spaced);
 }
 
 int cli_net_validate(const char *cmd, const cli_net_opts *o)

@@ -82,7 +82,8 @@ int cli_net_resolve(const char *cmd, const cs_registry *r, const cli_net_opts *o
     "  --help            this text\n"                                                                         \
     "Budgets read as 1M, 2.5M, 1500k, 3e6 or 1000000.\n"
 
-/* Writes a JSON string literal. */
+/* For --json: a JSON string literal, and an array of ints as [1, 2, 3]
+ * (both through the runtime's JSON writer, runtime/json.h). */
 void cli_json_string(FILE *f, const char *s);
 void cli_json_ints(FILE *f, const int *v, int n);
 

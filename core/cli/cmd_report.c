@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/atomic.h"
 #include "runtime/results.h"
 #include "cli/cli.h"
 
@@ -398,29 +399,28 @@ static void print_csv(FILE *f, const row *rows, int n_rows)
     }
 }
 
-/* DIR/report.csv (through report.csv.tmp) and DIR/report.svg. */
+/* DIR/report.csv and DIR/report.svg, each through the atomic writer. */
 static int write_out(const char *dir, const char *title, const run *runs, int n_runs, const row *rows, int n_rows)
 {
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "cilscale report: %s: cannot make the folder (%s)\n", dir, strerror(errno));
         return CLI_FAIL;
     }
-    char path[PATH_MAX], tmp[PATH_MAX + 8];
+    char path[PATH_MAX];
     if ((size_t)snprintf(path, sizeof path, "%s/report.csv", dir) >= sizeof path) {
         fprintf(stderr, "cilscale report: %s: path too long\n", dir);
         return CLI_FAIL;
     }
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        fprintf(stderr, "cilscale report: %s: cannot create %s (%s)\n", path, tmp, strerror(errno));
-        return CLI_FAIL;
+    cs_error err;
+    cs_atomic csv;
+    int rc = cs_atomic_open(&csv, path, 0666, &err);
+    if (rc == CS_OK) {
+        print_csv(csv.f, rows, n_rows);
+        rc = cs_atomic_commit(&csv, &err);
     }
-    print_csv(f, rows, n_rows);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-        fprintf(stderr, "cilscale report: %s: cannot write %s (%s)\n", path, tmp, strerror(bad ? EIO : errno));
-        unlink(tmp);
+    cs_atomic_release(&csv);
+    if (rc) {
+        fprintf(stderr, "cilscale report: %s\n", err.msg);
         return CLI_FAIL;
     }
     const cs_run_result **rs = malloc((size_t)(n_runs ? n_runs : 1) * sizeof *rs);
@@ -431,8 +431,7 @@ static int write_out(const char *dir, const char *title, const run *runs, int n_
     for (int i = 0; i < n_runs; i++)
         rs[i] = runs[i].r;
     snprintf(path, sizeof path, "%s/report.svg", dir);
-    cs_error err;
-    int rc = cs_results_svg(path, rs, n_runs, title, &err);
+    rc = cs_results_svg(path, rs, n_runs, title, &err);
     free(rs);
     if (rc) {
         fprintf(stderr, "cilscale report: %s\n", err.msg);

@@ -1,9 +1,8 @@
-/* checkpoint.c: safetensors checkpoints: an atomic save, a fully checked bit-exact load,
- * and the small JSON reader the header needs (objects, strings, integer arrays;
- * anything else is parsed and skipped). */
+/* checkpoint.c: safetensors checkpoints: the save (the header's JSON, then the
+ * tensors, written through the atomic writer) and the fully checked bit-exact
+ * load (read the header, check the layout, match the graph, copy). */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/atomic.h"
 #include "runtime/checkpoint.h"
+#include "runtime/json.h"
 
 /* The reference implementation's limit on the JSON header. */
 #define MAX_HEADER 100000000ULL
 #define MAX_DIMS 8 /* dims kept per file tensor; more are counted, not stored */
-#define MAX_DEPTH 64
 #define NBT_SUFFIX ".num_batches_tracked"
 
 #if !defined(__BYTE_ORDER__) || (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__ && __BYTE_ORDER__ != __ORDER_BIG_ENDIAN__)
@@ -94,67 +94,24 @@ static void graph_shape(const cs_tensor *t, int64_t *shape)
         shape[i] = t->shape[i];
 }
 
+/* What a save and a load both need: a file name, a graph that built, its arenas. */
+static int check_args(const char *path, const cs_graph *g, const float *params, const float *buffers,
+                      const char *verb, cs_error *err)
+{
+    if (!path || !*path)
+        return cs_error_set(err, CS_ERR_ARG, "checkpoint: no file name given");
+    if (!g)
+        return cs_error_set(err, CS_ERR_ARG, "%s: no graph to %s", path, verb);
+    cs_error gerr;
+    if (cs_graph_status(g, &gerr))
+        return cs_error_set(err, CS_ERR_ARG, "%s: the graph did not build (%s)", path, gerr.msg);
+    if ((cs_graph_n_params(g) && !params) || (cs_graph_n_buffers(g) && !buffers))
+        return cs_error_set(err, CS_ERR_ARG, "%s: no %s arena given", path,
+                            cs_graph_n_params(g) && !params ? "parameter" : "buffer");
+    return CS_OK;
+}
+
 /* ------------------------------------------------------------------ save */
-
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_int(sbuf *b, int64_t v)
-{
-    char t[32];
-    sb_put(b, t, (size_t)snprintf(t, sizeof t, "%lld", (long long)v));
-}
-
-/* A JSON string, as serde_json writes it. */
-static void sb_json(sbuf *b, const char *s)
-{
-    sb_put(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char e[8];
-        switch (c) {
-        case '"': sb_put(b, "\\\"", 2); break;
-        case '\\': sb_put(b, "\\\\", 2); break;
-        case '\n': sb_put(b, "\\n", 2); break;
-        case '\r': sb_put(b, "\\r", 2); break;
-        case '\t': sb_put(b, "\\t", 2); break;
-        case '\b': sb_put(b, "\\b", 2); break;
-        case '\f': sb_put(b, "\\f", 2); break;
-        default:
-            if (c < 0x20)
-                sb_put(b, e, (size_t)snprintf(e, sizeof e, "\\u%04x", c));
-            else
-                sb_put(b, s, 1);
-        }
-    }
-    sb_put(b, "\"", 1);
-}
 
 typedef struct out_tensor {
     char name[CS_NAME_MAX + sizeof NBT_SUFFIX];
@@ -173,76 +130,25 @@ static int out_cmp(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-typedef struct wfile {
-    int fd;
-    unsigned char buf[1 << 16];
-    size_t n;
-    int errnum; /* the first write error */
-} wfile;
-
-static void w_flush(wfile *w)
-{
-    size_t off = 0;
-    while (off < w->n && !w->errnum) {
-        ssize_t k = write(w->fd, w->buf + off, w->n - off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            w->errnum = k < 0 ? errno : EIO;
-        else
-            off += (size_t)k;
-    }
-    w->n = 0;
-}
-
-static void w_bytes(wfile *w, const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    while (n && !w->errnum) {
-        if (w->n == sizeof w->buf)
-            w_flush(w);
-        size_t k = sizeof w->buf - w->n < n ? sizeof w->buf - w->n : n;
-        memcpy(w->buf + w->n, s, k);
-        w->n += k;
-        s += k;
-        n -= k;
-    }
-}
-
-static void w_le(wfile *w, uint64_t v, int bytes)
+static void put_le(cs_atomic *a, uint64_t v, int bytes)
 {
     unsigned char b[8];
     for (int i = 0; i < bytes; i++)
         b[i] = (unsigned char)(v >> (8 * i));
-    w_bytes(w, b, (size_t)bytes);
+    cs_atomic_put(a, b, (size_t)bytes);
 }
 
-static void w_f32(wfile *w, const float *x, int64_t n)
+static void put_f32(cs_atomic *a, const float *x, int64_t n)
 {
     if (HOST_LE) {
-        w_bytes(w, x, (size_t)n * sizeof(float));
+        cs_atomic_put(a, x, (size_t)n * sizeof(float));
         return;
     }
     for (int64_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, &x[i], 4);
-        w_le(w, u, 4);
+        put_le(a, u, 4);
     }
-}
-
-/* fsync of the folder holding path, so the rename itself is durable; best effort. */
-static void sync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir)
-        return;
-    int fd = open(dir, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
 }
 
 static int check_meta(const char *path, const char *const *kv, cs_error *err)
@@ -264,23 +170,11 @@ static int check_meta(const char *path, const char *const *kv, cs_error *err)
     return CS_OK;
 }
 
-int cs_checkpoint_save(const char *path, const cs_graph *g, const float *params, const float *buffers,
-                       const char *const *meta_kv, cs_error *err)
+/* The tensors to write, in the file's order: every PARAM and BUFFER, and each
+ * batch norm's counter. *out is the caller's to free. */
+static int collect_tensors(const char *path, const cs_graph *g, const float *params, const float *buffers,
+                           out_tensor **out, int *out_n, cs_error *err)
 {
-    if (!path || !*path)
-        return cs_error_set(err, CS_ERR_ARG, "checkpoint: no file name given");
-    if (!g)
-        return cs_error_set(err, CS_ERR_ARG, "%s: no graph to save", path);
-    cs_error gerr;
-    if (cs_graph_status(g, &gerr))
-        return cs_error_set(err, CS_ERR_ARG, "%s: the graph did not build (%s)", path, gerr.msg);
-    if ((cs_graph_n_params(g) && !params) || (cs_graph_n_buffers(g) && !buffers))
-        return cs_error_set(err, CS_ERR_ARG, "%s: no %s arena given", path, cs_graph_n_params(g) && !params ? "parameter" : "buffer");
-    int rc = check_meta(path, meta_kv, err);
-    if (rc)
-        return rc;
-
-    /* The tensors to write: every PARAM and BUFFER, and each batch norm's counter. */
     int n = 0;
     for (int i = 0; i < cs_graph_n_tensors(g); i++)
         n += cs_graph_tensor(g, i)->kind == CS_TENSOR_PARAM || cs_graph_tensor(g, i)->kind == CS_TENSOR_BUFFER;
@@ -289,6 +183,7 @@ int cs_checkpoint_save(const char *path, const cs_graph *g, const float *params,
     out_tensor *ts = calloc(n ? (size_t)n : 1, sizeof *ts);
     if (!ts)
         return cs_error_set(err, CS_ERR_NOMEM, "%s: out of memory", path);
+    *out = ts;
     int m = 0;
     for (int i = 0; i < cs_graph_n_tensors(g); i++) {
         const cs_tensor *t = cs_graph_tensor(g, i);
@@ -303,109 +198,116 @@ int cs_checkpoint_save(const char *path, const cs_graph *g, const float *params,
         if (cs_graph_node(g, i)->op != CS_OP_BATCHNORM)
             continue;
         snprintf(ts[m].name, sizeof ts[m].name, "%s" NBT_SUFFIX, cs_graph_node(g, i)->name);
-        if (cs_graph_find(g, ts[m].name) >= 0) {
-            rc = cs_error_set(err, CS_ERR_ARG, "%s: tensor %s: the graph has a tensor of the name a batch norm's "
-                              "counter takes", path, ts[m].name);
-            free(ts);
-            return rc;
-        }
+        if (cs_graph_find(g, ts[m].name) >= 0)
+            return cs_error_set(err, CS_ERR_ARG, "%s: tensor %s: the graph has a tensor of the name a batch norm's "
+                                "counter takes", path, ts[m].name);
         ts[m++].i64 = 1;
     }
     qsort(ts, (size_t)n, sizeof *ts, out_cmp);
+    *out_n = n;
+    return CS_OK;
+}
 
-    /* The header: metadata first, then the tensors in data order. */
-    sbuf h = {0};
-    sb_puts(&h, "{");
+/* The header: metadata first, then the tensors in data order (whose offsets
+ * it sets), padded with spaces to a multiple of 8. NULL when out of memory. */
+static char *header_json(const char *const *meta_kv, out_tensor *ts, int n, size_t *len)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    if (!f)
+        return NULL;
+    cs_json j;
+    cs_json_start(&j, f, CS_JSON_ESC_SERDE);
+    cs_json_object(&j, &cs_json_compact);
     if (meta_kv && meta_kv[0]) {
-        sb_puts(&h, "\"__metadata__\":{");
+        cs_json_key(&j, "__metadata__");
+        cs_json_object(&j, &cs_json_compact);
         for (int i = 0; meta_kv[i]; i += 2) {
-            if (i)
-                sb_puts(&h, ",");
-            sb_json(&h, meta_kv[i]);
-            sb_puts(&h, ":");
-            sb_json(&h, meta_kv[i + 1]);
+            cs_json_key(&j, meta_kv[i]);
+            cs_json_string(&j, meta_kv[i + 1]);
         }
-        sb_puts(&h, "}");
+        cs_json_end(&j);
     }
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
         out_tensor *o = &ts[i];
-        if (i || (meta_kv && meta_kv[0]))
-            sb_puts(&h, ",");
-        sb_json(&h, o->name);
-        sb_puts(&h, o->i64 ? ":{\"dtype\":\"I64\",\"shape\":[" : ":{\"dtype\":\"F32\",\"shape\":[");
-        if (!o->i64)
-            for (int d = 0; d < o->t->ndim; d++) {
-                if (d)
-                    sb_puts(&h, ",");
-                sb_int(&h, o->t->shape[d]);
-            }
         o->begin = off;
         off += o->i64 ? 8 : (uint64_t)o->t->size * 4;
         o->end = off;
-        sb_puts(&h, "],\"data_offsets\":[");
-        sb_int(&h, (int64_t)o->begin);
-        sb_puts(&h, ",");
-        sb_int(&h, (int64_t)o->end);
-        sb_puts(&h, "]}");
+        cs_json_key(&j, o->name);
+        cs_json_object(&j, &cs_json_compact);
+        cs_json_key(&j, "dtype");
+        cs_json_string(&j, o->i64 ? "I64" : "F32");
+        cs_json_key(&j, "shape");
+        cs_json_array(&j, &cs_json_compact);
+        for (int d = 0; !o->i64 && d < o->t->ndim; d++)
+            cs_json_int(&j, o->t->shape[d]);
+        cs_json_end(&j);
+        cs_json_key(&j, "data_offsets");
+        cs_json_array(&j, &cs_json_compact);
+        cs_json_int(&j, (long long)o->begin);
+        cs_json_int(&j, (long long)o->end);
+        cs_json_end(&j);
+        cs_json_end(&j);
     }
-    sb_puts(&h, "}");
-    while (h.n % 8)
-        sb_puts(&h, " ");
-    if (h.oom || h.n > MAX_HEADER) {
-        rc = h.oom ? cs_error_set(err, CS_ERR_NOMEM, "%s: out of memory", path)
-                   : cs_error_set(err, CS_ERR_ARG, "%s: the header would be %zu bytes, over the format's limit", path, h.n);
-        free(h.p);
-        free(ts);
-        return rc;
+    cs_json_end(&j);
+    long at = ftell(f);
+    for (; at > 0 && at % 8; at++)
+        fputc(' ', f);
+    int bad = at < 0 || ferror(f);
+    if (fclose(f) != 0 || bad) {
+        free(text);
+        return NULL;
     }
+    *len = size;
+    return text;
+}
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 5);
-    wfile *w = malloc(sizeof *w);
-    if (!tmp || !w) {
-        free(tmp);
-        free(w);
-        free(h.p);
-        free(ts);
-        return cs_error_set(err, CS_ERR_NOMEM, "%s: out of memory", path);
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    w->n = 0;
-    w->errnum = 0;
-    w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (w->fd < 0) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: cannot create %s (%s)", path, tmp, strerror(errno));
-        goto done;
-    }
-    w_le(w, h.n, 8);
-    w_bytes(w, h.p, h.n);
+/* The 8-byte header length, the header, then the tensors' bytes. */
+static int write_file(const char *path, const char *hdr, size_t hlen, const out_tensor *ts, int n, cs_error *err)
+{
     static const unsigned char zero8[8];
-    for (int i = 0; i < n; i++) {
-        if (ts[i].i64)
-            w_bytes(w, zero8, 8);
-        else
-            w_f32(w, ts[i].data, ts[i].t->size);
+    cs_atomic a;
+    int rc = cs_atomic_open(&a, path, 0644, err);
+    if (rc == CS_OK) {
+        put_le(&a, hlen, 8);
+        cs_atomic_put(&a, hdr, hlen);
+        for (int i = 0; i < n; i++) {
+            if (ts[i].i64)
+                cs_atomic_put(&a, zero8, 8);
+            else
+                put_f32(&a, ts[i].data, ts[i].t->size);
+        }
+        rc = cs_atomic_commit(&a, err);
     }
-    w_flush(w);
-    if (w->errnum) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: cannot write %s (%s)", path, tmp, strerror(w->errnum));
-    } else if (fsync(w->fd) != 0) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: cannot sync %s (%s)", path, tmp, strerror(errno));
-    }
-    if (close(w->fd) != 0 && rc == CS_OK)
-        rc = cs_error_set(err, CS_ERR_IO, "%s: cannot write %s (%s)", path, tmp, strerror(errno));
-    if (rc == CS_OK && rename(tmp, path) != 0)
-        rc = cs_error_set(err, CS_ERR_IO, "%s: cannot rename %s over it (%s)", path, tmp, strerror(errno));
-    if (rc == CS_OK)
-        sync_dir(path);
+    cs_atomic_release(&a);
+    return rc;
+}
+
+int cs_checkpoint_save(const char *path, const cs_graph *g, const float *params, const float *buffers,
+                       const char *const *meta_kv, cs_error *err)
+{
+    int rc = check_args(path, g, params, buffers, "save", err);
+    if (rc)
+        return rc;
+    if ((rc = check_meta(path, meta_kv, err)))
+        return rc;
+
+    out_tensor *ts = NULL;
+    int n = 0;
+    char *hdr = NULL;
+    size_t hlen = 0;
+    if ((rc = collect_tensors(path, g, params, buffers, &ts, &n, err)))
+        goto done;
+    if (!(hdr = header_json(meta_kv, ts, n, &hlen)))
+        rc = cs_error_set(err, CS_ERR_NOMEM, "%s: out of memory", path);
+    else if (hlen > MAX_HEADER)
+        rc = cs_error_set(err, CS_ERR_ARG, "%s: the header would be %zu bytes, over the format's limit", path, hlen);
     else
-        unlink(tmp);
+        rc = write_file(path, hdr, hlen, ts, n, err);
 done:
-    free(tmp);
-    free(w);
-    free(h.p);
+    free(hdr);
     free(ts);
     return rc;
 }
@@ -423,380 +325,129 @@ typedef struct in_tensor {
     int used;
 } in_tensor;
 
-typedef struct jp {
-    const char *s;
-    size_t n, i;
-    char *str;  /* decoded strings, each NUL-terminated; never longer than the header */
-    size_t str_n;
-    char why[160];
-    /* results */
+/* The header, read and parsed. */
+typedef struct header {
+    char *text;
+    uint64_t n; /* its length in bytes */
+    cs_json_reader r;
     in_tensor *ts;
     int n_ts, cap_ts;
-    const char **meta; /* key, value, ... */
+    const char **meta; /* key, value, ...; in r's strings */
     int n_meta, cap_meta;
-} jp;
+    int seen_meta;
+} header;
 
-static int jfail(jp *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int jfail(jp *p, const char *fmt, ...)
-{
-    if (!p->why[0]) {
-        char m[128];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(m, sizeof m, fmt, ap);
-        va_end(ap);
-        snprintf(p->why, sizeof p->why, "(byte %zu of the JSON): %s", p->i, m);
-    }
-    return -1;
-}
-
-static void jws(jp *p)
-{
-    while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' || p->s[p->i] == '\r'))
-        p->i++;
-}
-
-static int jpeek(jp *p)
-{
-    jws(p);
-    return p->i < p->n ? (unsigned char)p->s[p->i] : -1;
-}
-
-static int jexpect(jp *p, char c)
-{
-    if (jpeek(p) != c)
-        return p->i < p->n ? jfail(p, "expected '%c', found '%c'", c, p->s[p->i]) : jfail(p, "expected '%c', found the end", c);
-    p->i++;
-    return 0;
-}
-
-static int hex4(jp *p, uint32_t *v)
-{
-    if (p->n - p->i < 4)
-        return jfail(p, "\\u needs four hex digits");
-    *v = 0;
-    for (int k = 0; k < 4; k++) {
-        char c = p->s[p->i++];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (d < 0)
-            return jfail(p, "\\u needs four hex digits");
-        *v = *v << 4 | (uint32_t)d;
-    }
-    return 0;
-}
-
-/* A string, decoded into p->str; *out points at it. */
-static int jstring(jp *p, const char **out)
-{
-    if (jexpect(p, '"'))
-        return -1;
-    char *o = p->str + p->str_n;
-    size_t k = 0;
-    for (;;) {
-        if (p->i >= p->n)
-            return jfail(p, "a string runs to the end of the header");
-        unsigned char c = (unsigned char)p->s[p->i++];
-        if (c == '"')
-            break;
-        if (c < 0x20)
-            return jfail(p, "a control character in a string");
-        if (c != '\\') {
-            o[k++] = (char)c;
-            continue;
-        }
-        if (p->i >= p->n)
-            return jfail(p, "a string runs to the end of the header");
-        c = (unsigned char)p->s[p->i++];
-        switch (c) {
-        case '"': case '\\': case '/': o[k++] = (char)c; break;
-        case 'b': o[k++] = '\b'; break;
-        case 'f': o[k++] = '\f'; break;
-        case 'n': o[k++] = '\n'; break;
-        case 'r': o[k++] = '\r'; break;
-        case 't': o[k++] = '\t'; break;
-        case 'u': {
-            uint32_t cp;
-            if (hex4(p, &cp))
-                return -1;
-            if (cp >= 0xdc00 && cp <= 0xdfff)
-                return jfail(p, "a lone low surrogate");
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                uint32_t lo;
-                if (p->n - p->i < 2 || p->s[p->i] != '\\' || p->s[p->i + 1] != 'u')
-                    return jfail(p, "a lone high surrogate");
-                p->i += 2;
-                if (hex4(p, &lo))
-                    return -1;
-                if (lo < 0xdc00 || lo > 0xdfff)
-                    return jfail(p, "a lone high surrogate");
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-            }
-            if (cp == 0)
-                return jfail(p, "\\u0000 in a string");
-            if (cp < 0x80) {
-                o[k++] = (char)cp;
-            } else if (cp < 0x800) {
-                o[k++] = (char)(0xc0 | cp >> 6);
-                o[k++] = (char)(0x80 | (cp & 0x3f));
-            } else if (cp < 0x10000) {
-                o[k++] = (char)(0xe0 | cp >> 12);
-                o[k++] = (char)(0x80 | (cp >> 6 & 0x3f));
-                o[k++] = (char)(0x80 | (cp & 0x3f));
-            } else {
-                o[k++] = (char)(0xf0 | cp >> 18);
-                o[k++] = (char)(0x80 | (cp >> 12 & 0x3f));
-                o[k++] = (char)(0x80 | (cp >> 6 & 0x3f));
-                o[k++] = (char)(0x80 | (cp & 0x3f));
-            }
-            break;
-        }
-        default: return jfail(p, "unknown escape '\\%c'", c);
-        }
-    }
-    o[k++] = '\0';
-    p->str_n += k;
-    *out = o;
-    return 0;
-}
-
-/* A non-negative integer (no sign, fraction or exponent), at most INT64_MAX. */
-static int juint(jp *p, uint64_t *v)
-{
-    int c = jpeek(p);
-    if (c < '0' || c > '9')
-        return jfail(p, "expected a non-negative integer");
-    size_t start = p->i;
-    *v = 0;
-    while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') {
-        unsigned d = (unsigned)(p->s[p->i++] - '0');
-        if (*v > ((uint64_t)INT64_MAX - d) / 10)
-            return jfail(p, "an integer too large");
-        *v = *v * 10 + d;
-    }
-    if (p->s[start] == '0' && p->i - start > 1)
-        return jfail(p, "a number with a leading zero");
-    if (p->i < p->n && (p->s[p->i] == '.' || p->s[p->i] == 'e' || p->s[p->i] == 'E'))
-        return jfail(p, "expected an integer, found a fraction or exponent");
-    return 0;
-}
-
-static int jskip(jp *p, int depth);
-
-static int jskip_number(jp *p)
-{
-    size_t i = p->i;
-    if (i < p->n && p->s[i] == '-')
-        i++;
-    if (i >= p->n || p->s[i] < '0' || p->s[i] > '9')
-        return jfail(p, "expected a value");
-    if (p->s[i] == '0')
-        i++;
-    else
-        while (i < p->n && p->s[i] >= '0' && p->s[i] <= '9')
-            i++;
-    if (i < p->n && p->s[i] == '.') {
-        if (++i >= p->n || p->s[i] < '0' || p->s[i] > '9')
-            return jfail(p, "a bad number");
-        while (i < p->n && p->s[i] >= '0' && p->s[i] <= '9')
-            i++;
-    }
-    if (i < p->n && (p->s[i] == 'e' || p->s[i] == 'E')) {
-        if (++i < p->n && (p->s[i] == '+' || p->s[i] == '-'))
-            i++;
-        if (i >= p->n || p->s[i] < '0' || p->s[i] > '9')
-            return jfail(p, "a bad number");
-        while (i < p->n && p->s[i] >= '0' && p->s[i] <= '9')
-            i++;
-    }
-    p->i = i;
-    return 0;
-}
-
-/* Any value, checked and thrown away (fields a tensor entry has that we do not use). */
-static int jskip(jp *p, int depth)
-{
-    if (depth > MAX_DEPTH)
-        return jfail(p, "nested deeper than %d", MAX_DEPTH);
-    int c = jpeek(p);
-    const char *s;
-    if (c == '"') {
-        size_t mark = p->str_n;
-        int rc = jstring(p, &s);
-        p->str_n = mark;
-        return rc;
-    }
-    if (c == '{' || c == '[') {
-        char close = c == '{' ? '}' : ']';
-        p->i++;
-        if (jpeek(p) == close) {
-            p->i++;
-            return 0;
-        }
-        for (;;) {
-            if (c == '{') {
-                size_t mark = p->str_n;
-                int rc = jstring(p, &s);
-                p->str_n = mark;
-                if (rc || jexpect(p, ':'))
-                    return -1;
-            }
-            if (jskip(p, depth + 1))
-                return -1;
-            int d = jpeek(p);
-            p->i++;
-            if (d == close)
-                return 0;
-            if (d != ',') {
-                p->i--;
-                return jfail(p, "expected ',' or '%c'", close);
-            }
-        }
-    }
-    static const char *const words[] = {"true", "false", "null"};
-    for (int k = 0; k < 3; k++) {
-        size_t l = strlen(words[k]);
-        if (p->n - p->i >= l && memcmp(p->s + p->i, words[k], l) == 0) {
-            p->i += l;
-            return 0;
-        }
-    }
-    return jskip_number(p);
-}
-
-/* Calls field(p, key, ctx) for each member of an object, which parses the value. */
-static int jobject(jp *p, int (*field)(jp *, const char *, void *), void *ctx)
-{
-    if (jexpect(p, '{'))
-        return -1;
-    if (jpeek(p) == '}') {
-        p->i++;
-        return 0;
-    }
-    for (;;) {
-        const char *key;
-        if (jstring(p, &key) || jexpect(p, ':') || field(p, key, ctx))
-            return -1;
-        int d = jpeek(p);
-        if (d == '}') {
-            p->i++;
-            return 0;
-        }
-        if (d != ',')
-            return jfail(p, "expected ',' or '}'");
-        p->i++;
-    }
-}
-
-static int tensor_field(jp *p, const char *key, void *ctx)
+static int tensor_field(cs_json_reader *p, const char *key, void *ctx)
 {
     in_tensor *t = ctx;
     if (strcmp(key, "dtype") == 0) {
         if (t->dtype)
-            return jfail(p, "tensor %s: dtype given twice", t->name);
-        if (jpeek(p) != '"')
-            return jfail(p, "tensor %s: dtype: expected a string", t->name);
-        if (jstring(p, &t->dtype))
+            return cs_json_fail(p, "tensor %s: dtype given twice", t->name);
+        if (cs_json_peek(p) != '"')
+            return cs_json_fail(p, "tensor %s: dtype: expected a string", t->name);
+        if (cs_json_read_string(p, &t->dtype))
             return -1;
         if (!(t->bits = dtype_bits(t->dtype)))
-            return jfail(p, "tensor %s: unknown dtype '%s'", t->name, t->dtype);
+            return cs_json_fail(p, "tensor %s: unknown dtype '%s'", t->name, t->dtype);
         return 0;
     }
     if (strcmp(key, "shape") == 0) {
         if (t->ndim >= 0)
-            return jfail(p, "tensor %s: shape given twice", t->name);
-        if (jexpect(p, '['))
+            return cs_json_fail(p, "tensor %s: shape given twice", t->name);
+        if (cs_json_expect(p, '['))
             return -1;
         t->ndim = 0;
         t->nelem = 1;
-        if (jpeek(p) == ']') {
+        if (cs_json_peek(p) == ']') {
             p->i++;
             return 0;
         }
         for (;;) {
             uint64_t v;
-            if (juint(p, &v))
+            if (cs_json_read_uint(p, &v))
                 return -1;
             if (t->ndim < MAX_DIMS)
                 t->shape[t->ndim] = (int64_t)v;
             t->ndim++;
             if (v && t->nelem > (uint64_t)INT64_MAX / v)
-                return jfail(p, "tensor %s: the shape's size overflows", t->name);
+                return cs_json_fail(p, "tensor %s: the shape's size overflows", t->name);
             t->nelem *= v;
-            int d = jpeek(p);
+            int d = cs_json_peek(p);
             p->i++;
             if (d == ']')
                 return 0;
             if (d != ',') {
                 p->i--;
-                return jfail(p, "tensor %s: shape: expected ',' or ']'", t->name);
+                return cs_json_fail(p, "tensor %s: shape: expected ',' or ']'", t->name);
             }
         }
     }
     if (strcmp(key, "data_offsets") == 0) {
         if (t->end != UINT64_MAX)
-            return jfail(p, "tensor %s: data_offsets given twice", t->name);
-        /* juint stops at INT64_MAX, so end never reads as the UINT64_MAX of "not given" */
-        if (jexpect(p, '[') || juint(p, &t->begin) || jexpect(p, ',') || juint(p, &t->end) || jexpect(p, ']'))
+            return cs_json_fail(p, "tensor %s: data_offsets given twice", t->name);
+        /* read_uint stops at INT64_MAX, so end never reads as the UINT64_MAX of "not given" */
+        if (cs_json_expect(p, '[') || cs_json_read_uint(p, &t->begin) || cs_json_expect(p, ',') ||
+            cs_json_read_uint(p, &t->end) || cs_json_expect(p, ']'))
             return -1;
         return 0;
     }
-    return jskip(p, 2);
+    return cs_json_skip(p, 2);
 }
 
-static int meta_field(jp *p, const char *key, void *ctx)
+static int meta_field(cs_json_reader *p, const char *key, void *ctx)
 {
-    (void)ctx;
+    header *h = ctx;
     const char *v;
-    if (jpeek(p) != '"')
-        return jfail(p, "__metadata__ '%s': expected a string value (the format allows only strings)", key);
-    if (jstring(p, &v))
+    if (cs_json_peek(p) != '"')
+        return cs_json_fail(p, "__metadata__ '%s': expected a string value (the format allows only strings)", key);
+    if (cs_json_read_string(p, &v))
         return -1;
-    for (int i = 0; i < p->n_meta; i++)
-        if (strcmp(p->meta[2 * i], key) == 0)
-            return jfail(p, "__metadata__ '%s' given twice", key);
-    if (p->n_meta == p->cap_meta) {
-        int cap = p->cap_meta ? 2 * p->cap_meta : 16;
-        const char **m = realloc(p->meta, (size_t)cap * 2 * sizeof *m);
+    for (int i = 0; i < h->n_meta; i++)
+        if (strcmp(h->meta[2 * i], key) == 0)
+            return cs_json_fail(p, "__metadata__ '%s' given twice", key);
+    if (h->n_meta == h->cap_meta) {
+        int cap = h->cap_meta ? 2 * h->cap_meta : 16;
+        const char **m = realloc(h->meta, (size_t)cap * 2 * sizeof *m);
         if (!m)
-            return jfail(p, "out of memory");
-        p->meta = m;
-        p->cap_meta = cap;
+            return cs_json_fail(p, "out of memory");
+        h->meta = m;
+        h->cap_meta = cap;
     }
-    p->meta[2 * p->n_meta] = key;
-    p->meta[2 * p->n_meta + 1] = v;
-    p->n_meta++;
+    h->meta[2 * h->n_meta] = key;
+    h->meta[2 * h->n_meta + 1] = v;
+    h->n_meta++;
     return 0;
 }
 
-static int top_field(jp *p, const char *key, void *ctx)
+static int top_field(cs_json_reader *p, const char *key, void *ctx)
 {
-    int *seen_meta = ctx;
+    header *h = ctx;
     if (strcmp(key, "__metadata__") == 0) {
-        if ((*seen_meta)++)
-            return jfail(p, "__metadata__ given twice");
-        if (jpeek(p) != '{')
-            return jfail(p, "__metadata__: expected an object");
-        return jobject(p, meta_field, NULL);
+        if (h->seen_meta++)
+            return cs_json_fail(p, "__metadata__ given twice");
+        if (cs_json_peek(p) != '{')
+            return cs_json_fail(p, "__metadata__: expected an object");
+        return cs_json_read_object(p, meta_field, h);
     }
-    if (p->n_ts == p->cap_ts) {
-        int cap = p->cap_ts ? 2 * p->cap_ts : 64;
-        in_tensor *t = realloc(p->ts, (size_t)cap * sizeof *t);
+    if (h->n_ts == h->cap_ts) {
+        int cap = h->cap_ts ? 2 * h->cap_ts : 64;
+        in_tensor *t = realloc(h->ts, (size_t)cap * sizeof *t);
         if (!t)
-            return jfail(p, "out of memory");
-        p->ts = t;
-        p->cap_ts = cap;
+            return cs_json_fail(p, "out of memory");
+        h->ts = t;
+        h->cap_ts = cap;
     }
-    in_tensor *t = &p->ts[p->n_ts++];
+    in_tensor *t = &h->ts[h->n_ts++];
     memset(t, 0, sizeof *t);
     t->name = key;
     t->ndim = -1;
     t->end = UINT64_MAX;
-    if (jpeek(p) != '{')
-        return jfail(p, "tensor %s: expected an object {\"dtype\", \"shape\", \"data_offsets\"}", key);
-    if (jobject(p, tensor_field, t))
+    if (cs_json_peek(p) != '{')
+        return cs_json_fail(p, "tensor %s: expected an object {\"dtype\", \"shape\", \"data_offsets\"}", key);
+    if (cs_json_read_object(p, tensor_field, t))
         return -1;
     if (!t->dtype || t->ndim < 0 || t->end == UINT64_MAX)
-        return jfail(p, "tensor %s: no %s", key, !t->dtype ? "dtype" : t->ndim < 0 ? "shape" : "data_offsets");
+        return cs_json_fail(p, "tensor %s: no %s", key, !t->dtype ? "dtype" : t->ndim < 0 ? "shape" : "data_offsets");
     return 0;
 }
 
@@ -882,163 +533,145 @@ typedef struct plan {
     int64_t n; /* floats to read */
 } plan;
 
-int cs_checkpoint_load_ex(const char *path, const cs_graph *g, float *params, float *buffers, unsigned flags,
-                          cs_checkpoint_info *info, cs_error *err)
-{
-    if (info)
-        memset(info, 0, sizeof *info);
-    if (!path || !*path)
-        return cs_error_set(err, CS_ERR_ARG, "checkpoint: no file name given");
-    if (!g)
-        return cs_error_set(err, CS_ERR_ARG, "%s: no graph to load into", path);
-    cs_error gerr;
-    if (cs_graph_status(g, &gerr))
-        return cs_error_set(err, CS_ERR_ARG, "%s: the graph did not build (%s)", path, gerr.msg);
-    if ((cs_graph_n_params(g) && !params) || (cs_graph_n_buffers(g) && !buffers))
-        return cs_error_set(err, CS_ERR_ARG, "%s: no %s arena given", path, cs_graph_n_params(g) && !params ? "parameter" : "buffer");
-    if (flags & ~(unsigned)(CS_CKPT_ALLOW_MISSING | CS_CKPT_GROW_ROWS))
-        return cs_error_set(err, CS_ERR_ARG, "%s: unknown load flags 0x%x", path, flags);
+/* One load, from the open file to the filled arenas. */
+typedef struct load {
+    const char *path;
+    const cs_graph *g;
+    unsigned flags;
+    int fd;
+    uint64_t size; /* the file's */
+    header h;
+    in_tensor **order, **names; /* the file's tensors by offset and by name */
+    plan *pl;                   /* one per graph tensor */
+    int loaded, grown, missing;
+} load;
 
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return cs_error_set(err, CS_ERR_IO, errno == ENOENT ? "%s: missing file" : "%s: cannot open (%s)", path,
-                            strerror(errno));
-    int rc = CS_OK;
-    char *hdr = NULL;
-    jp p = {0};
-    in_tensor **order = NULL, **names = NULL;
-    plan *pl = NULL;
+static void load_free(load *L)
+{
+    if (L->fd >= 0)
+        close(L->fd);
+    free(L->h.text);
+    cs_json_reader_free(&L->h.r);
+    free(L->h.ts);
+    free(L->h.meta);
+    free(L->order);
+    free(L->names);
+    free(L->pl);
+}
+
+/* Step 1: the file is a regular one with a sane header length; the header is
+ * read, is UTF-8 and parses. */
+static int read_header(load *L, cs_error *err)
+{
+    const char *path = L->path;
     struct stat st;
     unsigned char len8[8];
     uint64_t n = 0;
-    if (fstat(fd, &st) != 0) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
-        goto done;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: is a folder, expected a safetensors file", path);
-        goto done;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: not a regular file", path);
-        goto done;
-    }
-    uint64_t size = (uint64_t)st.st_size;
-    if (size < 8) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: not a safetensors file: %llu bytes, too short for the 8-byte header "
-                          "length", path, (unsigned long long)size);
-        goto done;
-    }
-    if (read_at(fd, len8, 8, 0)) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
-        goto done;
-    }
+    if (fstat(L->fd, &st) != 0)
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return cs_error_set(err, CS_ERR_IO, "%s: is a folder, expected a safetensors file", path);
+    if (!S_ISREG(st.st_mode))
+        return cs_error_set(err, CS_ERR_IO, "%s: not a regular file", path);
+    uint64_t size = L->size = (uint64_t)st.st_size;
+    if (size < 8)
+        return cs_error_set(err, CS_ERR_IO, "%s: not a safetensors file: %llu bytes, too short for the 8-byte "
+                            "header length", path, (unsigned long long)size);
+    if (read_at(L->fd, len8, 8, 0))
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
     for (int i = 7; i >= 0; i--)
         n = n << 8 | len8[i];
-    if (n > MAX_HEADER || n < 2) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: not a safetensors file: header length %llu is absurd (expected "
-                          "2 to %llu bytes)", path, (unsigned long long)n, MAX_HEADER);
-        goto done;
-    }
-    if (n > size - 8) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: truncated: the header length says %llu bytes, %llu follow it", path,
-                          (unsigned long long)n, (unsigned long long)(size - 8));
-        goto done;
-    }
-    hdr = malloc(n + 1);
-    p.str = malloc(n + 1);
-    if (!hdr || !p.str) {
-        rc = cs_error_set(err, CS_ERR_NOMEM, "%s: out of memory reading a %llu-byte header", path, (unsigned long long)n);
-        goto done;
-    }
-    if (read_at(fd, hdr, n, 8)) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
-        goto done;
-    }
-    hdr[n] = '\0';
-    if (hdr[0] != '{') {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: not a safetensors file: the header does not start with '{'", path);
-        goto done;
-    }
-    size_t bad = utf8_check((const unsigned char *)hdr, n);
-    if (bad != n) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: bad header: not UTF-8 at header byte %zu", path, bad);
-        goto done;
-    }
-    p.s = hdr;
-    p.n = n;
-    int seen_meta = 0;
-    if (jobject(&p, top_field, &seen_meta) == 0 && jpeek(&p) != -1)
-        jfail(&p, "text after the header's object");
-    if (p.why[0]) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: bad JSON header %s", path, p.why);
-        goto done;
-    }
+    if (n > MAX_HEADER || n < 2)
+        return cs_error_set(err, CS_ERR_IO, "%s: not a safetensors file: header length %llu is absurd (expected "
+                            "2 to %llu bytes)", path, (unsigned long long)n, MAX_HEADER);
+    if (n > size - 8)
+        return cs_error_set(err, CS_ERR_IO, "%s: truncated: the header length says %llu bytes, %llu follow it", path,
+                            (unsigned long long)n, (unsigned long long)(size - 8));
+    header *h = &L->h;
+    h->n = n;
+    h->text = malloc(n + 1);
+    if (!h->text || cs_json_reader_init(&h->r, h->text, n))
+        return cs_error_set(err, CS_ERR_NOMEM, "%s: out of memory reading a %llu-byte header", path,
+                            (unsigned long long)n);
+    if (read_at(L->fd, h->text, n, 8))
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
+    h->text[n] = '\0';
+    if (h->text[0] != '{')
+        return cs_error_set(err, CS_ERR_IO, "%s: not a safetensors file: the header does not start with '{'", path);
+    size_t bad = utf8_check((const unsigned char *)h->text, n);
+    if (bad != n)
+        return cs_error_set(err, CS_ERR_IO, "%s: bad header: not UTF-8 at header byte %zu", path, bad);
+    if (cs_json_read_object(&h->r, top_field, h) == 0 && cs_json_peek(&h->r) != -1)
+        cs_json_fail(&h->r, "text after the header's object");
+    if (h->r.why[0])
+        return cs_error_set(err, CS_ERR_IO, "%s: bad JSON header %s", path, h->r.why);
+    return CS_OK;
+}
 
-    /* The tensors must tile the data region exactly, in offset order. */
-    int nt = p.n_ts;
-    order = malloc((nt ? (size_t)nt : 1) * sizeof *order);
-    names = malloc((nt ? (size_t)nt : 1) * sizeof *names);
-    pl = calloc(cs_graph_n_tensors(g) ? (size_t)cs_graph_n_tensors(g) : 1, sizeof *pl);
-    if (!order || !names || !pl) {
-        rc = cs_error_set(err, CS_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
+/* Step 2: no name twice, and the tensors tile the data region exactly, in offset order. */
+static int check_layout(load *L, cs_error *err)
+{
+    const char *path = L->path;
+    int nt = L->h.n_ts;
+    L->order = malloc((nt ? (size_t)nt : 1) * sizeof *L->order);
+    L->names = malloc((nt ? (size_t)nt : 1) * sizeof *L->names);
+    if (!L->order || !L->names)
+        return cs_error_set(err, CS_ERR_NOMEM, "%s: out of memory", path);
     for (int i = 0; i < nt; i++)
-        order[i] = names[i] = &p.ts[i];
-    qsort(names, (size_t)nt, sizeof *names, by_name);
+        L->order[i] = L->names[i] = &L->h.ts[i];
+    qsort(L->names, (size_t)nt, sizeof *L->names, by_name);
     for (int i = 1; i < nt; i++)
-        if (strcmp(names[i - 1]->name, names[i]->name) == 0) {
-            rc = cs_error_set(err, CS_ERR_IO, "%s: bad header: tensor %s appears twice", path, names[i]->name);
-            goto done;
-        }
-    qsort(order, (size_t)nt, sizeof *order, by_offset);
+        if (strcmp(L->names[i - 1]->name, L->names[i]->name) == 0)
+            return cs_error_set(err, CS_ERR_IO, "%s: bad header: tensor %s appears twice", path, L->names[i]->name);
+    qsort(L->order, (size_t)nt, sizeof *L->order, by_offset);
     uint64_t at = 0;
     for (int i = 0; i < nt; i++) {
-        const in_tensor *t = order[i];
+        const in_tensor *t = L->order[i];
         char sh[160];
-        if (t->begin != at || t->end < t->begin) {
-            rc = cs_error_set(err, CS_ERR_IO, "%s: tensor %s: data_offsets [%llu,%llu] %s", path, t->name,
-                              (unsigned long long)t->begin, (unsigned long long)t->end,
-                              t->end < t->begin ? "run backwards" : t->begin < at ? "overlap another tensor's"
-                                                                                   : "leave a gap before them");
-            goto done;
-        }
-        if (t->nelem > UINT64_MAX / (uint64_t)t->bits || (t->nelem * (uint64_t)t->bits) % 8 ||
-            t->end - t->begin != t->nelem * (uint64_t)t->bits / 8) {
+        if (t->begin != at || t->end < t->begin)
+            return cs_error_set(err, CS_ERR_IO, "%s: tensor %s: data_offsets [%llu,%llu] %s", path, t->name,
+                                (unsigned long long)t->begin, (unsigned long long)t->end,
+                                t->end < t->begin ? "run backwards" : t->begin < at ? "overlap another tensor's"
+                                                                                     : "leave a gap before them");
+        int whole = t->nelem <= UINT64_MAX / (uint64_t)t->bits && (t->nelem * (uint64_t)t->bits) % 8 == 0;
+        if (!whole || t->end - t->begin != t->nelem * (uint64_t)t->bits / 8) {
             shape_str(t->shape, t->ndim, sh, sizeof sh);
-            if (t->nelem > UINT64_MAX / (uint64_t)t->bits || (t->nelem * (uint64_t)t->bits) % 8)
-                rc = cs_error_set(err, CS_ERR_IO, "%s: tensor %s: %s %s is not a whole number of bytes", path, t->name,
-                                  t->dtype, sh);
-            else
-                rc = cs_error_set(err, CS_ERR_IO, "%s: tensor %s: data_offsets [%llu,%llu] span %llu bytes, %s %s "
-                                  "needs %llu", path, t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
-                                  (unsigned long long)(t->end - t->begin), t->dtype, sh,
-                                  (unsigned long long)(t->nelem * (uint64_t)t->bits / 8));
-            goto done;
+            if (!whole)
+                return cs_error_set(err, CS_ERR_IO, "%s: tensor %s: %s %s is not a whole number of bytes", path,
+                                    t->name, t->dtype, sh);
+            return cs_error_set(err, CS_ERR_IO, "%s: tensor %s: data_offsets [%llu,%llu] span %llu bytes, %s %s "
+                                "needs %llu", path, t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
+                                (unsigned long long)(t->end - t->begin), t->dtype, sh,
+                                (unsigned long long)(t->nelem * (uint64_t)t->bits / 8));
         }
         at = t->end;
     }
-    uint64_t data_len = size - 8 - n;
-    if (at > data_len) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: truncated: the tensors need %llu bytes of data, %llu are there", path,
-                          (unsigned long long)at, (unsigned long long)data_len);
-        goto done;
-    }
-    if (at < data_len) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: %llu bytes after the last tensor's data (the header accounts for %llu)",
-                          path, (unsigned long long)(data_len - at), (unsigned long long)at);
-        goto done;
-    }
+    uint64_t data_len = L->size - 8 - L->h.n;
+    if (at > data_len)
+        return cs_error_set(err, CS_ERR_IO, "%s: truncated: the tensors need %llu bytes of data, %llu are there",
+                            path, (unsigned long long)at, (unsigned long long)data_len);
+    if (at < data_len)
+        return cs_error_set(err, CS_ERR_IO, "%s: %llu bytes after the last tensor's data (the header accounts for "
+                            "%llu)", path, (unsigned long long)(data_len - at), (unsigned long long)at);
+    return CS_OK;
+}
 
-    /* Match the graph's tensors, all checked before anything is written. */
-    int loaded = 0, grown = 0, missing = 0;
+/* Step 3: a plan for each graph tensor, all checked before anything is written. */
+static int match_graph(load *L, float *params, float *buffers, cs_checkpoint_info *info, cs_error *err)
+{
+    const char *path = L->path;
+    const cs_graph *g = L->g;
+    unsigned flags = L->flags;
+    int nt = L->h.n_ts;
+    L->pl = calloc(cs_graph_n_tensors(g) ? (size_t)cs_graph_n_tensors(g) : 1, sizeof *L->pl);
+    if (!L->pl)
+        return cs_error_set(err, CS_ERR_NOMEM, "%s: out of memory", path);
     for (int i = 0; i < cs_graph_n_tensors(g); i++) {
         const cs_tensor *gt = cs_graph_tensor(g, i);
         if (gt->kind != CS_TENSOR_PARAM && gt->kind != CS_TENSOR_BUFFER)
             continue;
         in_tensor key = {.name = gt->name}, *kp = &key;
-        in_tensor **hit = nt ? bsearch(&kp, names, (size_t)nt, sizeof *names, by_name) : NULL;
+        in_tensor **hit = nt ? bsearch(&kp, L->names, (size_t)nt, sizeof *L->names, by_name) : NULL;
         in_tensor *ft = hit ? *hit : NULL;
         int64_t gs[4];
         graph_shape(gt, gs);
@@ -1046,16 +679,14 @@ int cs_checkpoint_load_ex(const char *path, const cs_graph *g, float *params, fl
         if (!ft) {
             if (!(flags & CS_CKPT_ALLOW_MISSING)) {
                 shape_str(gs, gt->ndim, a, sizeof a);
-                rc = cs_error_set(err, CS_ERR_IO, "%s: tensor %s (a %s %s of the graph) is missing from the file",
-                                  path, gt->name, a, gt->kind == CS_TENSOR_PARAM ? "parameter" : "buffer");
-                goto done;
+                return cs_error_set(err, CS_ERR_IO, "%s: tensor %s (a %s %s of the graph) is missing from the file",
+                                    path, gt->name, a, gt->kind == CS_TENSOR_PARAM ? "parameter" : "buffer");
             }
         } else {
             ft->used = 1;
-            if (strcmp(ft->dtype, "F32") != 0) {
-                rc = cs_error_set(err, CS_ERR_IO, "%s: tensor %s: dtype %s, expected F32", path, gt->name, ft->dtype);
-                goto done;
-            }
+            if (strcmp(ft->dtype, "F32") != 0)
+                return cs_error_set(err, CS_ERR_IO, "%s: tensor %s: dtype %s, expected F32", path, gt->name,
+                                    ft->dtype);
         }
         int same = ft && ft->ndim == gt->ndim;
         for (int d = 0; same && d < gt->ndim; d++)
@@ -1067,63 +698,90 @@ int cs_checkpoint_load_ex(const char *path, const cs_graph *g, float *params, fl
         if (ft && !same && !rows && !(flags & CS_CKPT_ALLOW_MISSING)) {
             shape_str(ft->shape, ft->ndim, a, sizeof a);
             shape_str(gs, gt->ndim, b, sizeof b);
-            rc = cs_error_set(err, CS_ERR_IO, "%s: tensor %s: shape %s in the file, %s in the graph%s", path, gt->name,
-                              a, b, (flags & CS_CKPT_GROW_ROWS) ? " (CS_CKPT_GROW_ROWS only adds rows to a classifier)" : "");
-            goto done;
+            return cs_error_set(err, CS_ERR_IO, "%s: tensor %s: shape %s in the file, %s in the graph%s", path,
+                                gt->name, a, b,
+                                (flags & CS_CKPT_GROW_ROWS) ? " (CS_CKPT_GROW_ROWS only adds rows to a classifier)"
+                                                            : "");
         }
         if (ft && (same || rows)) {
-            pl[i].src = ft;
-            pl[i].dst = (gt->kind == CS_TENSOR_PARAM ? params : buffers) + gt->offset;
-            pl[i].n = (int64_t)ft->nelem;
-            loaded++;
-            grown += rows;
+            L->pl[i].src = ft;
+            L->pl[i].dst = (gt->kind == CS_TENSOR_PARAM ? params : buffers) + gt->offset;
+            L->pl[i].n = (int64_t)ft->nelem;
+            L->loaded++;
+            L->grown += rows;
         } else {
-            if (!missing && info)
+            if (!L->missing && info)
                 snprintf(info->first_missing, sizeof info->first_missing, "%s", gt->name);
-            missing++;
+            L->missing++;
         }
     }
+    return CS_OK;
+}
 
-    uint64_t data0 = 8 + n;
-    for (int i = 0; i < cs_graph_n_tensors(g); i++) {
-        if (!pl[i].src)
+/* Step 4: the planned tensors' bytes into the arenas. */
+static int copy_data(load *L, cs_error *err)
+{
+    uint64_t data0 = 8 + L->h.n;
+    for (int i = 0; i < cs_graph_n_tensors(L->g); i++) {
+        const plan *pl = &L->pl[i];
+        if (!pl->src)
             continue;
-        if (read_at(fd, pl[i].dst, (size_t)pl[i].n * sizeof(float), data0 + pl[i].src->begin)) {
-            rc = cs_error_set(err, CS_ERR_IO, "%s: tensor %s: cannot read (%s)", path, cs_graph_tensor(g, i)->name,
-                              strerror(errno));
-            goto done;
-        }
+        if (read_at(L->fd, pl->dst, (size_t)pl->n * sizeof(float), data0 + pl->src->begin))
+            return cs_error_set(err, CS_ERR_IO, "%s: tensor %s: cannot read (%s)", L->path,
+                                cs_graph_tensor(L->g, i)->name, strerror(errno));
         if (!HOST_LE)
-            for (int64_t k = 0; k < pl[i].n; k++) {
-                unsigned char *q = (unsigned char *)&pl[i].dst[k], t0 = q[0], t1 = q[1];
+            for (int64_t k = 0; k < pl->n; k++) {
+                unsigned char *q = (unsigned char *)&pl->dst[k], t0 = q[0], t1 = q[1];
                 q[0] = q[3];
                 q[1] = q[2];
                 q[2] = t1;
                 q[3] = t0;
             }
     }
+    return CS_OK;
+}
 
-    if (info) {
-        info->n_file = nt;
-        info->n_loaded = loaded;
-        info->n_grown = grown;
-        info->n_missing = missing;
-        for (int i = 0; i < nt; i++)
-            info->n_ignored += !p.ts[i].used && !is_graph_bn_counter(g, p.ts[i].name);
-        info->n_meta = p.n_meta;
-        for (int i = 0; i < p.n_meta && i < CS_CKPT_META_MAX; i++) {
-            snprintf(info->meta_key[i], sizeof info->meta_key[i], "%s", p.meta[2 * i]);
-            snprintf(info->meta_value[i], sizeof info->meta_value[i], "%s", p.meta[2 * i + 1]);
-        }
+static void fill_info(const load *L, cs_checkpoint_info *info)
+{
+    const header *h = &L->h;
+    info->n_file = h->n_ts;
+    info->n_loaded = L->loaded;
+    info->n_grown = L->grown;
+    info->n_missing = L->missing;
+    for (int i = 0; i < h->n_ts; i++)
+        info->n_ignored += !h->ts[i].used && !is_graph_bn_counter(L->g, h->ts[i].name);
+    info->n_meta = h->n_meta;
+    for (int i = 0; i < h->n_meta && i < CS_CKPT_META_MAX; i++) {
+        snprintf(info->meta_key[i], sizeof info->meta_key[i], "%s", h->meta[2 * i]);
+        snprintf(info->meta_value[i], sizeof info->meta_value[i], "%s", h->meta[2 * i + 1]);
     }
-done:
-    close(fd);
-    free(hdr);
-    free(p.str);
-    free(p.ts);
-    free(p.meta);
-    free(order);
-    free(names);
-    free(pl);
+}
+
+int cs_checkpoint_load_ex(const char *path, const cs_graph *g, float *params, float *buffers, unsigned flags,
+                          cs_checkpoint_info *info, cs_error *err)
+{
+    if (info)
+        memset(info, 0, sizeof *info);
+    int rc = check_args(path, g, params, buffers, "load into", err);
+    if (rc)
+        return rc;
+    if (flags & ~(unsigned)(CS_CKPT_ALLOW_MISSING | CS_CKPT_GROW_ROWS))
+        return cs_error_set(err, CS_ERR_ARG, "%s: unknown load flags 0x%x", path, flags);
+
+    load L = {.path = path, .g = g, .flags = flags};
+    L.fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (L.fd < 0)
+        return cs_error_set(err, CS_ERR_IO, errno == ENOENT ? "%s: missing file" : "%s: cannot open (%s)", path,
+                            strerror(errno));
+    rc = read_header(&L, err);
+    if (rc == CS_OK)
+        rc = check_layout(&L, err);
+    if (rc == CS_OK)
+        rc = match_graph(&L, params, buffers, info, err);
+    if (rc == CS_OK)
+        rc = copy_data(&L, err);
+    if (rc == CS_OK && info)
+        fill_info(&L, info);
+    load_free(&L);
     return rc;
 }

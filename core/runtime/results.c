@@ -1,16 +1,16 @@
 /* results.c: the metrics of a class-incremental run, and the files that keep
- * it: results.json, results.csv and accuracy.svg, each written to NAME.tmp and
- * renamed into place; results.csv read back for `cilscale report`. */
+ * it: results.json, results.csv and accuracy.svg, each written through the
+ * atomic writer (NAME.tmp, renamed into place); results.csv read back for
+ * `cilscale report`. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "runtime/atomic.h"
+#include "runtime/json.h"
 #include "runtime/results.h"
 
 #define CSV_HEADER "state,n_new,n_seen,top1,top5,train_loss,train_seconds,eval_seconds,group_top1"
@@ -51,193 +51,96 @@ void cs_run_summarize(const cs_run_result *r, cs_run_summary *s)
     s->forgetting = drop / last;
 }
 
-/* ---- writing to NAME.tmp, renamed into place ---- */
-
-typedef struct out_file {
-    char path[PATH_MAX];
-    char tmp[PATH_MAX + 8];
-    FILE *f;
-    int have_tmp; /* tmp exists on disk and is ours to remove */
-} out_file;
-
-static int out_open(out_file *o, const char *path, cs_error *err)
-{
-    memset(o, 0, sizeof *o);
-    if ((size_t)snprintf(o->path, sizeof o->path, "%s", path) >= sizeof o->path)
-        return cs_error_set(err, CS_ERR_ARG, "%s: path too long", path);
-    snprintf(o->tmp, sizeof o->tmp, "%s.tmp", path);
-    o->f = fopen(o->tmp, "w");
-    if (!o->f)
-        return cs_error_set(err, CS_ERR_IO, "%s: cannot create %s (%s)", path, o->tmp, strerror(errno));
-    o->have_tmp = 1;
-    return CS_OK;
-}
-
-/* Flushes, syncs and closes the temporary file. */
-static int out_close(out_file *o, cs_error *err)
-{
-    int bad = ferror(o->f), errnum = bad ? EIO : 0;
-    if (!bad && fflush(o->f) != 0)
-        bad = 1, errnum = errno;
-    if (!bad && fsync(fileno(o->f)) != 0 && errno != EINVAL && errno != EROFS)
-        bad = 1, errnum = errno;
-    if (fclose(o->f) != 0 && !bad)
-        bad = 1, errnum = errno;
-    o->f = NULL;
-    if (bad)
-        return cs_error_set(err, CS_ERR_IO, "%s: cannot write %s (%s)", o->path, o->tmp, strerror(errnum));
-    return CS_OK;
-}
-
-static int out_commit(out_file *o, cs_error *err)
-{
-    if (rename(o->tmp, o->path) != 0)
-        return cs_error_set(err, CS_ERR_IO, "%s: cannot rename %s over it (%s)", o->path, o->tmp, strerror(errno));
-    o->have_tmp = 0;
-    return CS_OK;
-}
-
-static void out_abort(out_file *o)
-{
-    if (o->f)
-        fclose(o->f);
-    o->f = NULL;
-    if (o->have_tmp)
-        unlink(o->tmp);
-    o->have_tmp = 0;
-}
-
-/* fsync of the folder, so the renames are durable; best effort. */
-static void sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 /* ---- results.json ---- */
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", f);
-        else if (c == '\t')
-            fputs("\\t", f);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
-/* A string, or null when empty. */
-static void json_text(FILE *f, const char *s)
-{
-    if (s && *s)
-        json_string(f, s);
-    else
-        fputs("null", f);
-}
-
-static void json_number(FILE *f, double v)
-{
-    if (isfinite(v))
-        fprintf(f, "%.6g", v);
-    else
-        fputs("null", f);
-}
-
-static void json_ints(FILE *f, const int *v, int n)
-{
-    fputc('[', f);
-    for (int i = 0; i < n; i++)
-        fprintf(f, "%s%d", i ? ", " : "", v[i]);
-    fputc(']', f);
-}
+/* The top level: one member a line, indented by two. */
+static const cs_json_layout top_layout = {"\n  ", ",\n  ", "\n", ": "};
+/* The states: one a line, indented by four. */
+static const cs_json_layout states_layout = {"\n    ", ",\n    ", "\n  ", ""};
 
 static void write_json(FILE *f, const cs_run_result *r)
 {
     cs_run_summary s;
     cs_run_summarize(r, &s);
-    fputs("{\n  \"version\": ", f);
-    json_text(f, r->version);
-    fputs(",\n  \"label\": ", f);
-    json_string(f, r->label);
-    fputs(",\n  \"arch\": ", f);
-    json_text(f, r->arch);
-    fputs(",\n  \"policy\": ", f);
-    json_text(f, r->policy);
-    fputs(",\n  \"cil\": ", f);
-    json_text(f, r->cil);
-    fputs(",\n  \"backend\": ", f);
-    json_text(f, r->backend);
-    fputs(",\n  \"device\": ", f);
-    json_text(f, r->device);
-    fputs(",\n  \"data\": ", f);
-    json_text(f, r->data);
+    cs_json j;
+    cs_json_start(&j, f, CS_JSON_ESC_NT | CS_JSON_ESC_DEL);
+    cs_json_object(&j, &top_layout);
+    cs_json_key(&j, "version");
+    cs_json_text(&j, r->version);
+    cs_json_key(&j, "label");
+    cs_json_string(&j, r->label);
+    const char *const texts[][2] = {{"arch", r->arch},     {"policy", r->policy}, {"cil", r->cil},
+                                    {"backend", r->backend}, {"device", r->device}, {"data", r->data}};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        cs_json_key(&j, texts[i][0]);
+        cs_json_text(&j, texts[i][1]);
+    }
+    cs_json_key(&j, "budget");
     if (r->budget)
-        fprintf(f, ",\n  \"budget\": %lld", (long long)r->budget);
+        cs_json_int(&j, (long long)r->budget);
     else
-        fputs(",\n  \"budget\": null", f);
-    fprintf(f, ",\n  \"params\": %lld", (long long)r->params);
-    fputs(",\n  \"w\": ", f);
-    json_number(f, r->w);
-    fputs(",\n  \"d\": ", f);
-    json_number(f, r->d);
-    fputs(",\n  \"resolution\": ", f);
-    json_number(f, r->resolution);
-    fputs(",\n  \"depths\": ", f);
-    json_ints(f, r->depths, r->n_stages);
-    fputs(",\n  \"widths\": ", f);
-    json_ints(f, r->widths, r->n_stages);
-    fprintf(f, ",\n  \"seed\": %llu", (unsigned long long)r->seed);
-    fprintf(f, ",\n  \"n_states\": %d,\n  \"n_states_planned\": %d", r->n_states, r->n_states_planned);
-    fputs(",\n  \"seconds\": ", f);
-    json_number(f, r->seconds);
-    fputs(",\n  \"summary\": {\"last_top1\": ", f);
-    json_number(f, s.last);
-    fputs(", \"avg_incremental_top1\": ", f);
-    json_number(f, s.avg_inc);
-    fputs(", \"avg_incremental_top1_all\": ", f);
-    json_number(f, s.avg_inc_all);
-    fputs(", \"forgetting\": ", f);
-    json_number(f, s.forgetting);
-    fputs("},\n  \"states\": [", f);
+        cs_json_null(&j);
+    cs_json_key(&j, "params");
+    cs_json_int(&j, (long long)r->params);
+    cs_json_key(&j, "w");
+    cs_json_double(&j, r->w, 6);
+    cs_json_key(&j, "d");
+    cs_json_double(&j, r->d, 6);
+    cs_json_key(&j, "resolution");
+    cs_json_double(&j, r->resolution, 6);
+    cs_json_key(&j, "depths");
+    cs_json_ints(&j, r->depths, r->n_stages, &cs_json_spaced);
+    cs_json_key(&j, "widths");
+    cs_json_ints(&j, r->widths, r->n_stages, &cs_json_spaced);
+    cs_json_key(&j, "seed");
+    cs_json_uint(&j, (unsigned long long)r->seed);
+    cs_json_key(&j, "n_states");
+    cs_json_int(&j, r->n_states);
+    cs_json_key(&j, "n_states_planned");
+    cs_json_int(&j, r->n_states_planned);
+    cs_json_key(&j, "seconds");
+    cs_json_double(&j, r->seconds, 6);
+    cs_json_key(&j, "summary");
+    cs_json_object(&j, &cs_json_spaced);
+    const char *const keys[] = {"last_top1", "avg_incremental_top1", "avg_incremental_top1_all", "forgetting"};
+    const double vals[] = {s.last, s.avg_inc, s.avg_inc_all, s.forgetting};
+    for (int i = 0; i < 4; i++) {
+        cs_json_key(&j, keys[i]);
+        cs_json_double(&j, vals[i], 6);
+    }
+    cs_json_end(&j);
+    cs_json_key(&j, "states");
+    cs_json_array(&j, &states_layout);
     for (int i = 0; i < r->n_states; i++) {
         const cs_state_result *st = &r->states[i];
-        fprintf(f, "%s\n    {\"state\": %d, \"n_new\": %d, \"n_seen\": %d, \"top1\": ", i ? "," : "", st->state,
-                st->n_new, st->n_seen);
-        json_number(f, st->top1);
-        fputs(", \"top5\": ", f);
-        json_number(f, st->top5);
-        fputs(", \"train_loss\": ", f);
-        json_number(f, st->train_loss);
-        fputs(", \"train_seconds\": ", f);
-        json_number(f, st->train_seconds);
-        fputs(", \"eval_seconds\": ", f);
-        json_number(f, st->eval_seconds);
-        fputs(", \"group_top1\": [", f);
-        for (int j = 0; j <= i; j++) {
-            if (j)
-                fputs(", ", f);
-            json_number(f, st->group_top1[j]);
+        cs_json_object(&j, &cs_json_spaced);
+        cs_json_key(&j, "state");
+        cs_json_int(&j, st->state);
+        cs_json_key(&j, "n_new");
+        cs_json_int(&j, st->n_new);
+        cs_json_key(&j, "n_seen");
+        cs_json_int(&j, st->n_seen);
+        const char *const names[] = {"top1", "top5", "train_loss", "train_seconds", "eval_seconds"};
+        const double v[] = {st->top1, st->top5, st->train_loss, st->train_seconds, st->eval_seconds};
+        for (int k = 0; k < 5; k++) {
+            cs_json_key(&j, names[k]);
+            cs_json_double(&j, v[k], 6);
         }
-        fputs("]}", f);
+        cs_json_key(&j, "group_top1");
+        cs_json_array(&j, &cs_json_spaced);
+        for (int g = 0; g <= i; g++)
+            cs_json_double(&j, st->group_top1[g], 6);
+        cs_json_end(&j);
+        cs_json_end(&j);
     }
-    fputs(r->n_states ? "\n  ],\n  \"config\": " : "],\n  \"config\": ", f);
+    cs_json_end(&j);
+    cs_json_key(&j, "config");
     if (r->config_text)
-        json_string(f, r->config_text);
+        cs_json_string(&j, r->config_text);
     else
-        fputs("null", f);
-    fputs("\n}\n", f);
+        cs_json_null(&j);
+    cs_json_end(&j);
+    fputc('\n', f);
 }
 
 /* ---- results.csv ---- */
@@ -474,14 +377,13 @@ int cs_results_svg(const char *path, const cs_run_result *const *runs, int n, co
 {
     if (!path || n < 0 || (n > 0 && !runs))
         return cs_error_set(err, CS_ERR_ARG, "cs_results_svg: no path or no runs");
-    out_file o;
-    int rc = out_open(&o, path, err);
-    if (rc)
-        return rc;
-    write_svg(o.f, runs, n, title);
-    if ((rc = out_close(&o, err)) == CS_OK)
-        rc = out_commit(&o, err);
-    out_abort(&o);
+    cs_atomic a;
+    int rc = cs_atomic_open(&a, path, 0666, err);
+    if (rc == CS_OK) {
+        write_svg(a.f, runs, n, title);
+        rc = cs_atomic_commit(&a, err);
+    }
+    cs_atomic_release(&a);
     return rc;
 }
 
@@ -495,16 +397,17 @@ int cs_results_write(const char *dir, const cs_run_result *r, cs_error *err)
         return cs_error_set(err, CS_ERR_ARG, "%s: %d stages: expected 0 to %d", dir, r->n_stages, MAX_STAGES_KEPT);
     static const char *const names[] = {"results.json", "results.csv", "accuracy.svg"};
     enum { N_FILES = 3 };
-    out_file o[N_FILES];
+    cs_atomic o[N_FILES];
     memset(o, 0, sizeof o);
     int rc = CS_OK;
+    /* all three complete before any is renamed into place */
     for (int i = 0; i < N_FILES && rc == CS_OK; i++) {
         char path[PATH_MAX];
         if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= sizeof path) {
             rc = cs_error_set(err, CS_ERR_ARG, "%s: path too long", dir);
             break;
         }
-        if ((rc = out_open(&o[i], path, err)) != CS_OK)
+        if ((rc = cs_atomic_open(&o[i], path, 0666, err)) != CS_OK)
             break;
         if (i == 0)
             write_json(o[i].f, r);
@@ -512,14 +415,12 @@ int cs_results_write(const char *dir, const cs_run_result *r, cs_error *err)
             write_csv(o[i].f, r);
         else
             write_svg(o[i].f, &r, 1, r->label);
-        rc = out_close(&o[i], err);
+        rc = cs_atomic_close(&o[i], err);
     }
     for (int i = 0; i < N_FILES && rc == CS_OK; i++)
-        rc = out_commit(&o[i], err);
+        rc = cs_atomic_commit(&o[i], err);
     for (int i = 0; i < N_FILES; i++)
-        out_abort(&o[i]);
-    if (rc == CS_OK)
-        sync_dir(dir);
+        cs_atomic_release(&o[i]);
     return rc;
 }
 

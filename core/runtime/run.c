@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "cilscale/clock.h"
+#include "runtime/atomic.h"
 #include "runtime/checkpoint.h"
 #include "cilscale/cil.h"
 #include "runtime/experiment.h"
@@ -634,14 +635,8 @@ int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int resume
         goto out;
     /* the resolved experiment, which --resume reads back */
     snprintf(cfg_path, sizeof cfg_path, "%s/run.cfg", e->out);
-    char tmp[PATH_MAX + 32];
-    snprintf(tmp, sizeof tmp, "%s.tmp", cfg_path);
-    FILE *f = fopen(tmp, "w");
-    if (!f || fputs(cfg_text ? cfg_text : "", f) < 0 || fclose(f) || rename(tmp, cfg_path)) {
-        rc = cs_error_set(err, CS_ERR_IO, "%s: cannot write: %s", cfg_path, strerror(errno));
-        remove(tmp);
+    if ((rc = cs_atomic_write(cfg_path, cfg_text ? cfg_text : "", cfg_text ? strlen(cfg_text) : 0, 0666, err)))
         goto out;
-    }
     r.feat = NULL;
     for (int s = next; s < r.sc.n_states; s++) {
         if (!r.feat) {
