@@ -229,9 +229,26 @@ static opnd saved(const recorder *R, int i, int64_t at, int64_t count)
     return (opnd){VB_SAVE, R->p->save_at[i] + at, count};
 }
 
-static vk_addr addr(const recorder *R, opnd o) { return R->p->b[o.buf].addr + (vk_addr)o.off * 4; }
-static void rd(recorder *R, opnd o) { access(R, o.buf, o.off, o.count, 0); }
-static void wr(recorder *R, opnd o) { access(R, o.buf, o.off, o.count, 1); }
+/* Operand o of the next command, which reads it (in) or writes it (out; a write is ordered after
+ * every pending access, so it also serves a command that reads and writes o): declares the access
+ * and gives the device address, in one call, so that no address reaches a shader without the
+ * barrier its access needs. */
+static vk_addr opnd_addr(const recorder *R, opnd o) { return R->p->b[o.buf].addr + (vk_addr)o.off * 4; }
+static vk_addr in(recorder *R, opnd o)
+{
+    access(R, o.buf, o.off, o.count, 0);
+    return opnd_addr(R, o);
+}
+static vk_addr out(recorder *R, opnd o)
+{
+    access(R, o.buf, o.off, o.count, 1);
+    return opnd_addr(R, o);
+}
+/* out(R, o) where the command writes o, else 0 (the shader's flags say it is absent). */
+static vk_addr out_if(recorder *R, int writes, opnd o) { return writes ? out(R, o) : 0; }
+/* The vk_hyper block: the host writes it before a submission and no command writes it, so
+ * reading it needs no barrier and declares no access. */
+static vk_addr hyper(const recorder *R) { return R->p->b[VB_HYPER].addr; }
 
 /* A gradient flows into tensor id (the CPU backend's grad_of is not NULL). */
 static int has_grad(const vk_plan *p, int id)
@@ -283,9 +300,7 @@ int64_t vk_work_size(const cs_graph *g, int i)
 static void chcopy(recorder *R, vk_shader s, opnd src, int src_c, int src_c0, opnd dst, int dst_c, int dst_c0,
                    int count, int hw, int groups, int perm_side)
 {
-    const pc_chcopy pc = {addr(R, src), addr(R, dst), R->n, hw, count, src_c, src_c0, dst_c, dst_c0, groups, perm_side};
-    rd(R, src);
-    wr(R, dst);
+    const pc_chcopy pc = {in(R, src), out(R, dst), R->n, hw, count, src_c, src_c0, dst_c, dst_c0, groups, perm_side};
     dispatch(R, s, &pc, sizeof pc, groups_for(R, (int64_t)R->n * count * hw, 1));
 }
 
@@ -300,40 +315,28 @@ static void node_forward(recorder *R, int i, int train)
     switch (nd->op) {
     case CS_OP_CONV2D: {
         const int bias = nd->n_in > 2, og = y->shape[1] / nd->a.groups, dw = og < 4;
-        const pc_conv pc = {.x = addr(R, X), .w = addr(R, I1), .b = bias ? addr(R, I2) : 0, .y = addr(R, Y),
+        const pc_conv pc = {.x = in(R, X), .w = in(R, I1), .b = bias ? in(R, I2) : 0, .y = out(R, Y),
                             .n = n, .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3], .oc = y->shape[1],
                             .oh = y->shape[2], .ow = y->shape[3], .k = nd->a.k, .stride = nd->a.stride,
                             .pad = nd->a.pad, .groups = nd->a.groups, .flags = bias};
         const int tm = dw ? 1 : VK_CONV_FWD_TM, tn = dw ? VK_CONV_DW_TN : VK_CONV_FWD_TN;
         const int64_t tiles = (int64_t)nd->a.groups * ((og + tm - 1) / tm) *
                               (((int64_t)n * y->shape[2] * y->shape[3] + tn - 1) / tn);
-        rd(R, X);
-        rd(R, I1);
-        if (bias)
-            rd(R, I2);
-        wr(R, Y);
         dispatch(R, dw ? VK_SH_conv2d_fwd_dw : VK_SH_conv2d_fwd, &pc, sizeof pc, groups_for(R, tiles, 1));
         break;
     }
     case CS_OP_BATCHNORM: {
         const int c = x->shape[1];
         const opnd rm = val(R, nd->in[3]), rv = val(R, nd->in[4]), S = saved(R, i, 0, 2 * c);
-        const pc_bn pc = {.x = addr(R, X), .y = addr(R, Y), .gamma = addr(R, I1), .beta = addr(R, I2),
-                          .rmean = addr(R, rm), .rvar = addr(R, rv), .save = addr(R, S), .n = n, .c = c, .hw = hw,
-                          .eps = nd->a.eps, .momentum = nd->a.momentum};
-        rd(R, X);
-        rd(R, I1);
-        rd(R, I2);
-        wr(R, Y);
+        /* training updates the running statistics and saves the batch's; evaluation reads the running ones */
+        const pc_bn pc = {.x = in(R, X), .y = out(R, Y), .gamma = in(R, I1), .beta = in(R, I2),
+                          .rmean = train ? out(R, rm) : in(R, rm), .rvar = train ? out(R, rv) : in(R, rv),
+                          .save = train ? out(R, S) : 0, .n = n, .c = c, .hw = hw, .eps = nd->a.eps,
+                          .momentum = nd->a.momentum};
         if (train) {
             const int serial = (int64_t)n * hw <= VK_SERIAL_SUM_MAX;
-            wr(R, rm);
-            wr(R, rv);
-            wr(R, S);
             dispatch(R, serial ? VK_SH_bn_train_serial : VK_SH_bn_train, &pc, sizeof pc, groups_for(R, c, serial));
         } else {
-            rd(R, rm);
-            rd(R, rv);
             dispatch(R, VK_SH_bn_eval, &pc, sizeof pc, groups_for(R, Y.count, 1));
         }
         break;
@@ -342,11 +345,7 @@ static void node_forward(recorder *R, int i, int train)
     case CS_OP_RELU6:
     case CS_OP_ADD: {
         const int add = nd->op == CS_OP_ADD;
-        const pc_elt pc = {.a = addr(R, X), .b = add ? addr(R, I1) : 0, .y = addr(R, Y), .count = (int32_t)Y.count};
-        rd(R, X);
-        if (add)
-            rd(R, I1);
-        wr(R, Y);
+        const pc_elt pc = {.a = in(R, X), .b = add ? in(R, I1) : 0, .y = out(R, Y), .count = (int32_t)Y.count};
         dispatch(R, add ? VK_SH_add_fwd : nd->op == CS_OP_RELU ? VK_SH_relu_fwd : VK_SH_relu6_fwd, &pc, sizeof pc,
                  groups_for(R, Y.count, 1));
         break;
@@ -354,15 +353,10 @@ static void node_forward(recorder *R, int i, int train)
     case CS_OP_MAXPOOL:
     case CS_OP_AVGPOOL: {
         const int maxp = nd->op == CS_OP_MAXPOOL;
-        const opnd S = maxp ? saved(R, i, 0, Y.count) : Y;
-        const pc_pool pc = {.x = addr(R, X), .y = addr(R, Y), .save = maxp ? addr(R, S) : 0, .n = n,
+        const pc_pool pc = {.x = in(R, X), .y = out(R, Y), .save = out_if(R, maxp, saved(R, i, 0, Y.count)), .n = n,
                             .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3],
                             .oh = maxp ? y->shape[2] : 1, .ow = maxp ? y->shape[3] : 1, .k = nd->a.k,
                             .stride = nd->a.stride, .pad = nd->a.pad};
-        rd(R, X);
-        wr(R, Y);
-        if (maxp)
-            wr(R, S);
         dispatch(R, maxp ? VK_SH_maxpool_fwd : VK_SH_avgpool_fwd, &pc, sizeof pc, groups_for(R, Y.count, 1));
         break;
     }
@@ -380,13 +374,8 @@ static void node_forward(recorder *R, int i, int train)
         break;
     case CS_OP_LINEAR: {
         const int bias = nd->n_in > 2;
-        const pc_linear pc = {.x = addr(R, X), .w = addr(R, I1), .b = bias ? addr(R, I2) : 0, .y = addr(R, Y),
+        const pc_linear pc = {.x = in(R, X), .w = in(R, I1), .b = bias ? in(R, I2) : 0, .y = out(R, Y),
                               .n = n, .f = x->shape[1], .k = y->shape[1], .flags = bias};
-        rd(R, X);
-        rd(R, I1);
-        if (bias)
-            rd(R, I2);
-        wr(R, Y);
         dispatch(R, VK_SH_linear_fwd, &pc, sizeof pc, groups_for(R, Y.count, 1));
         break;
     }
@@ -395,32 +384,18 @@ static void node_forward(recorder *R, int i, int train)
         const opnd xn = saved(R, i, 0, (int64_t)n * f), wn = saved(R, i, (int64_t)b * f, (int64_t)k * f);
         const opnd xnorm = saved(R, i, (int64_t)(b + k) * f, n), wnorm = saved(R, i, (int64_t)(b + k) * f + b, k);
         const opnd cosv = saved(R, i, (int64_t)(b + k) * f + b + k, (int64_t)n * k);
-        pc_rownorm rn = {.x = addr(R, X), .y = addr(R, xn), .norm = addr(R, xnorm), .rows = n, .f = f};
-        rd(R, X);
-        wr(R, xn);
-        wr(R, xnorm);
+        pc_rownorm rn = {.x = in(R, X), .y = out(R, xn), .norm = out(R, xnorm), .rows = n, .f = f};
         dispatch(R, VK_SH_rownorm_fwd, &rn, sizeof rn, groups_for(R, n, 0));
-        rn = (pc_rownorm){.x = addr(R, I1), .y = addr(R, wn), .norm = addr(R, wnorm), .rows = k, .f = f};
-        rd(R, I1);
-        wr(R, wn);
-        wr(R, wnorm);
+        rn = (pc_rownorm){.x = in(R, I1), .y = out(R, wn), .norm = out(R, wnorm), .rows = k, .f = f};
         dispatch(R, VK_SH_rownorm_fwd, &rn, sizeof rn, groups_for(R, k, 0));
-        const pc_cosl pc = {.xn = addr(R, xn), .wn = addr(R, wn), .cosv = addr(R, cosv), .sigma = addr(R, I2),
-                            .y = addr(R, Y), .n = n, .f = f, .k = k};
-        rd(R, xn);
-        rd(R, wn);
-        rd(R, I2);
-        wr(R, cosv);
-        wr(R, Y);
+        const pc_cosl pc = {.xn = in(R, xn), .wn = in(R, wn), .cosv = out(R, cosv), .sigma = in(R, I2),
+                            .y = out(R, Y), .n = n, .f = f, .k = k};
         dispatch(R, VK_SH_cosine_linear_fwd, &pc, sizeof pc, groups_for(R, Y.count, 1));
         break;
     }
     case CS_OP_L2NORM: {
-        const opnd nrm = saved(R, i, 0, n);
-        const pc_rownorm pc = {.x = addr(R, X), .y = addr(R, Y), .norm = addr(R, nrm), .rows = n, .f = x->shape[1]};
-        rd(R, X);
-        wr(R, Y);
-        wr(R, nrm);
+        const pc_rownorm pc = {.x = in(R, X), .y = out(R, Y), .norm = out(R, saved(R, i, 0, n)), .rows = n,
+                               .f = x->shape[1]};
         dispatch(R, VK_SH_rownorm_fwd, &pc, sizeof pc, groups_for(R, n, 0));
         break;
     }
@@ -430,15 +405,9 @@ static void node_forward(recorder *R, int i, int train)
         /* xent: probs [b, f], then the row terms; cosine_embed: |a|, |b|, cos [n each], then the terms */
         const int64_t terms_at = xent ? (int64_t)b * f : 3 * (int64_t)b;
         const opnd S = saved(R, i, 0, xent ? (int64_t)n * f : 3 * (int64_t)n), T = saved(R, i, terms_at, n);
-        const pc_loss pc = {.a = addr(R, X), .b = addr(R, I1), .save = addr(R, S), .terms = addr(R, T), .n = n, .f = f};
-        rd(R, X);
-        rd(R, I1);
-        wr(R, S);
-        wr(R, T);
+        const pc_loss pc = {.a = in(R, X), .b = in(R, I1), .save = out(R, S), .terms = out(R, T), .n = n, .f = f};
         dispatch(R, xent ? VK_SH_xent_fwd : VK_SH_cosine_embed_fwd, &pc, sizeof pc, groups_for(R, n, 0));
-        const pc_loss mean = {.terms = addr(R, T), .loss = addr(R, Y), .n = n};
-        rd(R, T);
-        wr(R, Y);
+        const pc_loss mean = {.terms = in(R, T), .loss = out(R, Y), .n = n};
         dispatch(R, VK_SH_loss_mean, &mean, sizeof mean, 1);
         break;
     }
@@ -468,18 +437,19 @@ static void node_backward(recorder *R, int i)
         const int bias = nd->n_in > 2, grp = nd->a.groups, cg = x->shape[1] / grp, og = y->shape[1] / grp;
         const int k = nd->a.k, chunks = conv_chunks(g, i, n);
         const opnd part = {VB_WORK, 0, chunks > 1 ? (int64_t)chunks * y->shape[1] * cg * k * k : 0};
-        pc_conv pc = {.x = addr(R, X), .w = addr(R, I1), .gx = addr(R, G[0]), .gw = addr(R, G[1]),
-                      .gb = bias ? addr(R, G[2]) : 0, .gy = addr(R, GY), .part = addr(R, part), .n = n,
-                      .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3], .oc = y->shape[1], .oh = y->shape[2],
-                      .ow = y->shape[3], .k = k, .stride = nd->a.stride, .pad = nd->a.pad, .groups = grp,
-                      .flags = bias, .chunks = chunks};
+        /* the sizes; each dispatch adds the operands it reads and writes */
+        const pc_conv shape = {.n = n, .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3], .oc = y->shape[1],
+                               .oh = y->shape[2], .ow = y->shape[3], .k = k, .stride = nd->a.stride,
+                               .pad = nd->a.pad, .groups = grp, .flags = bias, .chunks = chunks};
+        pc_conv pc;
         if (gin[0]) {
             const int dw = cg < 4, tm = dw ? 1 : VK_CONV_DATA_TM, tn = dw ? VK_CONV_DW_TN : VK_CONV_DATA_TN;
             const int64_t tiles =
                 (int64_t)grp * ((cg + tm - 1) / tm) * (((int64_t)n * x->shape[2] * x->shape[3] + tn - 1) / tn);
-            rd(R, GY);
-            rd(R, I1);
-            wr(R, G[0]);
+            pc = shape;
+            pc.gy = in(R, GY);
+            pc.w = in(R, I1);
+            pc.gx = out(R, G[0]);
             const vk_shader by_stride[2][3] = {
                 {VK_SH_conv2d_bwd_data, VK_SH_conv2d_bwd_data_s1, VK_SH_conv2d_bwd_data_s2},
                 {VK_SH_conv2d_bwd_data_dw, VK_SH_conv2d_bwd_data_dw_s1, VK_SH_conv2d_bwd_data_dw_s2}};
@@ -488,20 +458,26 @@ static void node_backward(recorder *R, int i)
         }
         if (gin[1]) {
             const int dw = og < 4;
-            rd(R, GY);
-            rd(R, X);
-            wr(R, chunks > 1 ? part : G[1]);
+            pc = shape;
+            pc.gy = in(R, GY);
+            pc.x = in(R, X);
+            if (chunks > 1)
+                pc.part = out(R, part); /* partial sums, reduced into gw below */
+            else
+                pc.gw = out(R, G[1]);
             dispatch(R, dw ? VK_SH_conv2d_bwd_weight_dw : VK_SH_conv2d_bwd_weight, &pc, sizeof pc,
                      groups_for(R, conv_weight_tiles(g, i) * chunks, 1));
             if (chunks > 1) {
-                rd(R, part);
-                wr(R, G[1]);
+                pc = shape;
+                pc.part = in(R, part);
+                pc.gw = out(R, G[1]);
                 dispatch(R, VK_SH_conv2d_reduce_chunks, &pc, sizeof pc, groups_for(R, G[1].count, 1));
             }
         }
         if (bias && gin[2]) {
-            rd(R, GY);
-            wr(R, G[2]);
+            pc = shape;
+            pc.gy = in(R, GY);
+            pc.gb = out(R, G[2]);
             dispatch(R, VK_SH_conv2d_bwd_bias, &pc, sizeof pc, groups_for(R, y->shape[1], 1));
         }
         break;
@@ -510,17 +486,10 @@ static void node_backward(recorder *R, int i)
         const int c = x->shape[1];
         if (!gin[0] && !gin[1] && !gin[2])
             break;
-        const opnd S = saved(R, i, 0, 2 * c), gamma = I1;
-        const pc_bn pc = {.x = addr(R, X), .gamma = addr(R, gamma), .save = addr(R, S), .gx = addr(R, G[0]),
-                          .gy = addr(R, GY), .ggamma = addr(R, G[1]), .gbeta = addr(R, G[2]), .n = n, .c = c,
-                          .hw = hw, .flags = gin[0] | gin[1] << 1 | gin[2] << 2};
-        rd(R, X);
-        rd(R, GY);
-        rd(R, S);
-        rd(R, gamma);
-        for (int j = 0; j < 3; j++)
-            if (gin[j])
-                wr(R, G[j]);
+        const pc_bn pc = {.x = in(R, X), .gamma = in(R, I1), .save = in(R, saved(R, i, 0, 2 * c)),
+                          .gx = out_if(R, gin[0], G[0]), .gy = in(R, GY), .ggamma = out_if(R, gin[1], G[1]),
+                          .gbeta = out_if(R, gin[2], G[2]), .n = n, .c = c, .hw = hw,
+                          .flags = gin[0] | gin[1] << 1 | gin[2] << 2};
         const int serial = (int64_t)n * hw <= VK_SERIAL_SUM_MAX;
         dispatch(R, serial ? VK_SH_bn_bwd_serial : VK_SH_bn_bwd, &pc, sizeof pc, groups_for(R, c, serial));
         break;
@@ -528,22 +497,15 @@ static void node_backward(recorder *R, int i)
     case CS_OP_RELU:
     case CS_OP_RELU6:
         if (gin[0]) {
-            const pc_elt pc = {.a = addr(R, X), .ga = addr(R, G[0]), .gy = addr(R, GY), .count = (int32_t)X.count};
-            rd(R, X);
-            rd(R, GY);
-            wr(R, G[0]);
+            const pc_elt pc = {.a = in(R, X), .ga = out(R, G[0]), .gy = in(R, GY), .count = (int32_t)X.count};
             dispatch(R, nd->op == CS_OP_RELU ? VK_SH_relu_bwd : VK_SH_relu6_bwd, &pc, sizeof pc,
                      groups_for(R, X.count, 1));
         }
         break;
     case CS_OP_ADD:
         if (gin[0] || gin[1]) {
-            const pc_elt pc = {.ga = addr(R, G[0]), .gb = addr(R, G[1]), .gy = addr(R, GY),
+            const pc_elt pc = {.ga = out_if(R, gin[0], G[0]), .gb = out_if(R, gin[1], G[1]), .gy = in(R, GY),
                                .count = (int32_t)GY.count, .flags = gin[0] | gin[1] << 1};
-            rd(R, GY);
-            for (int j = 0; j < 2; j++)
-                if (gin[j])
-                    wr(R, G[j]);
             dispatch(R, VK_SH_add_bwd, &pc, sizeof pc, groups_for(R, GY.count, 1));
         }
         break;
@@ -551,15 +513,10 @@ static void node_backward(recorder *R, int i)
     case CS_OP_AVGPOOL:
         if (gin[0]) {
             const int maxp = nd->op == CS_OP_MAXPOOL;
-            const opnd S = maxp ? saved(R, i, 0, GY.count) : GY;
-            const pc_pool pc = {.save = maxp ? addr(R, S) : 0, .gx = addr(R, G[0]), .gy = addr(R, GY), .n = n,
-                                .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3],
+            const pc_pool pc = {.save = maxp ? in(R, saved(R, i, 0, GY.count)) : 0, .gx = out(R, G[0]),
+                                .gy = in(R, GY), .n = n, .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3],
                                 .oh = maxp ? y->shape[2] : 1, .ow = maxp ? y->shape[3] : 1, .k = nd->a.k,
                                 .stride = nd->a.stride, .pad = nd->a.pad};
-            rd(R, GY);
-            if (maxp)
-                rd(R, S);
-            wr(R, G[0]);
             dispatch(R, maxp ? VK_SH_maxpool_bwd : VK_SH_avgpool_bwd, &pc, sizeof pc, groups_for(R, X.count, 1));
         }
         break;
@@ -581,24 +538,26 @@ static void node_backward(recorder *R, int i)
         break;
     case CS_OP_LINEAR: {
         const int bias = nd->n_in > 2, f = x->shape[1], k = y->shape[1];
-        const pc_linear pc = {.x = addr(R, X), .w = addr(R, I1), .gx = addr(R, G[0]), .gw = addr(R, G[1]),
-                              .gb = bias ? addr(R, G[2]) : 0, .gy = addr(R, GY), .n = n, .f = f, .k = k,
-                              .flags = bias};
+        const pc_linear shape = {.n = n, .f = f, .k = k, .flags = bias};
+        pc_linear pc;
         if (gin[0]) {
-            rd(R, GY);
-            rd(R, I1);
-            wr(R, G[0]);
+            pc = shape;
+            pc.gy = in(R, GY);
+            pc.w = in(R, I1);
+            pc.gx = out(R, G[0]);
             dispatch(R, VK_SH_linear_bwd_data, &pc, sizeof pc, groups_for(R, X.count, 1));
         }
         if (gin[1]) {
-            rd(R, GY);
-            rd(R, X);
-            wr(R, G[1]);
+            pc = shape;
+            pc.gy = in(R, GY);
+            pc.x = in(R, X);
+            pc.gw = out(R, G[1]);
             dispatch(R, VK_SH_linear_bwd_weight, &pc, sizeof pc, groups_for(R, (int64_t)k * f, 1));
         }
         if (bias && gin[2]) {
-            rd(R, GY);
-            wr(R, G[2]);
+            pc = shape;
+            pc.gy = in(R, GY);
+            pc.gb = out(R, G[2]);
             dispatch(R, VK_SH_linear_bwd_bias, &pc, sizeof pc, groups_for(R, k, 1));
         }
         break;
@@ -608,46 +567,43 @@ static void node_backward(recorder *R, int i)
         const opnd xn = saved(R, i, 0, (int64_t)n * f), wn = saved(R, i, (int64_t)b * f, (int64_t)k * f);
         const opnd xnorm = saved(R, i, (int64_t)(b + k) * f, n), wnorm = saved(R, i, (int64_t)(b + k) * f + b, k);
         const opnd cosv = saved(R, i, (int64_t)(b + k) * f + b + k, (int64_t)n * k), sigma = val(R, nd->in[2]);
-        const pc_cosl pc = {.xn = addr(R, xn), .wn = addr(R, wn), .xnorm = addr(R, xnorm), .wnorm = addr(R, wnorm),
-                            .cosv = addr(R, cosv), .sigma = addr(R, sigma), .gx = addr(R, G[0]),
-                            .gw = addr(R, G[1]), .gsigma = addr(R, G[2]), .gy = addr(R, GY), .n = n, .f = f, .k = k};
+        const pc_cosl shape = {.n = n, .f = f, .k = k};
+        pc_cosl pc;
         if (gin[2]) {
-            rd(R, GY);
-            rd(R, cosv);
-            wr(R, G[2]);
+            pc = shape;
+            pc.gy = in(R, GY);
+            pc.cosv = in(R, cosv);
+            pc.gsigma = out(R, G[2]);
             dispatch(R, VK_SH_cosine_linear_bwd_sigma, &pc, sizeof pc, 1);
         }
         if (gin[0]) {
-            rd(R, GY);
-            rd(R, cosv);
-            rd(R, wn);
-            rd(R, xn);
-            rd(R, xnorm);
-            rd(R, sigma);
-            wr(R, G[0]);
+            pc = shape;
+            pc.gy = in(R, GY);
+            pc.cosv = in(R, cosv);
+            pc.wn = in(R, wn);
+            pc.xn = in(R, xn);
+            pc.xnorm = in(R, xnorm);
+            pc.sigma = in(R, sigma);
+            pc.gx = out(R, G[0]);
             dispatch(R, VK_SH_cosine_linear_bwd_data, &pc, sizeof pc, groups_for(R, (int64_t)n * f, 1));
         }
         if (gin[1]) {
-            rd(R, GY);
-            rd(R, cosv);
-            rd(R, wn);
-            rd(R, xn);
-            rd(R, wnorm);
-            rd(R, sigma);
-            wr(R, G[1]);
+            pc = shape;
+            pc.gy = in(R, GY);
+            pc.cosv = in(R, cosv);
+            pc.wn = in(R, wn);
+            pc.xn = in(R, xn);
+            pc.wnorm = in(R, wnorm);
+            pc.sigma = in(R, sigma);
+            pc.gw = out(R, G[1]);
             dispatch(R, VK_SH_cosine_linear_bwd_weight, &pc, sizeof pc, groups_for(R, (int64_t)k * f, 1));
         }
         break;
     }
     case CS_OP_L2NORM:
         if (gin[0]) {
-            const opnd nrm = saved(R, i, 0, n), Y = val(R, nd->out);
-            const pc_rownorm pc = {.y = addr(R, Y), .norm = addr(R, nrm), .gx = addr(R, G[0]), .gy = addr(R, GY),
-                                   .rows = n, .f = x->shape[1]};
-            rd(R, Y);
-            rd(R, nrm);
-            rd(R, GY);
-            wr(R, G[0]);
+            const pc_rownorm pc = {.y = in(R, val(R, nd->out)), .norm = in(R, saved(R, i, 0, n)),
+                                   .gx = out(R, G[0]), .gy = in(R, GY), .rows = n, .f = x->shape[1]};
             dispatch(R, VK_SH_rownorm_bwd, &pc, sizeof pc, groups_for(R, n, 0));
         }
         break;
@@ -656,13 +612,8 @@ static void node_backward(recorder *R, int i)
         if (gin[0]) {
             const int xent = nd->op == CS_OP_SOFTMAX_XENT, f = x->shape[1];
             const opnd S = saved(R, i, 0, xent ? (int64_t)n * f : 3 * (int64_t)n);
-            const pc_loss pc = {.a = addr(R, X), .b = addr(R, I1), .save = addr(R, S), .ga = addr(R, G[0]),
-                                .gloss = addr(R, GY), .n = n, .f = f};
-            rd(R, X);
-            rd(R, I1);
-            rd(R, S);
-            rd(R, GY);
-            wr(R, G[0]);
+            const pc_loss pc = {.a = in(R, X), .b = in(R, I1), .save = in(R, S), .ga = out(R, G[0]),
+                                .gloss = in(R, GY), .n = n, .f = f};
             dispatch(R, xent ? VK_SH_xent_bwd : VK_SH_cosine_embed_bwd, &pc, sizeof pc, groups_for(R, X.count, 1));
         }
         break;
@@ -715,8 +666,7 @@ static void record_backward(recorder *R)
     for (int l = 0; l < cs_graph_n_losses(g); l++)
         if (has_grad(p, cs_graph_loss(g, l))) {
             const opnd gl = grad(R, cs_graph_loss(g, l));
-            const pc_loss pc = {.ga = addr(R, gl), .hyper = p->b[VB_HYPER].addr, .n = l};
-            wr(R, gl);
+            const pc_loss pc = {.ga = out(R, gl), .hyper = hyper(R), .n = l};
             dispatch(R, VK_SH_loss_seed, &pc, sizeof pc, 1);
         }
     mark(R, (int32_t)(2 * (int64_t)cs_graph_n_nodes(g) + VK_SLOT_ZERO_SEED));
@@ -731,13 +681,10 @@ static void sgd_run(recorder *R, int64_t start, int64_t end)
 {
     if (end <= start)
         return;
-    const vk_plan *p = R->p;
-    const pc_sgd pc = {p->b[VB_PARAMS].addr + (vk_addr)start * 4, p->b[VB_GRADS].addr + (vk_addr)start * 4,
-                       p->b[VB_MOMENTUM].addr + (vk_addr)start * 4, p->b[VB_HYPER].addr, (int32_t)start,
+    const opnd params = {VB_PARAMS, start, end - start}, grads = {VB_GRADS, start, end - start};
+    const opnd momentum = {VB_MOMENTUM, start, end - start};
+    const pc_sgd pc = {out(R, params), in(R, grads), out(R, momentum), hyper(R), (int32_t)start,
                        (int32_t)(end - start)};
-    access(R, VB_PARAMS, start, end - start, 1);
-    access(R, VB_MOMENTUM, start, end - start, 1);
-    access(R, VB_GRADS, start, end - start, 0);
     dispatch(R, VK_SH_sgd, &pc, sizeof pc, groups_for(R, end - start, 1));
 }
 
