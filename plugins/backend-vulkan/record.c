@@ -229,9 +229,26 @@ static opnd saved(const recorder *R, int i, int64_t at, int64_t count)
     return (opnd){VB_SAVE, R->p->save_at[i] + at, count};
 }
 
-static vk_addr addr(const recorder *R, opnd o) { return R->p->b[o.buf].addr + (vk_addr)o.off * 4; }
-static void rd(recorder *R, opnd o) { access(R, o.buf, o.off, o.count, 0); }
-static void wr(recorder *R, opnd o) { access(R, o.buf, o.off, o.count, 1); }
+/* Operand o of the next command, which reads it (in) or writes it (out; a write is ordered after
+ * every pending access, so it also serves a command that reads and writes o): declares the access
+ * and gives the device address, in one call, so that no address reaches a shader without the
+ * barrier its access needs. */
+static vk_addr opnd_addr(const recorder *R, opnd o) { return R->p->b[o.buf].addr + (vk_addr)o.off * 4; }
+static vk_addr in(recorder *R, opnd o)
+{
+    access(R, o.buf, o.off, o.count, 0);
+    return opnd_addr(R, o);
+}
+static vk_addr out(recorder *R, opnd o)
+{
+    access(R, o.buf, o.off, o.count, 1);
+    return opnd_addr(R, o);
+}
+/* out(R, o) where the command writes o, else 0 (the shader's flags say it is absent). */
+static vk_addr out_if(recorder *R, int writes, opnd o) { return writes ? out(R, o) : 0; }
+/* The vk_hyper block: the host writes it before a submission and no command writes it, so
+ * reading it needs no barrier and declares no access. */
+static vk_addr hyper(const recorder *R) { return R->p->b[VB_HYPER].addr; }
 
 /* A gradient flows into tensor id (the CPU backend's grad_of is not NULL). */
 static int has_grad(const vk_plan *p, int id)
@@ -278,396 +295,434 @@ int64_t vk_work_size(const cs_graph *g, int i)
     return chunks > 1 ? (int64_t)chunks * cs_graph_tensor(g, nd->in[1])->size : 0;
 }
 
-/* ---- forward ---- */
+/* ---- each op's forward and backward ---- */
 
-static void chcopy(recorder *R, vk_shader s, opnd src, int src_c, int src_c0, opnd dst, int dst_c, int dst_c0,
-                   int count, int hw, int groups, int perm_side)
-{
-    const pc_chcopy pc = {addr(R, src), addr(R, dst), R->n, hw, count, src_c, src_c0, dst_c, dst_c0, groups, perm_side};
-    rd(R, src);
-    wr(R, dst);
-    dispatch(R, s, &pc, sizeof pc, groups_for(R, (int64_t)R->n * count * hw, 1));
-}
+/* Node i as its steps see it. */
+typedef struct step {
+    int i;
+    const cs_node *nd;
+    const cs_tensor *x, *y; /* the first input, the output */
+    opnd X, I1, I2, Y;      /* values of the first three inputs (X for one the node lacks) and the output */
+    opnd GY;                /* backward: the output's gradient */
+    int gin[CS_MAX_INPUTS]; /* backward: input j gets a gradient, in G[j] (X where it gets none) */
+    opnd G[CS_MAX_INPUTS];
+    int n, hw;              /* rows; values per channel of the first input (1 unless it is 4-D) */
+    int train;              /* forward: a training one */
+} step;
 
-static void node_forward(recorder *R, int i, int train)
+static step node_step(const recorder *R, int i, int train)
 {
     const cs_graph *g = R->p->g;
     const cs_node *nd = cs_graph_node(g, i);
-    const cs_tensor *x = cs_graph_tensor(g, nd->in[0]), *y = cs_graph_tensor(g, nd->out);
-    const opnd X = val(R, nd->in[0]), Y = val(R, nd->out);
-    const opnd I1 = nd->n_in > 1 ? val(R, nd->in[1]) : X, I2 = nd->n_in > 2 ? val(R, nd->in[2]) : X;
-    const int n = R->n, hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
-    switch (nd->op) {
-    case CS_OP_CONV2D: {
-        const int bias = nd->n_in > 2, og = y->shape[1] / nd->a.groups, dw = og < 4;
-        const pc_conv pc = {.x = addr(R, X), .w = addr(R, I1), .b = bias ? addr(R, I2) : 0, .y = addr(R, Y),
-                            .n = n, .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3], .oc = y->shape[1],
-                            .oh = y->shape[2], .ow = y->shape[3], .k = nd->a.k, .stride = nd->a.stride,
-                            .pad = nd->a.pad, .groups = nd->a.groups, .flags = bias};
-        const int tm = dw ? 1 : VK_CONV_FWD_TM, tn = dw ? VK_CONV_DW_TN : VK_CONV_FWD_TN;
-        const int64_t tiles = (int64_t)nd->a.groups * ((og + tm - 1) / tm) *
-                              (((int64_t)n * y->shape[2] * y->shape[3] + tn - 1) / tn);
-        rd(R, X);
-        rd(R, I1);
-        if (bias)
-            rd(R, I2);
-        wr(R, Y);
-        dispatch(R, dw ? VK_SH_conv2d_fwd_dw : VK_SH_conv2d_fwd, &pc, sizeof pc, groups_for(R, tiles, 1));
-        break;
+    step s = {.i = i, .nd = nd, .x = cs_graph_tensor(g, nd->in[0]), .y = cs_graph_tensor(g, nd->out),
+              .X = val(R, nd->in[0]), .Y = val(R, nd->out), .GY = grad(R, nd->out), .n = R->n, .train = train};
+    s.I1 = nd->n_in > 1 ? val(R, nd->in[1]) : s.X;
+    s.I2 = nd->n_in > 2 ? val(R, nd->in[2]) : s.X;
+    s.hw = s.x->ndim == 4 ? s.x->shape[2] * s.x->shape[3] : 1;
+    for (int j = 0; j < nd->n_in; j++) {
+        s.gin[j] = has_grad(R->p, nd->in[j]);
+        s.G[j] = s.gin[j] ? grad(R, nd->in[j]) : s.X;
     }
-    case CS_OP_BATCHNORM: {
-        const int c = x->shape[1];
-        const opnd rm = val(R, nd->in[3]), rv = val(R, nd->in[4]), S = saved(R, i, 0, 2 * c);
-        const pc_bn pc = {.x = addr(R, X), .y = addr(R, Y), .gamma = addr(R, I1), .beta = addr(R, I2),
-                          .rmean = addr(R, rm), .rvar = addr(R, rv), .save = addr(R, S), .n = n, .c = c, .hw = hw,
-                          .eps = nd->a.eps, .momentum = nd->a.momentum};
-        rd(R, X);
-        rd(R, I1);
-        rd(R, I2);
-        wr(R, Y);
-        if (train) {
-            const int serial = (int64_t)n * hw <= VK_SERIAL_SUM_MAX;
-            wr(R, rm);
-            wr(R, rv);
-            wr(R, S);
-            dispatch(R, serial ? VK_SH_bn_train_serial : VK_SH_bn_train, &pc, sizeof pc, groups_for(R, c, serial));
-        } else {
-            rd(R, rm);
-            rd(R, rv);
-            dispatch(R, VK_SH_bn_eval, &pc, sizeof pc, groups_for(R, Y.count, 1));
-        }
-        break;
-    }
-    case CS_OP_RELU:
-    case CS_OP_RELU6:
-    case CS_OP_ADD: {
-        const int add = nd->op == CS_OP_ADD;
-        const pc_elt pc = {.a = addr(R, X), .b = add ? addr(R, I1) : 0, .y = addr(R, Y), .count = (int32_t)Y.count};
-        rd(R, X);
-        if (add)
-            rd(R, I1);
-        wr(R, Y);
-        dispatch(R, add ? VK_SH_add_fwd : nd->op == CS_OP_RELU ? VK_SH_relu_fwd : VK_SH_relu6_fwd, &pc, sizeof pc,
-                 groups_for(R, Y.count, 1));
-        break;
-    }
-    case CS_OP_MAXPOOL:
-    case CS_OP_AVGPOOL: {
-        const int maxp = nd->op == CS_OP_MAXPOOL;
-        const opnd S = maxp ? saved(R, i, 0, Y.count) : Y;
-        const pc_pool pc = {.x = addr(R, X), .y = addr(R, Y), .save = maxp ? addr(R, S) : 0, .n = n,
-                            .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3],
-                            .oh = maxp ? y->shape[2] : 1, .ow = maxp ? y->shape[3] : 1, .k = nd->a.k,
-                            .stride = nd->a.stride, .pad = nd->a.pad};
-        rd(R, X);
-        wr(R, Y);
-        if (maxp)
-            wr(R, S);
-        dispatch(R, maxp ? VK_SH_maxpool_fwd : VK_SH_avgpool_fwd, &pc, sizeof pc, groups_for(R, Y.count, 1));
-        break;
-    }
-    case CS_OP_SLICE:
-        chcopy(R, VK_SH_chcopy_fwd, X, x->shape[1], nd->a.start, Y, nd->a.count, 0, nd->a.count, hw, 1, 0);
-        break;
-    case CS_OP_CONCAT: {
-        const int ca = x->shape[1], cb = cs_graph_tensor(g, nd->in[1])->shape[1];
-        chcopy(R, VK_SH_chcopy_fwd, X, ca, 0, Y, ca + cb, 0, ca, hw, 1, 0);
-        chcopy(R, VK_SH_chcopy_fwd, I1, cb, 0, Y, ca + cb, ca, cb, hw, 1, 0);
-        break;
-    }
-    case CS_OP_SHUFFLE:
-        chcopy(R, VK_SH_chcopy_fwd, X, x->shape[1], 0, Y, x->shape[1], 0, x->shape[1], hw, nd->a.groups, 1);
-        break;
-    case CS_OP_LINEAR: {
-        const int bias = nd->n_in > 2;
-        const pc_linear pc = {.x = addr(R, X), .w = addr(R, I1), .b = bias ? addr(R, I2) : 0, .y = addr(R, Y),
-                              .n = n, .f = x->shape[1], .k = y->shape[1], .flags = bias};
-        rd(R, X);
-        rd(R, I1);
-        if (bias)
-            rd(R, I2);
-        wr(R, Y);
-        dispatch(R, VK_SH_linear_fwd, &pc, sizeof pc, groups_for(R, Y.count, 1));
-        break;
-    }
-    case CS_OP_COSINE_LINEAR: {
-        const int b = cs_graph_batch(g), f = x->shape[1], k = y->shape[1];
-        const opnd xn = saved(R, i, 0, (int64_t)n * f), wn = saved(R, i, (int64_t)b * f, (int64_t)k * f);
-        const opnd xnorm = saved(R, i, (int64_t)(b + k) * f, n), wnorm = saved(R, i, (int64_t)(b + k) * f + b, k);
-        const opnd cosv = saved(R, i, (int64_t)(b + k) * f + b + k, (int64_t)n * k);
-        pc_rownorm rn = {.x = addr(R, X), .y = addr(R, xn), .norm = addr(R, xnorm), .rows = n, .f = f};
-        rd(R, X);
-        wr(R, xn);
-        wr(R, xnorm);
-        dispatch(R, VK_SH_rownorm_fwd, &rn, sizeof rn, groups_for(R, n, 0));
-        rn = (pc_rownorm){.x = addr(R, I1), .y = addr(R, wn), .norm = addr(R, wnorm), .rows = k, .f = f};
-        rd(R, I1);
-        wr(R, wn);
-        wr(R, wnorm);
-        dispatch(R, VK_SH_rownorm_fwd, &rn, sizeof rn, groups_for(R, k, 0));
-        const pc_cosl pc = {.xn = addr(R, xn), .wn = addr(R, wn), .cosv = addr(R, cosv), .sigma = addr(R, I2),
-                            .y = addr(R, Y), .n = n, .f = f, .k = k};
-        rd(R, xn);
-        rd(R, wn);
-        rd(R, I2);
-        wr(R, cosv);
-        wr(R, Y);
-        dispatch(R, VK_SH_cosine_linear_fwd, &pc, sizeof pc, groups_for(R, Y.count, 1));
-        break;
-    }
-    case CS_OP_L2NORM: {
-        const opnd nrm = saved(R, i, 0, n);
-        const pc_rownorm pc = {.x = addr(R, X), .y = addr(R, Y), .norm = addr(R, nrm), .rows = n, .f = x->shape[1]};
-        rd(R, X);
-        wr(R, Y);
-        wr(R, nrm);
-        dispatch(R, VK_SH_rownorm_fwd, &pc, sizeof pc, groups_for(R, n, 0));
-        break;
-    }
-    case CS_OP_SOFTMAX_XENT:
-    case CS_OP_COSINE_EMBED: {
-        const int xent = nd->op == CS_OP_SOFTMAX_XENT, b = cs_graph_batch(g), f = x->shape[1];
-        /* xent: probs [b, f], then the row terms; cosine_embed: |a|, |b|, cos [n each], then the terms */
-        const int64_t terms_at = xent ? (int64_t)b * f : 3 * (int64_t)b;
-        const opnd S = saved(R, i, 0, xent ? (int64_t)n * f : 3 * (int64_t)n), T = saved(R, i, terms_at, n);
-        const pc_loss pc = {.a = addr(R, X), .b = addr(R, I1), .save = addr(R, S), .terms = addr(R, T), .n = n, .f = f};
-        rd(R, X);
-        rd(R, I1);
-        wr(R, S);
-        wr(R, T);
-        dispatch(R, xent ? VK_SH_xent_fwd : VK_SH_cosine_embed_fwd, &pc, sizeof pc, groups_for(R, n, 0));
-        const pc_loss mean = {.terms = addr(R, T), .loss = addr(R, Y), .n = n};
-        rd(R, T);
-        wr(R, Y);
-        dispatch(R, VK_SH_loss_mean, &mean, sizeof mean, 1);
-        break;
-    }
-    case CS_OP_COUNT_: break;
+    return s;
+}
+
+/* Channels [src_c0, src_c0 + count) of src (src_c channels) to [dst_c0, ...) of dst (dst_c channels);
+ * with groups > 1 shuffled, on the destination's side (perm_side 1) or the source's (2). */
+static void chcopy(recorder *R, vk_shader sh, const step *s, opnd src, int src_c, int src_c0, opnd dst, int dst_c,
+                   int dst_c0, int count, int groups, int perm_side)
+{
+    const pc_chcopy pc = {in(R, src), out(R, dst), R->n, s->hw, count, src_c, src_c0, dst_c, dst_c0, groups, perm_side};
+    dispatch(R, sh, &pc, sizeof pc, groups_for(R, (int64_t)R->n * count * s->hw, 1));
+}
+
+/* conv2d.comp's sizes for node s; each dispatch adds the operands it reads and writes. */
+static pc_conv conv_shape(const step *s, int chunks)
+{
+    const cs_tensor *x = s->x, *y = s->y;
+    return (pc_conv){.n = s->n, .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3], .oc = y->shape[1],
+                     .oh = y->shape[2], .ow = y->shape[3], .k = s->nd->a.k, .stride = s->nd->a.stride,
+                     .pad = s->nd->a.pad, .groups = s->nd->a.groups, .flags = s->nd->n_in > 2, .chunks = chunks};
+}
+
+static void conv_forward(recorder *R, const step *s)
+{
+    const int bias = s->nd->n_in > 2, grp = s->nd->a.groups, og = s->y->shape[1] / grp, dw = og < 4;
+    pc_conv pc = conv_shape(s, 0);
+    pc.x = in(R, s->X);
+    pc.w = in(R, s->I1);
+    pc.b = bias ? in(R, s->I2) : 0;
+    pc.y = out(R, s->Y);
+    const int tm = dw ? 1 : VK_CONV_FWD_TM, tn = dw ? VK_CONV_DW_TN : VK_CONV_FWD_TN;
+    const int64_t tiles =
+        (int64_t)grp * ((og + tm - 1) / tm) * (((int64_t)s->n * s->y->shape[2] * s->y->shape[3] + tn - 1) / tn);
+    dispatch(R, dw ? VK_SH_conv2d_fwd_dw : VK_SH_conv2d_fwd, &pc, sizeof pc, groups_for(R, tiles, 1));
+}
+
+static void conv_backward_data(recorder *R, const step *s)
+{
+    const int grp = s->nd->a.groups, cg = s->x->shape[1] / grp, dw = cg < 4;
+    const int tm = dw ? 1 : VK_CONV_DATA_TM, tn = dw ? VK_CONV_DW_TN : VK_CONV_DATA_TN;
+    const int64_t tiles =
+        (int64_t)grp * ((cg + tm - 1) / tm) * (((int64_t)s->n * s->x->shape[2] * s->x->shape[3] + tn - 1) / tn);
+    pc_conv pc = conv_shape(s, conv_chunks(R->p->g, s->i, s->n));
+    pc.gy = in(R, s->GY);
+    pc.w = in(R, s->I1);
+    pc.gx = out(R, s->G[0]);
+    const vk_shader by_stride[2][3] = {
+        {VK_SH_conv2d_bwd_data, VK_SH_conv2d_bwd_data_s1, VK_SH_conv2d_bwd_data_s2},
+        {VK_SH_conv2d_bwd_data_dw, VK_SH_conv2d_bwd_data_dw_s1, VK_SH_conv2d_bwd_data_dw_s2}};
+    const int st = s->nd->a.stride;
+    dispatch(R, by_stride[dw][st == 1 ? 1 : st == 2 ? 2 : 0], &pc, sizeof pc, groups_for(R, tiles, 1));
+}
+
+/* With more than one chunk, the chunks' partial sums go to VB_WORK, then one dispatch adds them up. */
+static void conv_backward_weight(recorder *R, const step *s)
+{
+    const cs_graph *g = R->p->g;
+    const int grp = s->nd->a.groups, cg = s->x->shape[1] / grp, dw = s->y->shape[1] / grp < 4, k = s->nd->a.k;
+    const int chunks = conv_chunks(g, s->i, s->n);
+    const opnd part = {VB_WORK, 0, chunks > 1 ? (int64_t)chunks * s->y->shape[1] * cg * k * k : 0};
+    pc_conv pc = conv_shape(s, chunks);
+    pc.gy = in(R, s->GY);
+    pc.x = in(R, s->X);
+    if (chunks > 1)
+        pc.part = out(R, part);
+    else
+        pc.gw = out(R, s->G[1]);
+    dispatch(R, dw ? VK_SH_conv2d_bwd_weight_dw : VK_SH_conv2d_bwd_weight, &pc, sizeof pc,
+             groups_for(R, conv_weight_tiles(g, s->i) * chunks, 1));
+    if (chunks > 1) {
+        pc = conv_shape(s, chunks);
+        pc.part = in(R, part);
+        pc.gw = out(R, s->G[1]);
+        dispatch(R, VK_SH_conv2d_reduce_chunks, &pc, sizeof pc, groups_for(R, s->G[1].count, 1));
     }
 }
 
-/* ---- backward ---- */
+static void conv_backward(recorder *R, const step *s)
+{
+    if (s->gin[0])
+        conv_backward_data(R, s);
+    if (s->gin[1])
+        conv_backward_weight(R, s);
+    if (s->nd->n_in > 2 && s->gin[2]) {
+        pc_conv pc = conv_shape(s, conv_chunks(R->p->g, s->i, s->n));
+        pc.gy = in(R, s->GY);
+        pc.gb = out(R, s->G[2]);
+        dispatch(R, VK_SH_conv2d_bwd_bias, &pc, sizeof pc, groups_for(R, s->y->shape[1], 1));
+    }
+}
+
+/* Training updates the running statistics and saves the batch's; evaluation reads the running ones. */
+static void batchnorm_forward(recorder *R, const step *s)
+{
+    const int c = s->x->shape[1], train = s->train;
+    const opnd rm = val(R, s->nd->in[3]), rv = val(R, s->nd->in[4]);
+    const pc_bn pc = {.x = in(R, s->X), .y = out(R, s->Y), .gamma = in(R, s->I1), .beta = in(R, s->I2),
+                      .rmean = train ? out(R, rm) : in(R, rm), .rvar = train ? out(R, rv) : in(R, rv),
+                      .save = out_if(R, train, saved(R, s->i, 0, 2 * c)), .n = s->n, .c = c, .hw = s->hw,
+                      .eps = s->nd->a.eps, .momentum = s->nd->a.momentum};
+    const int serial = (int64_t)s->n * s->hw <= VK_SERIAL_SUM_MAX;
+    if (train)
+        dispatch(R, serial ? VK_SH_bn_train_serial : VK_SH_bn_train, &pc, sizeof pc, groups_for(R, c, serial));
+    else
+        dispatch(R, VK_SH_bn_eval, &pc, sizeof pc, groups_for(R, s->Y.count, 1));
+}
+
+static void batchnorm_backward(recorder *R, const step *s)
+{
+    const int c = s->x->shape[1], *gin = s->gin;
+    if (!gin[0] && !gin[1] && !gin[2])
+        return;
+    const pc_bn pc = {.x = in(R, s->X), .gamma = in(R, s->I1), .save = in(R, saved(R, s->i, 0, 2 * c)),
+                      .gx = out_if(R, gin[0], s->G[0]), .gy = in(R, s->GY), .ggamma = out_if(R, gin[1], s->G[1]),
+                      .gbeta = out_if(R, gin[2], s->G[2]), .n = s->n, .c = c, .hw = s->hw,
+                      .flags = gin[0] | gin[1] << 1 | gin[2] << 2};
+    const int serial = (int64_t)s->n * s->hw <= VK_SERIAL_SUM_MAX;
+    dispatch(R, serial ? VK_SH_bn_bwd_serial : VK_SH_bn_bwd, &pc, sizeof pc, groups_for(R, c, serial));
+}
+
+/* relu, relu6, add */
+static void eltwise_forward(recorder *R, const step *s)
+{
+    const int add = s->nd->op == CS_OP_ADD;
+    const pc_elt pc = {.a = in(R, s->X), .b = add ? in(R, s->I1) : 0, .y = out(R, s->Y), .count = (int32_t)s->Y.count};
+    dispatch(R, add ? VK_SH_add_fwd : s->nd->op == CS_OP_RELU ? VK_SH_relu_fwd : VK_SH_relu6_fwd, &pc, sizeof pc,
+             groups_for(R, s->Y.count, 1));
+}
+
+/* relu, relu6 */
+static void relu_backward(recorder *R, const step *s)
+{
+    if (!s->gin[0])
+        return;
+    const pc_elt pc = {.a = in(R, s->X), .ga = out(R, s->G[0]), .gy = in(R, s->GY), .count = (int32_t)s->X.count};
+    dispatch(R, s->nd->op == CS_OP_RELU ? VK_SH_relu_bwd : VK_SH_relu6_bwd, &pc, sizeof pc,
+             groups_for(R, s->X.count, 1));
+}
+
+static void add_backward(recorder *R, const step *s)
+{
+    if (!s->gin[0] && !s->gin[1])
+        return;
+    const pc_elt pc = {.ga = out_if(R, s->gin[0], s->G[0]), .gb = out_if(R, s->gin[1], s->G[1]), .gy = in(R, s->GY),
+                       .count = (int32_t)s->GY.count, .flags = s->gin[0] | s->gin[1] << 1};
+    dispatch(R, VK_SH_add_bwd, &pc, sizeof pc, groups_for(R, s->GY.count, 1));
+}
+
+/* pool.comp's sizes (the global average pool's output is 1 x 1); maxpool saves its argmax */
+static pc_pool pool_shape(const step *s)
+{
+    const int maxp = s->nd->op == CS_OP_MAXPOOL;
+    return (pc_pool){.n = s->n, .c = s->x->shape[1], .ih = s->x->shape[2], .iw = s->x->shape[3],
+                     .oh = maxp ? s->y->shape[2] : 1, .ow = maxp ? s->y->shape[3] : 1, .k = s->nd->a.k,
+                     .stride = s->nd->a.stride, .pad = s->nd->a.pad};
+}
+
+static void pool_forward(recorder *R, const step *s)
+{
+    const int maxp = s->nd->op == CS_OP_MAXPOOL;
+    pc_pool pc = pool_shape(s);
+    pc.x = in(R, s->X);
+    pc.y = out(R, s->Y);
+    pc.save = out_if(R, maxp, saved(R, s->i, 0, s->Y.count));
+    dispatch(R, maxp ? VK_SH_maxpool_fwd : VK_SH_avgpool_fwd, &pc, sizeof pc, groups_for(R, s->Y.count, 1));
+}
+
+static void pool_backward(recorder *R, const step *s)
+{
+    if (!s->gin[0])
+        return;
+    const int maxp = s->nd->op == CS_OP_MAXPOOL;
+    pc_pool pc = pool_shape(s);
+    pc.save = maxp ? in(R, saved(R, s->i, 0, s->GY.count)) : 0;
+    pc.gx = out(R, s->G[0]);
+    pc.gy = in(R, s->GY);
+    dispatch(R, maxp ? VK_SH_maxpool_bwd : VK_SH_avgpool_bwd, &pc, sizeof pc, groups_for(R, s->X.count, 1));
+}
+
+static void slice_forward(recorder *R, const step *s)
+{
+    const int c = s->x->shape[1], at = s->nd->a.start, count = s->nd->a.count;
+    chcopy(R, VK_SH_chcopy_fwd, s, s->X, c, at, s->Y, count, 0, count, 1, 0);
+}
+
+static void slice_backward(recorder *R, const step *s)
+{
+    const int c = s->x->shape[1], at = s->nd->a.start, count = s->nd->a.count;
+    if (s->gin[0])
+        chcopy(R, VK_SH_chcopy_bwd, s, s->GY, count, 0, s->G[0], c, at, count, 1, 0);
+}
+
+/* the channels of the second input follow the first's */
+static void concat_forward(recorder *R, const step *s)
+{
+    const int ca = s->x->shape[1], cb = cs_graph_tensor(R->p->g, s->nd->in[1])->shape[1];
+    chcopy(R, VK_SH_chcopy_fwd, s, s->X, ca, 0, s->Y, ca + cb, 0, ca, 1, 0);
+    chcopy(R, VK_SH_chcopy_fwd, s, s->I1, cb, 0, s->Y, ca + cb, ca, cb, 1, 0);
+}
+
+static void concat_backward(recorder *R, const step *s)
+{
+    const int ca = s->x->shape[1], cb = cs_graph_tensor(R->p->g, s->nd->in[1])->shape[1];
+    if (s->gin[0])
+        chcopy(R, VK_SH_chcopy_bwd, s, s->GY, ca + cb, 0, s->G[0], ca, 0, ca, 1, 0);
+    if (s->gin[1])
+        chcopy(R, VK_SH_chcopy_bwd, s, s->GY, ca + cb, ca, s->G[1], cb, 0, cb, 1, 0);
+}
+
+static void shuffle_forward(recorder *R, const step *s)
+{
+    const int c = s->x->shape[1];
+    chcopy(R, VK_SH_chcopy_fwd, s, s->X, c, 0, s->Y, c, 0, c, s->nd->a.groups, 1);
+}
+
+static void shuffle_backward(recorder *R, const step *s)
+{
+    const int c = s->x->shape[1];
+    if (s->gin[0])
+        chcopy(R, VK_SH_chcopy_bwd, s, s->GY, c, 0, s->G[0], c, 0, c, s->nd->a.groups, 2);
+}
+
+static pc_linear linear_shape(const step *s)
+{
+    return (pc_linear){.n = s->n, .f = s->x->shape[1], .k = s->y->shape[1], .flags = s->nd->n_in > 2};
+}
+
+static void linear_forward(recorder *R, const step *s)
+{
+    pc_linear pc = linear_shape(s);
+    pc.x = in(R, s->X);
+    pc.w = in(R, s->I1);
+    pc.b = pc.flags ? in(R, s->I2) : 0;
+    pc.y = out(R, s->Y);
+    dispatch(R, VK_SH_linear_fwd, &pc, sizeof pc, groups_for(R, s->Y.count, 1));
+}
+
+/* data, weight and bias gradients: three dispatches, unordered among themselves */
+static void linear_backward(recorder *R, const step *s)
+{
+    const int f = s->x->shape[1], k = s->y->shape[1];
+    pc_linear pc;
+    if (s->gin[0]) {
+        pc = linear_shape(s);
+        pc.gy = in(R, s->GY);
+        pc.w = in(R, s->I1);
+        pc.gx = out(R, s->G[0]);
+        dispatch(R, VK_SH_linear_bwd_data, &pc, sizeof pc, groups_for(R, s->X.count, 1));
+    }
+    if (s->gin[1]) {
+        pc = linear_shape(s);
+        pc.gy = in(R, s->GY);
+        pc.x = in(R, s->X);
+        pc.gw = out(R, s->G[1]);
+        dispatch(R, VK_SH_linear_bwd_weight, &pc, sizeof pc, groups_for(R, (int64_t)k * f, 1));
+    }
+    if (s->nd->n_in > 2 && s->gin[2]) {
+        pc = linear_shape(s);
+        pc.gy = in(R, s->GY);
+        pc.gb = out(R, s->G[2]);
+        dispatch(R, VK_SH_linear_bwd_bias, &pc, sizeof pc, groups_for(R, k, 1));
+    }
+}
+
+/* What the cosine-linear forward saves: the normalized rows of x [n, f] and of w [k, f], their
+ * norms [n], [k], and the cosines [n, k] (x's parts sized for the whole batch). */
+typedef struct cosl_save {
+    opnd xn, wn, xnorm, wnorm, cosv;
+} cosl_save;
+
+static cosl_save cosl_saved(const recorder *R, const step *s)
+{
+    const int64_t b = cs_graph_batch(R->p->g), n = s->n, f = s->x->shape[1], k = s->y->shape[1];
+    return (cosl_save){saved(R, s->i, 0, n * f), saved(R, s->i, b * f, k * f), saved(R, s->i, (b + k) * f, n),
+                       saved(R, s->i, (b + k) * f + b, k), saved(R, s->i, (b + k) * f + b + k, n * k)};
+}
+
+static void cosine_linear_forward(recorder *R, const step *s)
+{
+    const int n = s->n, f = s->x->shape[1], k = s->y->shape[1];
+    const cosl_save S = cosl_saved(R, s);
+    pc_rownorm rn = {.x = in(R, s->X), .y = out(R, S.xn), .norm = out(R, S.xnorm), .rows = n, .f = f};
+    dispatch(R, VK_SH_rownorm_fwd, &rn, sizeof rn, groups_for(R, n, 0));
+    rn = (pc_rownorm){.x = in(R, s->I1), .y = out(R, S.wn), .norm = out(R, S.wnorm), .rows = k, .f = f};
+    dispatch(R, VK_SH_rownorm_fwd, &rn, sizeof rn, groups_for(R, k, 0));
+    const pc_cosl pc = {.xn = in(R, S.xn), .wn = in(R, S.wn), .cosv = out(R, S.cosv), .sigma = in(R, s->I2),
+                        .y = out(R, s->Y), .n = n, .f = f, .k = k};
+    dispatch(R, VK_SH_cosine_linear_fwd, &pc, sizeof pc, groups_for(R, s->Y.count, 1));
+}
+
+/* What the data and the weight gradients of a cosine-linear node both read. */
+static pc_cosl cosl_backward_reads(recorder *R, const step *s, const cosl_save *S)
+{
+    return (pc_cosl){.gy = in(R, s->GY), .cosv = in(R, S->cosv), .wn = in(R, S->wn), .xn = in(R, S->xn),
+                     .sigma = in(R, s->I2), .n = s->n, .f = s->x->shape[1], .k = s->y->shape[1]};
+}
+
+/* the scale's, the data's and the weight's gradients */
+static void cosine_linear_backward(recorder *R, const step *s)
+{
+    const int n = s->n, f = s->x->shape[1], k = s->y->shape[1];
+    const cosl_save S = cosl_saved(R, s);
+    pc_cosl pc;
+    if (s->gin[2]) {
+        pc = (pc_cosl){.gy = in(R, s->GY), .cosv = in(R, S.cosv), .gsigma = out(R, s->G[2]), .n = n, .f = f, .k = k};
+        dispatch(R, VK_SH_cosine_linear_bwd_sigma, &pc, sizeof pc, 1);
+    }
+    if (s->gin[0]) {
+        pc = cosl_backward_reads(R, s, &S);
+        pc.xnorm = in(R, S.xnorm);
+        pc.gx = out(R, s->G[0]);
+        dispatch(R, VK_SH_cosine_linear_bwd_data, &pc, sizeof pc, groups_for(R, (int64_t)n * f, 1));
+    }
+    if (s->gin[1]) {
+        pc = cosl_backward_reads(R, s, &S);
+        pc.wnorm = in(R, S.wnorm);
+        pc.gw = out(R, s->G[1]);
+        dispatch(R, VK_SH_cosine_linear_bwd_weight, &pc, sizeof pc, groups_for(R, (int64_t)k * f, 1));
+    }
+}
+
+/* saves the rows' norms */
+static void l2norm_forward(recorder *R, const step *s)
+{
+    const pc_rownorm pc = {.x = in(R, s->X), .y = out(R, s->Y), .norm = out(R, saved(R, s->i, 0, s->n)),
+                           .rows = s->n, .f = s->x->shape[1]};
+    dispatch(R, VK_SH_rownorm_fwd, &pc, sizeof pc, groups_for(R, s->n, 0));
+}
+
+static void l2norm_backward(recorder *R, const step *s)
+{
+    if (!s->gin[0])
+        return;
+    const pc_rownorm pc = {.y = in(R, s->Y), .norm = in(R, saved(R, s->i, 0, s->n)), .gx = out(R, s->G[0]),
+                           .gy = in(R, s->GY), .rows = s->n, .f = s->x->shape[1]};
+    dispatch(R, VK_SH_rownorm_bwd, &pc, sizeof pc, groups_for(R, s->n, 0));
+}
+
+/* softmax_xent's save: the probabilities [n, f]; cosine_embed's: |a|, |b|, cos [n each] */
+static opnd loss_saved(const recorder *R, const step *s)
+{
+    const int64_t n = s->n;
+    return saved(R, s->i, 0, s->nd->op == CS_OP_SOFTMAX_XENT ? n * s->x->shape[1] : 3 * n);
+}
+
+/* softmax_xent, cosine_embed: the row terms (saved after the rest, sized for the whole batch), then their mean */
+static void loss_forward(recorder *R, const step *s)
+{
+    const int xent = s->nd->op == CS_OP_SOFTMAX_XENT, b = cs_graph_batch(R->p->g), f = s->x->shape[1];
+    const int64_t terms_at = xent ? (int64_t)b * f : 3 * (int64_t)b;
+    const opnd T = saved(R, s->i, terms_at, s->n);
+    const pc_loss pc = {.a = in(R, s->X), .b = in(R, s->I1), .save = out(R, loss_saved(R, s)), .terms = out(R, T),
+                        .n = s->n, .f = f};
+    dispatch(R, xent ? VK_SH_xent_fwd : VK_SH_cosine_embed_fwd, &pc, sizeof pc, groups_for(R, s->n, 0));
+    const pc_loss mean = {.terms = in(R, T), .loss = out(R, s->Y), .n = s->n};
+    dispatch(R, VK_SH_loss_mean, &mean, sizeof mean, 1);
+}
+
+static void loss_backward(recorder *R, const step *s)
+{
+    if (!s->gin[0])
+        return;
+    const int xent = s->nd->op == CS_OP_SOFTMAX_XENT;
+    const pc_loss pc = {.a = in(R, s->X), .b = in(R, s->I1), .save = in(R, loss_saved(R, s)), .ga = out(R, s->G[0]),
+                        .gloss = in(R, s->GY), .n = s->n, .f = s->x->shape[1]};
+    dispatch(R, xent ? VK_SH_xent_bwd : VK_SH_cosine_embed_bwd, &pc, sizeof pc, groups_for(R, s->X.count, 1));
+}
+
+typedef void (*step_fn)(recorder *R, const step *s);
+static const struct {
+    step_fn forward, backward;
+} op_steps[CS_OP_COUNT_] = {
+    [CS_OP_CONV2D] = {conv_forward, conv_backward},
+    [CS_OP_BATCHNORM] = {batchnorm_forward, batchnorm_backward},
+    [CS_OP_RELU] = {eltwise_forward, relu_backward},
+    [CS_OP_RELU6] = {eltwise_forward, relu_backward},
+    [CS_OP_ADD] = {eltwise_forward, add_backward},
+    [CS_OP_MAXPOOL] = {pool_forward, pool_backward},
+    [CS_OP_AVGPOOL] = {pool_forward, pool_backward},
+    [CS_OP_SLICE] = {slice_forward, slice_backward},
+    [CS_OP_CONCAT] = {concat_forward, concat_backward},
+    [CS_OP_SHUFFLE] = {shuffle_forward, shuffle_backward},
+    [CS_OP_LINEAR] = {linear_forward, linear_backward},
+    [CS_OP_COSINE_LINEAR] = {cosine_linear_forward, cosine_linear_backward},
+    [CS_OP_L2NORM] = {l2norm_forward, l2norm_backward},
+    [CS_OP_SOFTMAX_XENT] = {loss_forward, loss_backward},
+    [CS_OP_COSINE_EMBED] = {loss_forward, loss_backward},
+};
+
+static void node_forward(recorder *R, int i, int train)
+{
+    const step s = node_step(R, i, train);
+    if (s.nd->op > 0 && s.nd->op < CS_OP_COUNT_ && op_steps[s.nd->op].forward)
+        op_steps[s.nd->op].forward(R, &s);
+}
 
 static void node_backward(recorder *R, int i)
 {
-    const vk_plan *p = R->p;
-    const cs_graph *g = p->g;
-    const cs_node *nd = cs_graph_node(g, i);
-    const cs_tensor *x = cs_graph_tensor(g, nd->in[0]), *y = cs_graph_tensor(g, nd->out);
-    const opnd X = val(R, nd->in[0]), GY = grad(R, nd->out);
-    const opnd I1 = nd->n_in > 1 ? val(R, nd->in[1]) : X;
-    int gin[CS_MAX_INPUTS] = {0};
-    opnd G[CS_MAX_INPUTS];
-    for (int j = 0; j < nd->n_in; j++) {
-        gin[j] = has_grad(p, nd->in[j]);
-        G[j] = gin[j] ? grad(R, nd->in[j]) : X;
-    }
-    const int n = R->n, hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
-    switch (nd->op) {
-    case CS_OP_CONV2D: {
-        const int bias = nd->n_in > 2, grp = nd->a.groups, cg = x->shape[1] / grp, og = y->shape[1] / grp;
-        const int k = nd->a.k, chunks = conv_chunks(g, i, n);
-        const opnd part = {VB_WORK, 0, chunks > 1 ? (int64_t)chunks * y->shape[1] * cg * k * k : 0};
-        pc_conv pc = {.x = addr(R, X), .w = addr(R, I1), .gx = addr(R, G[0]), .gw = addr(R, G[1]),
-                      .gb = bias ? addr(R, G[2]) : 0, .gy = addr(R, GY), .part = addr(R, part), .n = n,
-                      .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3], .oc = y->shape[1], .oh = y->shape[2],
-                      .ow = y->shape[3], .k = k, .stride = nd->a.stride, .pad = nd->a.pad, .groups = grp,
-                      .flags = bias, .chunks = chunks};
-        if (gin[0]) {
-            const int dw = cg < 4, tm = dw ? 1 : VK_CONV_DATA_TM, tn = dw ? VK_CONV_DW_TN : VK_CONV_DATA_TN;
-            const int64_t tiles =
-                (int64_t)grp * ((cg + tm - 1) / tm) * (((int64_t)n * x->shape[2] * x->shape[3] + tn - 1) / tn);
-            rd(R, GY);
-            rd(R, I1);
-            wr(R, G[0]);
-            const vk_shader by_stride[2][3] = {
-                {VK_SH_conv2d_bwd_data, VK_SH_conv2d_bwd_data_s1, VK_SH_conv2d_bwd_data_s2},
-                {VK_SH_conv2d_bwd_data_dw, VK_SH_conv2d_bwd_data_dw_s1, VK_SH_conv2d_bwd_data_dw_s2}};
-            const int s = nd->a.stride;
-            dispatch(R, by_stride[dw][s == 1 ? 1 : s == 2 ? 2 : 0], &pc, sizeof pc, groups_for(R, tiles, 1));
-        }
-        if (gin[1]) {
-            const int dw = og < 4;
-            rd(R, GY);
-            rd(R, X);
-            wr(R, chunks > 1 ? part : G[1]);
-            dispatch(R, dw ? VK_SH_conv2d_bwd_weight_dw : VK_SH_conv2d_bwd_weight, &pc, sizeof pc,
-                     groups_for(R, conv_weight_tiles(g, i) * chunks, 1));
-            if (chunks > 1) {
-                rd(R, part);
-                wr(R, G[1]);
-                dispatch(R, VK_SH_conv2d_reduce_chunks, &pc, sizeof pc, groups_for(R, G[1].count, 1));
-            }
-        }
-        if (bias && gin[2]) {
-            rd(R, GY);
-            wr(R, G[2]);
-            dispatch(R, VK_SH_conv2d_bwd_bias, &pc, sizeof pc, groups_for(R, y->shape[1], 1));
-        }
-        break;
-    }
-    case CS_OP_BATCHNORM: {
-        const int c = x->shape[1];
-        if (!gin[0] && !gin[1] && !gin[2])
-            break;
-        const opnd S = saved(R, i, 0, 2 * c), gamma = I1;
-        const pc_bn pc = {.x = addr(R, X), .gamma = addr(R, gamma), .save = addr(R, S), .gx = addr(R, G[0]),
-                          .gy = addr(R, GY), .ggamma = addr(R, G[1]), .gbeta = addr(R, G[2]), .n = n, .c = c,
-                          .hw = hw, .flags = gin[0] | gin[1] << 1 | gin[2] << 2};
-        rd(R, X);
-        rd(R, GY);
-        rd(R, S);
-        rd(R, gamma);
-        for (int j = 0; j < 3; j++)
-            if (gin[j])
-                wr(R, G[j]);
-        const int serial = (int64_t)n * hw <= VK_SERIAL_SUM_MAX;
-        dispatch(R, serial ? VK_SH_bn_bwd_serial : VK_SH_bn_bwd, &pc, sizeof pc, groups_for(R, c, serial));
-        break;
-    }
-    case CS_OP_RELU:
-    case CS_OP_RELU6:
-        if (gin[0]) {
-            const pc_elt pc = {.a = addr(R, X), .ga = addr(R, G[0]), .gy = addr(R, GY), .count = (int32_t)X.count};
-            rd(R, X);
-            rd(R, GY);
-            wr(R, G[0]);
-            dispatch(R, nd->op == CS_OP_RELU ? VK_SH_relu_bwd : VK_SH_relu6_bwd, &pc, sizeof pc,
-                     groups_for(R, X.count, 1));
-        }
-        break;
-    case CS_OP_ADD:
-        if (gin[0] || gin[1]) {
-            const pc_elt pc = {.ga = addr(R, G[0]), .gb = addr(R, G[1]), .gy = addr(R, GY),
-                               .count = (int32_t)GY.count, .flags = gin[0] | gin[1] << 1};
-            rd(R, GY);
-            for (int j = 0; j < 2; j++)
-                if (gin[j])
-                    wr(R, G[j]);
-            dispatch(R, VK_SH_add_bwd, &pc, sizeof pc, groups_for(R, GY.count, 1));
-        }
-        break;
-    case CS_OP_MAXPOOL:
-    case CS_OP_AVGPOOL:
-        if (gin[0]) {
-            const int maxp = nd->op == CS_OP_MAXPOOL;
-            const opnd S = maxp ? saved(R, i, 0, GY.count) : GY;
-            const pc_pool pc = {.save = maxp ? addr(R, S) : 0, .gx = addr(R, G[0]), .gy = addr(R, GY), .n = n,
-                                .c = x->shape[1], .ih = x->shape[2], .iw = x->shape[3],
-                                .oh = maxp ? y->shape[2] : 1, .ow = maxp ? y->shape[3] : 1, .k = nd->a.k,
-                                .stride = nd->a.stride, .pad = nd->a.pad};
-            rd(R, GY);
-            if (maxp)
-                rd(R, S);
-            wr(R, G[0]);
-            dispatch(R, maxp ? VK_SH_maxpool_bwd : VK_SH_avgpool_bwd, &pc, sizeof pc, groups_for(R, X.count, 1));
-        }
-        break;
-    case CS_OP_SLICE:
-        if (gin[0])
-            chcopy(R, VK_SH_chcopy_bwd, GY, nd->a.count, 0, G[0], x->shape[1], nd->a.start, nd->a.count, hw, 1, 0);
-        break;
-    case CS_OP_CONCAT: {
-        const int ca = x->shape[1], cb = cs_graph_tensor(g, nd->in[1])->shape[1];
-        if (gin[0])
-            chcopy(R, VK_SH_chcopy_bwd, GY, ca + cb, 0, G[0], ca, 0, ca, hw, 1, 0);
-        if (gin[1])
-            chcopy(R, VK_SH_chcopy_bwd, GY, ca + cb, ca, G[1], cb, 0, cb, hw, 1, 0);
-        break;
-    }
-    case CS_OP_SHUFFLE:
-        if (gin[0])
-            chcopy(R, VK_SH_chcopy_bwd, GY, x->shape[1], 0, G[0], x->shape[1], 0, x->shape[1], hw, nd->a.groups, 2);
-        break;
-    case CS_OP_LINEAR: {
-        const int bias = nd->n_in > 2, f = x->shape[1], k = y->shape[1];
-        const pc_linear pc = {.x = addr(R, X), .w = addr(R, I1), .gx = addr(R, G[0]), .gw = addr(R, G[1]),
-                              .gb = bias ? addr(R, G[2]) : 0, .gy = addr(R, GY), .n = n, .f = f, .k = k,
-                              .flags = bias};
-        if (gin[0]) {
-            rd(R, GY);
-            rd(R, I1);
-            wr(R, G[0]);
-            dispatch(R, VK_SH_linear_bwd_data, &pc, sizeof pc, groups_for(R, X.count, 1));
-        }
-        if (gin[1]) {
-            rd(R, GY);
-            rd(R, X);
-            wr(R, G[1]);
-            dispatch(R, VK_SH_linear_bwd_weight, &pc, sizeof pc, groups_for(R, (int64_t)k * f, 1));
-        }
-        if (bias && gin[2]) {
-            rd(R, GY);
-            wr(R, G[2]);
-            dispatch(R, VK_SH_linear_bwd_bias, &pc, sizeof pc, groups_for(R, k, 1));
-        }
-        break;
-    }
-    case CS_OP_COSINE_LINEAR: {
-        const int b = cs_graph_batch(g), f = x->shape[1], k = y->shape[1];
-        const opnd xn = saved(R, i, 0, (int64_t)n * f), wn = saved(R, i, (int64_t)b * f, (int64_t)k * f);
-        const opnd xnorm = saved(R, i, (int64_t)(b + k) * f, n), wnorm = saved(R, i, (int64_t)(b + k) * f + b, k);
-        const opnd cosv = saved(R, i, (int64_t)(b + k) * f + b + k, (int64_t)n * k), sigma = val(R, nd->in[2]);
-        const pc_cosl pc = {.xn = addr(R, xn), .wn = addr(R, wn), .xnorm = addr(R, xnorm), .wnorm = addr(R, wnorm),
-                            .cosv = addr(R, cosv), .sigma = addr(R, sigma), .gx = addr(R, G[0]),
-                            .gw = addr(R, G[1]), .gsigma = addr(R, G[2]), .gy = addr(R, GY), .n = n, .f = f, .k = k};
-        if (gin[2]) {
-            rd(R, GY);
-            rd(R, cosv);
-            wr(R, G[2]);
-            dispatch(R, VK_SH_cosine_linear_bwd_sigma, &pc, sizeof pc, 1);
-        }
-        if (gin[0]) {
-            rd(R, GY);
-            rd(R, cosv);
-            rd(R, wn);
-            rd(R, xn);
-            rd(R, xnorm);
-            rd(R, sigma);
-            wr(R, G[0]);
-            dispatch(R, VK_SH_cosine_linear_bwd_data, &pc, sizeof pc, groups_for(R, (int64_t)n * f, 1));
-        }
-        if (gin[1]) {
-            rd(R, GY);
-            rd(R, cosv);
-            rd(R, wn);
-            rd(R, xn);
-            rd(R, wnorm);
-            rd(R, sigma);
-            wr(R, G[1]);
-            dispatch(R, VK_SH_cosine_linear_bwd_weight, &pc, sizeof pc, groups_for(R, (int64_t)k * f, 1));
-        }
-        break;
-    }
-    case CS_OP_L2NORM:
-        if (gin[0]) {
-            const opnd nrm = saved(R, i, 0, n), Y = val(R, nd->out);
-            const pc_rownorm pc = {.y = addr(R, Y), .norm = addr(R, nrm), .gx = addr(R, G[0]), .gy = addr(R, GY),
-                                   .rows = n, .f = x->shape[1]};
-            rd(R, Y);
-            rd(R, nrm);
-            rd(R, GY);
-            wr(R, G[0]);
-            dispatch(R, VK_SH_rownorm_bwd, &pc, sizeof pc, groups_for(R, n, 0));
-        }
-        break;
-    case CS_OP_SOFTMAX_XENT:
-    case CS_OP_COSINE_EMBED:
-        if (gin[0]) {
-            const int xent = nd->op == CS_OP_SOFTMAX_XENT, f = x->shape[1];
-            const opnd S = saved(R, i, 0, xent ? (int64_t)n * f : 3 * (int64_t)n);
-            const pc_loss pc = {.a = addr(R, X), .b = addr(R, I1), .save = addr(R, S), .ga = addr(R, G[0]),
-                                .gloss = addr(R, GY), .n = n, .f = f};
-            rd(R, X);
-            rd(R, I1);
-            rd(R, S);
-            rd(R, GY);
-            wr(R, G[0]);
-            dispatch(R, xent ? VK_SH_xent_bwd : VK_SH_cosine_embed_bwd, &pc, sizeof pc, groups_for(R, X.count, 1));
-        }
-        break;
-    case CS_OP_COUNT_: break;
-    }
+    const step s = node_step(R, i, 0);
+    if (s.nd->op > 0 && s.nd->op < CS_OP_COUNT_ && op_steps[s.nd->op].backward)
+        op_steps[s.nd->op].backward(R, &s);
 }
 
 /* ---- whole passes ---- */
@@ -715,8 +770,7 @@ static void record_backward(recorder *R)
     for (int l = 0; l < cs_graph_n_losses(g); l++)
         if (has_grad(p, cs_graph_loss(g, l))) {
             const opnd gl = grad(R, cs_graph_loss(g, l));
-            const pc_loss pc = {.ga = addr(R, gl), .hyper = p->b[VB_HYPER].addr, .n = l};
-            wr(R, gl);
+            const pc_loss pc = {.ga = out(R, gl), .hyper = hyper(R), .n = l};
             dispatch(R, VK_SH_loss_seed, &pc, sizeof pc, 1);
         }
     mark(R, (int32_t)(2 * (int64_t)cs_graph_n_nodes(g) + VK_SLOT_ZERO_SEED));
@@ -731,13 +785,10 @@ static void sgd_run(recorder *R, int64_t start, int64_t end)
 {
     if (end <= start)
         return;
-    const vk_plan *p = R->p;
-    const pc_sgd pc = {p->b[VB_PARAMS].addr + (vk_addr)start * 4, p->b[VB_GRADS].addr + (vk_addr)start * 4,
-                       p->b[VB_MOMENTUM].addr + (vk_addr)start * 4, p->b[VB_HYPER].addr, (int32_t)start,
+    const opnd params = {VB_PARAMS, start, end - start}, grads = {VB_GRADS, start, end - start};
+    const opnd momentum = {VB_MOMENTUM, start, end - start};
+    const pc_sgd pc = {out(R, params), in(R, grads), out(R, momentum), hyper(R), (int32_t)start,
                        (int32_t)(end - start)};
-    access(R, VB_PARAMS, start, end - start, 1);
-    access(R, VB_MOMENTUM, start, end - start, 1);
-    access(R, VB_GRADS, start, end - start, 0);
     dispatch(R, VK_SH_sgd, &pc, sizeof pc, groups_for(R, end - start, 1));
 }
 

@@ -1,7 +1,7 @@
 /* shaders.c: the SPIR-V of every shader variant, embedded at build time (no shader files at run time). */
 #include <stdint.h>
 
-#include "spv_all.h" /* meson: one spv_<variant>.h per entry of VK_SHADERS, from glslangValidator --vn */
+#include "spv_all.h" /* meson: one spv_<variant>.h per line of shaders.list, from glslangValidator --vn */
 #include "vk.h"
 
 const vk_spirv vk_spirv_table[VK_SH_COUNT_] = {

@@ -9,20 +9,8 @@
 #include "vk_api.h"
 
 /* ---- shaders: one SPIR-V module per variant, compiled by meson from shaders/ ----
- * X(name): the variant name (meson.build's shader table gives its source and -D defines). */
-#define VK_SHADERS(X) \
-    X(conv2d_fwd) X(conv2d_fwd_dw) X(conv2d_bwd_data) X(conv2d_bwd_data_s1) X(conv2d_bwd_data_s2) \
-    X(conv2d_bwd_data_dw) X(conv2d_bwd_data_dw_s1) X(conv2d_bwd_data_dw_s2) X(conv2d_bwd_weight) \
-    X(conv2d_bwd_weight_dw) X(conv2d_reduce_chunks) X(conv2d_bwd_bias) \
-    X(bn_train) X(bn_train_serial) X(bn_eval) X(bn_bwd) X(bn_bwd_serial) \
-    X(relu_fwd) X(relu_bwd) X(relu6_fwd) X(relu6_bwd) X(add_fwd) X(add_bwd) \
-    X(maxpool_fwd) X(maxpool_bwd) X(avgpool_fwd) X(avgpool_bwd) \
-    X(chcopy_fwd) X(chcopy_bwd) \
-    X(linear_fwd) X(linear_bwd_data) X(linear_bwd_weight) X(linear_bwd_bias) \
-    X(rownorm_fwd) X(rownorm_bwd) \
-    X(cosine_linear_fwd) X(cosine_linear_bwd_data) X(cosine_linear_bwd_weight) X(cosine_linear_bwd_sigma) \
-    X(xent_fwd) X(xent_bwd) X(cosine_embed_fwd) X(cosine_embed_bwd) X(loss_mean) X(loss_seed) \
-    X(sgd)
+ * VK_SHADERS(X): X(name) for each variant of shaders.list (vk_shaders.h is generated from it). */
+#include "vk_shaders.h"
 
 typedef enum vk_shader {
 #define VK_SHADER_ENUM_(name) VK_SH_##name,
@@ -47,16 +35,20 @@ typedef struct pc_conv { /* conv2d.comp */
     vk_addr x, w, b, y, gx, gw, gb, gy, part;
     int32_t n, c, ih, iw, oc, oh, ow, k, stride, pad, groups, flags, chunks;
 } pc_conv;
-/* conv2d.comp's register tiles (meson.build compiles the variants with the same -DTM, -DTN):
+/* conv2d.comp's register tiles, as shaders.list compiles the variants (-DTM, -DTN):
  * output channels x pixels (forward), input channels x pixels (data), output channels x taps
  * (weight); the _dw variants (1 x 8) serve convolutions with fewer than 4 channels per group. */
-#define VK_CONV_FWD_TM 8
-#define VK_CONV_FWD_TN 8
-#define VK_CONV_DATA_TM 8
-#define VK_CONV_DATA_TN 8
-#define VK_CONV_WEIGHT_TM 8
-#define VK_CONV_WEIGHT_TN 8
-#define VK_CONV_DW_TN 8
+#define VK_CONV_FWD_TM VK_TILE_conv2d_fwd_TM
+#define VK_CONV_FWD_TN VK_TILE_conv2d_fwd_TN
+#define VK_CONV_DATA_TM VK_TILE_conv2d_bwd_data_TM
+#define VK_CONV_DATA_TN VK_TILE_conv2d_bwd_data_TN
+#define VK_CONV_WEIGHT_TM VK_TILE_conv2d_bwd_weight_TM
+#define VK_CONV_WEIGHT_TN VK_TILE_conv2d_bwd_weight_TN
+#define VK_CONV_DW_TN VK_TILE_conv2d_fwd_dw_TN
+_Static_assert(VK_TILE_conv2d_fwd_dw_TM == 1 && VK_TILE_conv2d_bwd_data_dw_TM == 1 &&
+                   VK_TILE_conv2d_bwd_weight_dw_TM == 1 && VK_TILE_conv2d_bwd_data_dw_TN == VK_CONV_DW_TN &&
+                   VK_TILE_conv2d_bwd_weight_dw_TN == VK_CONV_DW_TN,
+               "the recorder counts the _dw variants' tiles as 1 x VK_CONV_DW_TN");
 /* Batch norm and bias sums over at most this many values per channel run one invocation per
  * channel (no barriers); above it, one workgroup per channel. */
 #define VK_SERIAL_SUM_MAX 4096
