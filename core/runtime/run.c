@@ -12,6 +12,7 @@
 #include "runtime/checkpoint.h"
 #include "cilscale/cil.h"
 #include "runtime/experiment.h"
+#include "runtime/plugins_conf.h"
 #include "cilscale/policy.h"
 #include "runtime/scenario.h"
 
@@ -415,14 +416,14 @@ static int run_state(run *r, int s, cs_error *err)
     return keep_previous(r, err);
 }
 
+/* The plugin an experiment key names, or NULL with "key: unknown ..." in err. */
 static const cs_plugin *need(const cs_registry *reg, int kind, const char *name, const char *key, cs_error *err)
 {
-    const cs_plugin *p = cs_registry_find(reg, kind, name);
+    const cs_plugin *p = cs_plugin_lookup(reg, kind, name, err);
     if (!p) {
-        char names[512];
-        cs_registry_names(reg, kind, names, sizeof names);
-        cs_error_set(err, CS_ERR_ARG, "%s: unknown %s plugin '%s' (loaded: %s)", key, cs_kind_name(kind), name,
-                     names);
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        cs_error_set(err, CS_ERR_ARG, "%s: %s", key, why);
     }
     return p;
 }
