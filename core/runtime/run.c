@@ -27,8 +27,7 @@ typedef struct run {
     const cs_backend_iface *be;
     void *cil_ctx, *be_ctx;
     cs_arch_config cfg; /* the scaled network; n_classes set per state */
-    int side_h, side_w;
-    cs_augment aug, plain;
+    cs_image_input in; /* input size; training and evaluation augmentations */
     /* the previous state's model, on the host */
     cs_graph *prev_g;
     float *prev_params, *prev_buffers;
@@ -93,7 +92,7 @@ static int host_class_means(void *core, int first, int count, float *out, cs_err
     for (int l = first; l < first + count; l++)
         map[r->sc.order[l]] = l;
     int ni = cs_scenario_indices(r->train, map, r->e->train_per_class, &idx);
-    b = cs_batcher_new(r->train, idx, ni, B, &r->plain, 0, map, 0, err);
+    b = cs_batcher_new(r->train, idx, ni, B, &r->in.eval, 0, map, 0, err);
     if (!b) {
         rc = CS_ERR;
         goto out;
@@ -183,8 +182,8 @@ static int build_state(run *r, int s, int with_plugin, cs_error *err)
     cfg.n_classes = st.n_old + st.n_new;
     cfg.head = r->cil->head;
     cfg.no_last_relu = r->cil->no_last_relu;
-    int rc = cs_model_build(&r->m, r->arch_p->iface, r->arch_p->name, &cfg, r->e->batch, r->train->c, r->side_h,
-                            r->side_w, err);
+    int rc = cs_model_build(&r->m, r->arch_p->iface, r->arch_p->name, &cfg, r->e->batch, r->train->c, r->in.h, r->in.w,
+                            err);
     if (rc)
         return rc;
     memset(&r->net, 0, sizeof r->net);
@@ -317,7 +316,7 @@ static int run_state(run *r, int s, cs_error *err)
         return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
     cs_scenario_label_map(&r->sc, s, 1, map);
     int ni = cs_scenario_indices(r->train, map, e->train_per_class, &idx);
-    cs_batcher *tb = cs_batcher_new(r->train, idx, ni, e->batch, &r->aug, 1, map, mix(e->seed, 100 + (uint64_t)s), err);
+    cs_batcher *tb = cs_batcher_new(r->train, idx, ni, e->batch, &r->in.train, 1, map, mix(e->seed, 100 + (uint64_t)s), err);
     free(idx);
     if (!tb) {
         free(map);
@@ -374,7 +373,7 @@ static int run_state(run *r, int s, cs_error *err)
     t0 = cs_now_s();
     cs_scenario_label_map(&r->sc, s, 0, map);
     int nt = cs_scenario_indices(r->test, map, e->test_per_class, &tidx);
-    cs_batcher *eb = cs_batcher_new(r->test, tidx, nt, e->batch, &r->plain, 0, map, 0, err);
+    cs_batcher *eb = cs_batcher_new(r->test, tidx, nt, e->batch, &r->in.eval, 0, map, 0, err);
     free(tidx);
     int k = sr->n_seen;
     int64_t *per = calloc(2 * (size_t)k, sizeof(int64_t));
@@ -487,7 +486,7 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
     /* the network: scaled for the classifier of the last state */
     cs_stem stem;
     if (!strcmp(e->stem, "auto"))
-        stem = r->train->h <= 64 ? CS_STEM_SMALL : CS_STEM_IMAGENET;
+        stem = cs_stem_auto(r->train->h);
     else if (cs_stem_parse(e->stem, &stem))
         return cs_error_set(err, CS_ERR_ARG, "model.stem '%s': expected imagenet, small or auto", e->stem);
     const cs_arch_iface *arch = r->arch_p->iface;
@@ -509,20 +508,7 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
         return cs_error_set(err, rc, "model: %s", why);
     }
     r->cfg = net.cfg;
-    r->side_h = (int)lround(r->train->h * net.resolution);
-    r->side_w = (int)lround(r->train->w * net.resolution);
-    r->side_h = r->side_h < 8 ? 8 : r->side_h;
-    r->side_w = r->side_w < 8 ? 8 : r->side_w;
-    float mean[3], std[3];
-    cs_dataset_stats(r->train, mean, std);
-    r->plain = (cs_augment){.out_h = r->side_h, .out_w = r->side_w};
-    memcpy(r->plain.mean, mean, sizeof mean);
-    memcpy(r->plain.std, std, sizeof std);
-    r->aug = r->plain;
-    if (e->augment) {
-        r->aug.crop_pad = (r->side_h + 7) / 8;
-        r->aug.flip = 1;
-    }
+    cs_image_input_for(r->train, net.resolution, e->augment, &r->in);
 
     cs_run_result *res = r->res;
     snprintf(res->arch, sizeof res->arch, "%s", r->arch_p->name);
@@ -549,7 +535,7 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
     char pbuf[32];
     snprintf(pbuf, sizeof pbuf, "%lld", (long long)net.params);
     say(r, "%s %s: w=%.3f, d=%.3f, %s parameters, %dx%d input; %s; %d states over %d classes; %s", res->policy,
-        res->arch, net.w, net.d, pbuf, r->side_h, r->side_w, r->cil_p->name, r->sc.n_states, r->sc.n_classes,
+        res->arch, net.w, net.d, pbuf, r->in.h, r->in.w, r->cil_p->name, r->sc.n_states, r->sc.n_classes,
         res->device);
     return CS_OK;
 }
