@@ -507,7 +507,7 @@ START_TEST(run_config_errors)
     char data_arg[700];
     snprintf(data_arg, sizeof data_arg, "data.path=%s", tiny_data());
     ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", p, "--set", data_arg, NULL), 2);
-    ck_assert_msg(strstr(e, "cil.algorithm: unknown cil plugin 'icarl' (loaded: lucir, finetune)"), "%s", e);
+    ck_assert_msg(strstr(e, "cil.algorithm: unknown cil 'icarl' (loaded: lucir, finetune)"), "%s", e);
     p = tu_write("nodata.cfg", "data = { path = \"/nonexistent/fm\"; };\n");
     ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", p, NULL), 1);
     ck_assert_msg(strstr(e, "/nonexistent/fm"), "%s", e);

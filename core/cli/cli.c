@@ -35,13 +35,10 @@ cs_registry *cli_load_plugins(const char *cmd, const char *explicit_conf, int qu
 
 const cs_plugin *cli_find(const char *cmd, const cs_registry *r, int kind, const char *name)
 {
-    const cs_plugin *p = cs_registry_find(r, kind, name);
-    if (!p) {
-        char names[1024];
-        cs_registry_names(r, kind, names, sizeof names);
-        fprintf(stderr, "cilscale %s: unknown %s '%s' (loaded: %s)\n", cmd,
-                kind == CS_KIND_ARCH ? "architecture" : cs_kind_name(kind), name, names);
-    }
+    cs_error err;
+    const cs_plugin *p = cs_plugin_lookup(r, kind, name, &err);
+    if (!p)
+        fprintf(stderr, "cilscale %s: %s\n", cmd, err.msg);
     return p;
 }
 

@@ -17,7 +17,7 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
  * why) when the conf itself cannot be read. */
 cs_registry *cli_load_plugins(const char *cmd, const char *explicit_conf, int quiet);
 
-/* Finds a plugin by kind and name or prints "unknown <kind> 'x' (loaded: ...)". */
+/* Finds a plugin by kind and name or prints cs_plugin_lookup's "unknown <kind> 'x' (loaded: ...)". */
 const cs_plugin *cli_find(const char *cmd, const cs_registry *r, int kind, const char *name);
 
 /* 1234567 -> "1,234,567" into buf. */

@@ -3,7 +3,6 @@
 #include <getopt.h>
 #include <signal.h>
 #include <limits.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -215,36 +214,23 @@ int cmd_train(int argc, char **argv)
     o.net.classes = train->n_classes;
     o.net.in_channels = train->c;
     if (!o.stem_given)
-        o.net.stem = train->h <= 64 ? CS_STEM_SMALL : CS_STEM_IMAGENET;
+        o.net.stem = cs_stem_auto(train->h);
     const cs_plugin *ap;
     cs_scale_result net;
     if ((rc = cli_net_resolve("train", reg, &o.net, &ap, &net)))
         goto out;
     rc = CLI_FAIL;
-    /* Compound scaling changes the input resolution too. */
-    int side_h = (int)lround(train->h * net.resolution), side_w = (int)lround(train->w * net.resolution);
-    if (side_h < 8 || side_w < 8) {
-        side_h = side_h < 8 ? 8 : side_h;
-        side_w = side_w < 8 ? 8 : side_w;
-    }
-    float mean[3], std[3];
-    cs_dataset_stats(train, mean, std);
-    cs_augment aug = {.out_h = side_h, .out_w = side_w, .crop_pad = o.augment ? (side_h + 7) / 8 : 0,
-                      .flip = o.augment};
-    memcpy(aug.mean, mean, sizeof mean);
-    memcpy(aug.std, std, sizeof std);
-    cs_augment eval_aug = aug;
-    eval_aug.crop_pad = 0;
-    eval_aug.flip = 0;
+    cs_image_input in;
+    cs_image_input_for(train, net.resolution, o.augment, &in);
     int n_train, n_test;
     ti = first_indices(train->n, o.limit_train, &n_train);
     ei = first_indices(test->n, o.limit_test, &n_test);
     if (!ti || !ei)
         goto out;
-    tb = cs_batcher_new(train, ti, n_train, o.batch, &aug, 1, NULL, o.seed, &err);
-    eb = tb ? cs_batcher_new(test, ei, n_test, o.batch, &eval_aug, 0, NULL, o.seed, &err) : NULL;
+    tb = cs_batcher_new(train, ti, n_train, o.batch, &in.train, 1, NULL, o.seed, &err);
+    eb = tb ? cs_batcher_new(test, ei, n_test, o.batch, &in.eval, 0, NULL, o.seed, &err) : NULL;
     if (!tb || !eb || cs_device_open(bp->iface, bp->name, o.device, &be_dev, &err) ||
-        cs_model_init(&m, ap->iface, ap->name, &net.cfg, o.batch, train->c, side_h, side_w, be_dev, o.seed, &err)) {
+        cs_model_init(&m, ap->iface, ap->name, &net.cfg, o.batch, train->c, in.h, in.w, be_dev, o.seed, &err)) {
         fprintf(stderr, "cilscale train: %s\n", err.msg);
         goto out;
     }
@@ -255,7 +241,7 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "%c%d", i ? ',' : ' ', net.cfg.depths[i]);
     fprintf(stderr, ", %s parameters, %s stem, %s head; %d training and %d test images of %dx%dx%d, %d classes; %s\n",
             cli_thousands(net.params, pbuf, sizeof pbuf), cs_stem_name(net.cfg.stem), cs_head_name(net.cfg.head),
-            n_train, n_test, train->c, side_h, side_w, train->n_classes, dev);
+            n_train, n_test, train->c, in.h, in.w, train->n_classes, dev);
     if (o.out && mkdir(o.out, 0777) && errno != EEXIST) {
         fprintf(stderr, "cilscale train: --out %s: %s\n", o.out, strerror(errno));
         goto out;

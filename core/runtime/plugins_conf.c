@@ -1,5 +1,6 @@
-/* plugins_conf.c: reading plugins.conf (libconfig) into a registry, and the
- * conf in force: --plugins, $CILSCALE_PLUGINS, the build tree's, the installed one. */
+/* plugins_conf.c: reading plugins.conf (libconfig) into a registry, the conf
+ * in force (--plugins, $CILSCALE_PLUGINS, the build tree's, the installed one),
+ * and the lookup by name that lists what did load when a name is unknown. */
 #include <errno.h>
 #include <libconfig.h>
 #include <limits.h>
@@ -127,4 +128,16 @@ const char *cs_plugins_conf_path(const char *explicit_path, char *buf, size_t si
     else
         snprintf(buf, size, "%s", CS_INSTALL_CONF);
     return buf;
+}
+
+const cs_plugin *cs_plugin_lookup(const cs_registry *r, int kind, const char *name, cs_error *err)
+{
+    const cs_plugin *p = cs_registry_find(r, kind, name);
+    if (!p) {
+        char names[sizeof err->msg - 128];
+        cs_registry_names(r, kind, names, sizeof names);
+        cs_error_set(err, CS_ERR_ARG, "unknown %s '%s' (loaded: %s)",
+                     kind == CS_KIND_ARCH ? "architecture" : cs_kind_name(kind), name, names);
+    }
+    return p;
 }

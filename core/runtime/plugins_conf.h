@@ -1,6 +1,7 @@
 /* plugins_conf.h: which plugin files to load: reading a plugins.conf (libconfig)
- * into a registry, and finding the conf in force. Runtime, not SDK: plugins
- * never read a conf. */
+ * into a registry, finding the conf in force, and looking a plugin up by name
+ * with the message every caller gives when it is not there. Runtime, not SDK:
+ * plugins never read a conf. */
 #ifndef CILSCALE_RUNTIME_PLUGINS_CONF_H
 #define CILSCALE_RUNTIME_PLUGINS_CONF_H
 
@@ -24,5 +25,11 @@ const char *cs_plugins_conf_path(const char *explicit_path, char *buf, size_t si
  * else NULL. Found from /proc/self/exe, so no build path is compiled into an
  * installed file. */
 const char *cs_build_tree_root(char *buf, size_t size);
+
+/* The plugin of that kind and name in r, or NULL with err (CS_ERR_ARG) saying
+ * "unknown architecture 'x' (loaded: a, b, c)" (the kind's own name for the
+ * other kinds: policy, cil, backend). The one lookup the CLI and the
+ * experiment runtime share. */
+const cs_plugin *cs_plugin_lookup(const cs_registry *r, int kind, const char *name, cs_error *err);
 
 #endif

@@ -13,6 +13,7 @@
 #include "runtime/checkpoint.h"
 #include "cilscale/cil.h"
 #include "runtime/experiment.h"
+#include "runtime/plugins_conf.h"
 #include "cilscale/policy.h"
 #include "runtime/scenario.h"
 
@@ -27,8 +28,7 @@ typedef struct run {
     void *cil_ctx;
     cs_device *dev;
     cs_arch_config cfg; /* the scaled network; n_classes set per state */
-    int side_h, side_w;
-    cs_augment aug, plain;
+    cs_image_input in; /* input size; training and evaluation augmentations */
     /* the previous state's model, on the host */
     cs_graph *prev_g;
     float *prev_params, *prev_buffers;
@@ -93,7 +93,7 @@ static int host_class_means(void *core, int first, int count, float *out, cs_err
     for (int l = first; l < first + count; l++)
         map[r->sc.order[l]] = l;
     int ni = cs_scenario_indices(r->train, map, r->e->train_per_class, &idx);
-    b = cs_batcher_new(r->train, idx, ni, B, &r->plain, 0, map, 0, err);
+    b = cs_batcher_new(r->train, idx, ni, B, &r->in.eval, 0, map, 0, err);
     if (!b) {
         rc = CS_ERR;
         goto out;
@@ -183,8 +183,8 @@ static int build_state(run *r, int s, int with_plugin, cs_error *err)
     cfg.n_classes = st.n_old + st.n_new;
     cfg.head = r->cil->head;
     cfg.no_last_relu = r->cil->no_last_relu;
-    int rc = cs_model_build(&r->m, r->arch_p->iface, r->arch_p->name, &cfg, r->e->batch, r->train->c, r->side_h,
-                            r->side_w, err);
+    int rc = cs_model_build(&r->m, r->arch_p->iface, r->arch_p->name, &cfg, r->e->batch, r->train->c, r->in.h, r->in.w,
+                            err);
     if (rc)
         return rc;
     memset(&r->net, 0, sizeof r->net);
@@ -273,69 +273,73 @@ static int save_model(run *r, const char *name, cs_error *err)
     return rc;
 }
 
-/* One state: build, carry over, begin, train, evaluate, save. Returns 1 when stopped. */
-static int run_state(run *r, int s, cs_error *err)
+/* Copies the previous state's model into this state's network and into the
+ * frozen arenas (the previous model in this state's layout). The first state
+ * has no previous model: its parameters are only read. */
+static int carry_previous(run *r, cs_error *err)
 {
-    const cs_experiment *e = r->e;
-    cs_cil_state st = {s, r->sc.n_states, r->sc.first[s], r->sc.count[s]};
-    r->state = s;
-    int rc = build_state(r, s, 1, err);
-    if (rc)
-        return rc;
-    if ((rc = cs_model_prepare(&r->m, r->dev, mix(e->seed, 1), err)))
-        return rc;
     cs_graph *g = r->m.g;
     float *p = malloc(sizeof(float) * (size_t)(cs_graph_n_params(g) + cs_graph_n_buffers(g) + 1));
-    if (!p)
-        return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
-    if ((rc = cs_model_read_params(&r->m, p, p + cs_graph_n_params(g), err))) {
-        free(p);
-        return rc;
-    }
-    if (r->prev_g) {
+    int rc = p ? cs_model_read_params(&r->m, p, p + cs_graph_n_params(g), err)
+               : cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+    if (!rc && r->prev_g) {
         carry_over(r->prev_g, r->prev_params, r->prev_buffers, g, p, p + cs_graph_n_params(g));
         rc = cs_model_write_params(&r->m, p, p + cs_graph_n_params(g), err);
-        /* the frozen copy: the previous model in this state's layout */
         if (!rc)
             rc = cs_plan_write(r->m.plan, CS_ARENA_FROZEN_PARAMS, 0, cs_graph_n_params(g), p, err);
         if (!rc && cs_graph_n_buffers(g))
             rc = cs_plan_write(r->m.plan, CS_ARENA_FROZEN_BUFFERS, 0, cs_graph_n_buffers(g), p + cs_graph_n_params(g), err);
     }
     free(p);
-    if (rc)
-        return rc;
-    cs_cil_host host = {r, host_class_means, host_read_param, host_write_param};
-    if (r->cil->begin_state && (rc = r->cil->begin_state(r->cil_ctx, &host, &r->net, &st, err)))
-        return rc;
-    int64_t frozen[8][2];
-    int n_frozen = r->cil->frozen_ranges ? r->cil->frozen_ranges(r->cil_ctx, &r->net, &st, frozen, 8) : 0;
+    return rc;
+}
 
-    /* training */
-    int *map = malloc(sizeof(int) * (size_t)r->sc.n_classes), *idx = NULL, *tidx = NULL;
-    if (!map)
-        return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
-    cs_scenario_label_map(&r->sc, s, 1, map);
-    int ni = cs_scenario_indices(r->train, map, e->train_per_class, &idx);
-    cs_batcher *tb = cs_batcher_new(r->train, idx, ni, e->batch, &r->aug, 1, map, mix(e->seed, 100 + (uint64_t)s), err);
-    free(idx);
-    if (!tb) {
-        free(map);
-        return CS_ERR;
-    }
+/* State s's network on the backend, the previous model carried over, and the
+ * CIL plugin told the state begins. */
+static int prepare_state(run *r, int s, const cs_cil_state *st, cs_error *err)
+{
+    cs_cil_host host = {r, host_class_means, host_read_param, host_write_param};
+    int rc = build_state(r, s, 1, err);
+    if (!rc)
+        rc = cs_model_prepare(&r->m, r->dev, mix(r->e->seed, 1), err);
+    if (!rc)
+        rc = carry_previous(r, err);
+    if (!rc && r->cil->begin_state)
+        rc = r->cil->begin_state(r->cil_ctx, &host, &r->net, st, err);
+    return rc;
+}
+
+/* Trains state s on its new classes and fills sr's training fields. Returns
+ * 1 when the batch callback stopped it. */
+static int train_state(run *r, int s, const cs_cil_state *st, cs_state_result *sr, cs_error *err)
+{
+    const cs_experiment *e = r->e;
+    int64_t frozen[8][2];
+    int n_frozen = r->cil->frozen_ranges ? r->cil->frozen_ranges(r->cil_ctx, &r->net, st, frozen, 8) : 0;
+    int *map = malloc(sizeof(int) * (size_t)r->sc.n_classes), *idx = NULL;
+    cs_batcher *tb = NULL;
+    int rc = CS_OK, stopped = 0;
     int epochs = s == 0 && e->first_epochs ? e->first_epochs : e->epochs;
     double lr = s == 0 && e->first_lr > 0 ? e->first_lr : e->lr;
     cs_schedule sched;
-    if ((rc = cs_schedule_parse(e->schedule, (float)lr, epochs, &sched, err))) {
-        cs_batcher_free(tb);
-        free(map);
-        return rc;
+    if (!map) {
+        rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+        goto out;
     }
-    cs_state_result *sr = &r->res->states[s];
+    cs_scenario_label_map(&r->sc, s, 1, map);
+    int ni = cs_scenario_indices(r->train, map, e->train_per_class, &idx);
+    tb = cs_batcher_new(r->train, idx, ni, e->batch, &r->in.train, 1, map, mix(e->seed, 100 + (uint64_t)s), err);
+    free(idx);
+    if (!tb) {
+        rc = CS_ERR;
+        goto out;
+    }
+    if ((rc = cs_schedule_parse(e->schedule, (float)lr, epochs, &sched, err)))
+        goto out;
     memset(sr, 0, sizeof *sr);
     sr->state = s;
-    sr->n_new = st.n_new;
-    sr->n_seen = st.n_old + st.n_new;
-    int stopped = 0;
+    sr->n_new = st->n_new;
+    sr->n_seen = st->n_old + st->n_new;
     double t0 = cs_now_s();
     batch_ctx bc = {r, 0, epochs};
     for (int ep = 0; ep < epochs && !stopped && !rc; ep++) {
@@ -355,40 +359,51 @@ static int run_state(run *r, int s, cs_error *err)
         sr->train_loss = es.loss;
     }
     sr->train_seconds = cs_now_s() - t0;
+out:
     cs_batcher_free(tb);
-    if (rc || stopped) {
-        free(map);
-        if (stopped) {
-            cs_error e2;
-            if (save_model(r, "interrupted.safetensors", &e2))
-                say(r, "could not save the interrupted model: %s", e2.msg);
-            else
-                say(r, "stopped in state %d; the model so far is in %s/interrupted.safetensors; "
-                       "--resume restarts state %d", s + 1, e->out, s + 1);
-        }
-        return rc ? rc : 1;
-    }
+    free(map);
+    return rc ? rc : stopped;
+}
 
-    /* evaluation on every class seen so far */
-    t0 = cs_now_s();
+/* After a stop: the model so far, for a look at it (--resume restarts the state). */
+static void save_interrupted(run *r, int s)
+{
+    cs_error e2;
+    if (save_model(r, "interrupted.safetensors", &e2))
+        say(r, "could not save the interrupted model: %s", e2.msg);
+    else
+        say(r, "stopped in state %d; the model so far is in %s/interrupted.safetensors; "
+               "--resume restarts state %d", s + 1, r->e->out, s + 1);
+}
+
+/* Evaluates state s's model on every class seen so far: sr's top-1, top-5
+ * and top-1 on each state's classes. */
+static int evaluate_state(run *r, int s, cs_state_result *sr, cs_error *err)
+{
+    const cs_experiment *e = r->e;
+    double t0 = cs_now_s();
+    int *map = malloc(sizeof(int) * (size_t)r->sc.n_classes), *tidx = NULL, k = sr->n_seen;
+    int64_t *per = NULL;
+    cs_batcher *eb = NULL;
+    cs_epoch_stats es;
+    int rc = CS_OK;
+    if (!map) {
+        rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+        goto out;
+    }
     cs_scenario_label_map(&r->sc, s, 0, map);
     int nt = cs_scenario_indices(r->test, map, e->test_per_class, &tidx);
-    cs_batcher *eb = cs_batcher_new(r->test, tidx, nt, e->batch, &r->plain, 0, map, 0, err);
+    eb = cs_batcher_new(r->test, tidx, nt, e->batch, &r->in.eval, 0, map, 0, err);
     free(tidx);
-    int k = sr->n_seen;
-    int64_t *per = calloc(2 * (size_t)k, sizeof(int64_t));
-    cs_epoch_stats es;
+    per = calloc(2 * (size_t)k, sizeof(int64_t));
     if (!eb || !per || (rc = cs_model_evaluate(&r->m, eb, 0, &es, per, err))) {
-        cs_batcher_free(eb);
-        free(per);
-        free(map);
-        if (rc)
-            return rc;
-        char why[sizeof err->msg];
-        snprintf(why, sizeof why, "%s", eb ? "out of memory" : err->msg);
-        return cs_error_set(err, CS_ERR, "evaluating state %d: %s", s + 1, why);
+        if (!rc) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", eb ? "out of memory" : err->msg);
+            rc = cs_error_set(err, CS_ERR, "evaluating state %d: %s", s + 1, why);
+        }
+        goto out;
     }
-    cs_batcher_free(eb);
     sr->top1 = es.seen ? (double)es.top1 / (double)es.seen : 0;
     sr->top5 = es.seen ? (double)es.top5 / (double)es.seen : 0;
     for (int j = 0; j <= s; j++) {
@@ -400,29 +415,55 @@ static int run_state(run *r, int s, cs_error *err)
         sr->group_top1[j] = cnt ? (double)hit / (double)cnt : 0;
     }
     sr->eval_seconds = cs_now_s() - t0;
-    free(per);
-    free(map);
     say(r, "state %d/%d: %d classes seen: top-1 %.2f%%, top-5 %.2f%% (train %.0fs, loss %.4f)", s + 1,
         r->sc.n_states, sr->n_seen, 100 * sr->top1, 100 * sr->top5, sr->train_seconds, sr->train_loss);
-    char name[32];
-    snprintf(name, sizeof name, "state-%d.safetensors", s);
-    if ((rc = save_model(r, name, err)))
-        return rc;
-    r->res->n_states = s + 1;
-    r->res->seconds = cs_now_s() - r->t_start;
-    if ((rc = cs_results_write(e->out, r->res, err)))
-        return rc;
-    return keep_previous(r, err);
+out:
+    cs_batcher_free(eb);
+    free(per);
+    free(map);
+    return rc;
 }
 
+/* Saves state s's model and the results so far, and keeps the model as the
+ * next state's previous one. */
+static int save_state(run *r, int s, cs_error *err)
+{
+    char name[32];
+    snprintf(name, sizeof name, "state-%d.safetensors", s);
+    int rc = save_model(r, name, err);
+    if (!rc) {
+        r->res->n_states = s + 1;
+        r->res->seconds = cs_now_s() - r->t_start;
+        rc = cs_results_write(r->e->out, r->res, err);
+    }
+    return rc ? rc : keep_previous(r, err);
+}
+
+/* One state: prepare, train, evaluate, save. Returns 1 when stopped (after
+ * saving the model so far as interrupted.safetensors). */
+static int run_state(run *r, int s, cs_error *err)
+{
+    cs_cil_state st = {s, r->sc.n_states, r->sc.first[s], r->sc.count[s]};
+    cs_state_result *sr = &r->res->states[s];
+    r->state = s;
+    int rc = prepare_state(r, s, &st, err);
+    if (!rc && (rc = train_state(r, s, &st, sr, err)) == 1)
+        save_interrupted(r, s);
+    if (!rc)
+        rc = evaluate_state(r, s, sr, err);
+    if (!rc)
+        rc = save_state(r, s, err);
+    return rc;
+}
+
+/* The plugin an experiment key names, or NULL with "key: unknown ..." in err. */
 static const cs_plugin *need(const cs_registry *reg, int kind, const char *name, const char *key, cs_error *err)
 {
-    const cs_plugin *p = cs_registry_find(reg, kind, name);
+    const cs_plugin *p = cs_plugin_lookup(reg, kind, name, err);
     if (!p) {
-        char names[512];
-        cs_registry_names(reg, kind, names, sizeof names);
-        cs_error_set(err, CS_ERR_ARG, "%s: unknown %s plugin '%s' (loaded: %s)", key, cs_kind_name(kind), name,
-                     names);
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        cs_error_set(err, CS_ERR_ARG, "%s: %s", key, why);
     }
     return p;
 }
@@ -485,7 +526,7 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
     /* the network: scaled for the classifier of the last state */
     cs_stem stem;
     if (!strcmp(e->stem, "auto"))
-        stem = r->train->h <= 64 ? CS_STEM_SMALL : CS_STEM_IMAGENET;
+        stem = cs_stem_auto(r->train->h);
     else if (cs_stem_parse(e->stem, &stem))
         return cs_error_set(err, CS_ERR_ARG, "model.stem '%s': expected imagenet, small or auto", e->stem);
     const cs_arch_iface *arch = r->arch_p->iface;
@@ -507,20 +548,7 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
         return cs_error_set(err, rc, "model: %s", why);
     }
     r->cfg = net.cfg;
-    r->side_h = (int)lround(r->train->h * net.resolution);
-    r->side_w = (int)lround(r->train->w * net.resolution);
-    r->side_h = r->side_h < 8 ? 8 : r->side_h;
-    r->side_w = r->side_w < 8 ? 8 : r->side_w;
-    float mean[3], std[3];
-    cs_dataset_stats(r->train, mean, std);
-    r->plain = (cs_augment){.out_h = r->side_h, .out_w = r->side_w};
-    memcpy(r->plain.mean, mean, sizeof mean);
-    memcpy(r->plain.std, std, sizeof std);
-    r->aug = r->plain;
-    if (e->augment) {
-        r->aug.crop_pad = (r->side_h + 7) / 8;
-        r->aug.flip = 1;
-    }
+    cs_image_input_for(r->train, net.resolution, e->augment, &r->in);
 
     cs_run_result *res = r->res;
     snprintf(res->arch, sizeof res->arch, "%s", r->arch_p->name);
@@ -547,7 +575,7 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
     char pbuf[32];
     snprintf(pbuf, sizeof pbuf, "%lld", (long long)net.params);
     say(r, "%s %s: w=%.3f, d=%.3f, %s parameters, %dx%d input; %s; %d states over %d classes; %s", res->policy,
-        res->arch, net.w, net.d, pbuf, r->side_h, r->side_w, r->cil_p->name, r->sc.n_states, r->sc.n_classes,
+        res->arch, net.w, net.d, pbuf, r->in.h, r->in.w, r->cil_p->name, r->sc.n_states, r->sc.n_classes,
         res->device);
     return CS_OK;
 }

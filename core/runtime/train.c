@@ -1,4 +1,6 @@
-/* train.c: a network on a backend, and the loops that train and evaluate it. */
+/* train.c: a network on a backend, the loops that train and evaluate it, and
+ * what the network sees of a data set: the default stem, the input size at a
+ * resolution coefficient, the augmentations for training and evaluation. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,5 +273,25 @@ void cs_dataset_stats(const cs_dataset *d, float mean[3], float std[3])
         double mu = cnt > 0 ? s / cnt : 0, var = cnt > 0 ? s2 / cnt - mu * mu : 1;
         mean[c] = (float)mu;
         std[c] = (float)(var > 1e-12 ? sqrt(var) : 1);
+    }
+}
+
+cs_stem cs_stem_auto(int h) { return h <= 64 ? CS_STEM_SMALL : CS_STEM_IMAGENET; }
+
+void cs_image_input_for(const cs_dataset *d, double resolution, int augment, cs_image_input *in)
+{
+    /* compound scaling changes the input resolution too */
+    int h = (int)lround(d->h * resolution), w = (int)lround(d->w * resolution);
+    in->h = h < 8 ? 8 : h;
+    in->w = w < 8 ? 8 : w;
+    float mean[3], std[3];
+    cs_dataset_stats(d, mean, std);
+    in->eval = (cs_augment){.out_h = in->h, .out_w = in->w};
+    memcpy(in->eval.mean, mean, sizeof mean);
+    memcpy(in->eval.std, std, sizeof std);
+    in->train = in->eval;
+    if (augment) {
+        in->train.crop_pad = (in->h + 7) / 8;
+        in->train.flip = 1;
     }
 }

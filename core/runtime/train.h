@@ -1,4 +1,5 @@
-/* train.h: a network on a backend, and the loops that train and evaluate it. */
+/* train.h: a network on a backend, the loops that train and evaluate it, and
+ * what the network sees of a data set (stem, input size, augmentation). */
 #ifndef CILSCALE_TRAIN_H
 #define CILSCALE_TRAIN_H
 
@@ -83,6 +84,21 @@ int cs_model_evaluate(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st
 
 /* Per-channel mean and std of a data set's pixels on [0, 1]. */
 void cs_dataset_stats(const cs_dataset *d, float mean[3], float std[3]);
+
+/* The stem for images h pixels high when none is chosen: small (3x3 stride-1
+ * first conv, no max-pool) up to 64 px, else imagenet. */
+cs_stem cs_stem_auto(int h);
+
+/* What a network at a resolution coefficient sees of a data set's images. */
+typedef struct cs_image_input {
+    int h, w;        /* each side scaled by the coefficient and rounded, 8 at least */
+    cs_augment train; /* resized to h x w and normalised by the data set's channel
+                         means and stds; with augment also a random crop (zero
+                         padding of (h + 7) / 8) and a random horizontal flip */
+    cs_augment eval;  /* the same without the crop and flip */
+} cs_image_input;
+/* The input of a network at resolution (1: the images' own size) on d. */
+void cs_image_input_for(const cs_dataset *d, double resolution, int augment, cs_image_input *in);
 
 #ifdef __cplusplus
 }
