@@ -285,7 +285,6 @@ int vk_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
     const int64_t sizes[CS_ARENA_COUNT_] = {cs_graph_n_params(g), cs_graph_n_params(g), cs_graph_n_params(g),
                                             cs_graph_n_buffers(g), cs_graph_n_params(g), cs_graph_n_buffers(g)};
     for (int a = 0; a < CS_ARENA_COUNT_; a++) {
-        p->arena_size[a] = sizes[a];
         if (rc == CS_OK)
             rc = make_buffer(p, arena_buffer[a], sizes[a], 0, err);
         largest = sizes[a] > largest ? sizes[a] : largest;

@@ -187,7 +187,6 @@ typedef struct vk_plan {
     vk_device *d;
     const cs_graph *g;
     vk_buffer b[VB_COUNT_];
-    int64_t arena_size[CS_ARENA_COUNT_];
     int64_t *save_at;     /* per node: its save area in VB_SAVE (floats), or -1 */
     int64_t *input_at;    /* per tensor: INPUT tensors' place in VB_INPUT (floats), else -1 */
     int *scalar_at;       /* per tensor: one-value activations' place in VB_SCALARS, else -1 */
@@ -200,7 +199,6 @@ typedef struct vk_plan {
     int n_recs;
     vk_rec *inflight; /* submitted, not yet waited for */
     int xfer_inflight;
-    int trained_rows;
     int lost;            /* a submission failed: the plan's device state is unknown */
     cs_error lost_err;
     /* profiling */
