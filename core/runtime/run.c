@@ -1,4 +1,4 @@
-/* cil_run.c: a class-incremental experiment, state after state: build the
+/* run.c: a class-incremental experiment, state after state: build the
  * state's network, carry the previous model over, train, evaluate, save. */
 #include <errno.h>
 #include <math.h>
@@ -468,23 +468,27 @@ static const cs_plugin *need(const cs_registry *reg, int kind, const char *name,
     return p;
 }
 
-static int setup(run *r, const cs_registry *reg, cs_error *err)
+/* setup, step 1: the plugins the experiment names. */
+static int find_plugins(run *r, const cs_registry *reg, const cs_plugin **pol, cs_error *err)
 {
     const cs_experiment *e = r->e;
-    cs_data_format fmt;
-    int rc;
-    if (cs_data_format_parse(e->data_format, &fmt))
-        return cs_error_set(err, CS_ERR_ARG, "data.format '%s': expected idx, cifar10, cifar100 or folder",
-                            e->data_format);
+    *pol = NULL;
     if (!(r->arch_p = need(reg, CS_KIND_ARCH, e->arch, "model.arch", err)) ||
         !(r->cil_p = need(reg, CS_KIND_CIL, e->cil, "cil.algorithm", err)) ||
         !(r->be_p = need(reg, CS_KIND_BACKEND, e->backend, "backend.name", err)))
         return CS_ERR_ARG;
-    const cs_plugin *pol = NULL;
-    if (!e->manual && !(pol = need(reg, CS_KIND_POLICY, e->policy, "model.policy", err)))
+    if (!e->manual && !(*pol = need(reg, CS_KIND_POLICY, e->policy, "model.policy", err)))
         return CS_ERR_ARG;
     r->cil = r->cil_p->iface;
-    if ((rc = r->cil->create(&r->cil_ctx, err)))
+    return CS_OK;
+}
+
+/* setup, step 2: the CIL algorithm's context, given its cil.* options. */
+static int configure_cil(run *r, cs_error *err)
+{
+    const cs_experiment *e = r->e;
+    int rc = r->cil->create(&r->cil_ctx, err);
+    if (rc)
         return rc;
     for (int i = 0; i < e->n_cil_opts; i++) {
         const char *key = e->cil_keys[i], *dot = strchr(key, '.');
@@ -504,7 +508,16 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
         r->cil->describe(r->cil_ctx, d, sizeof d);
         say(r, "%s", d);
     }
+    return CS_OK;
+}
+
+/* setup, step 3: the schedule's check (before the slow data load), both
+ * splits and the class order. */
+static int load_data(run *r, cs_data_format fmt, cs_error *err)
+{
+    const cs_experiment *e = r->e;
     cs_schedule sched;
+    int rc;
     if ((rc = cs_schedule_parse(e->schedule, (float)e->lr, e->epochs, &sched, err))) {
         char why[sizeof err->msg];
         snprintf(why, sizeof why, "%s", err->msg);
@@ -519,12 +532,16 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
     if (e->n_order && e->n_order != r->train->n_classes)
         return cs_error_set(err, CS_ERR_ARG, "scenario.order: %d classes listed, the data set has %d", e->n_order,
                             r->train->n_classes);
-    if ((rc = cs_scenario_make(r->train->n_classes, e->states, e->first, e->n_order ? e->order : NULL, e->seed, &r->sc,
-                               err)))
-        return rc;
+    return cs_scenario_make(r->train->n_classes, e->states, e->first, e->n_order ? e->order : NULL, e->seed, &r->sc,
+                            err);
+}
 
-    /* the network: scaled for the classifier of the last state */
+/* setup, step 4: the network, scaled for the classifier of the last state. */
+static int scale_network(run *r, const cs_plugin *pol, cs_scale_result *net, cs_error *err)
+{
+    const cs_experiment *e = r->e;
     cs_stem stem;
+    int rc;
     if (!strcmp(e->stem, "auto"))
         stem = cs_stem_auto(r->train->h);
     else if (cs_stem_parse(e->stem, &stem))
@@ -534,22 +551,28 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
                             .budget = e->manual ? INT64_MAX : e->budget,
                             .base = {.in_channels = r->train->c, .n_classes = r->train->n_classes, .stem = stem,
                                      .head = r->cil->head}};
-    cs_scale_result net;
     if (e->manual) {
         int depths[CS_MAX_STAGES];
         cs_arch_depths_for(arch, e->depth, CS_DEPTH_ROUND_HALF_UP, depths);
-        if ((rc = cs_policy_fill(&req, e->width, depths, &net, err)))
+        if ((rc = cs_policy_fill(&req, e->width, depths, net, err)))
             return rc;
-        net.d = e->depth;
-        net.resolution = 1;
-    } else if ((rc = ((const cs_policy_iface *)pol->iface)->scale(&req, &net, err))) {
+        net->d = e->depth;
+        net->resolution = 1;
+    } else if ((rc = ((const cs_policy_iface *)pol->iface)->scale(&req, net, err))) {
         char why[sizeof err->msg];
         snprintf(why, sizeof why, "%s", err->msg);
         return cs_error_set(err, rc, "model: %s", why);
     }
-    r->cfg = net.cfg;
-    cs_image_input_for(r->train, net.resolution, e->augment, &r->in);
+    r->cfg = net->cfg;
+    cs_image_input_for(r->train, net->resolution, e->augment, &r->in);
+    return CS_OK;
+}
 
+/* setup, step 5: what results.json says of the run before any state. */
+static void describe_run(run *r, const cs_scale_result *net)
+{
+    const cs_experiment *e = r->e;
+    const cs_arch_iface *arch = r->arch_p->iface;
     cs_run_result *res = r->res;
     snprintf(res->arch, sizeof res->arch, "%s", r->arch_p->name);
     snprintf(res->policy, sizeof res->policy, "%s", e->manual ? "none" : e->policy);
@@ -560,16 +583,34 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
     snprintf(res->label, sizeof res->label, "%s %s %s seed %llu", res->cil, res->policy, res->arch,
              (unsigned long long)e->seed);
     res->budget = e->manual ? 0 : e->budget;
-    res->params = net.params;
-    res->w = net.w;
-    res->d = net.d;
-    res->resolution = net.resolution;
+    res->params = net->params;
+    res->w = net->w;
+    res->d = net->d;
+    res->resolution = net->resolution;
     res->n_stages = arch->n_stages;
-    memcpy(res->depths, net.cfg.depths, sizeof(int) * (size_t)arch->n_stages);
-    memcpy(res->widths, net.widths, sizeof(int) * (size_t)arch->n_stages);
+    memcpy(res->depths, net->cfg.depths, sizeof(int) * (size_t)arch->n_stages);
+    memcpy(res->widths, net->widths, sizeof(int) * (size_t)arch->n_stages);
     res->seed = e->seed;
     res->n_states_planned = r->sc.n_states;
-    if ((rc = cs_device_open(r->be_p->iface, r->be_p->name, e->device, &r->dev, err)))
+}
+
+/* Everything before the first state, step by step; on failure the caller's
+ * one cleanup path frees whatever the steps made. */
+static int setup(run *r, const cs_registry *reg, cs_error *err)
+{
+    const cs_plugin *pol;
+    cs_scale_result net;
+    cs_data_format fmt;
+    int rc;
+    if (cs_data_format_parse(r->e->data_format, &fmt))
+        return cs_error_set(err, CS_ERR_ARG, "data.format '%s': expected idx, cifar10, cifar100 or folder",
+                            r->e->data_format);
+    if ((rc = find_plugins(r, reg, &pol, err)) || (rc = configure_cil(r, err)) || (rc = load_data(r, fmt, err)) ||
+        (rc = scale_network(r, pol, &net, err)))
+        return rc;
+    describe_run(r, &net);
+    cs_run_result *res = r->res;
+    if ((rc = cs_device_open(r->be_p->iface, r->be_p->name, r->e->device, &r->dev, err)))
         return rc;
     cs_device_describe(r->dev, res->device, sizeof res->device);
     char pbuf[32];
