@@ -81,30 +81,59 @@ int cli_int(const char *cmd, const char *opt, const char *s, int min, int max, i
     return 0;
 }
 
-int cli_positive(const char *cmd, const char *opt, const char *s, double *out)
+/* One number in (0, 1e6] or [0, 1e6] for --opt, or the reason on stderr. */
+static int cli_number(const char *cmd, const char *opt, const char *s, int allow_zero, double *out)
 {
     errno = 0;
     char *end;
     double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v > 0) || v > 1e6) {
-        fprintf(stderr, "cilscale %s: --%s '%s': expected a number > 0\n", cmd, opt, s);
+    if (end == s || *end || errno || !(allow_zero ? v >= 0 : v > 0) || v > 1e6) {
+        fprintf(stderr, "cilscale %s: --%s '%s': expected a number %s 0\n", cmd, opt, s, allow_zero ? ">=" : ">");
         return -1;
     }
     *out = v;
     return 0;
 }
 
+int cli_positive(const char *cmd, const char *opt, const char *s, double *out)
+{
+    return cli_number(cmd, opt, s, 0, out);
+}
+
 int cli_nonneg(const char *cmd, const char *opt, const char *s, double *out)
 {
-    errno = 0;
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v >= 0) || v > 1e6) {
-        fprintf(stderr, "cilscale %s: --%s '%s': expected a number >= 0\n", cmd, opt, s);
-        return -1;
+    return cli_number(cmd, opt, s, 1, out);
+}
+
+int cli_getopt(const char *cmd, int argc, char **argv, const struct option *longopts, const char *usage,
+               cli_net_opts *net, cli_opt_fn fn, void *ctx, int max_args)
+{
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        int took = net ? cli_net_option(cmd, net, c, optarg) : 0;
+        if (took < 0)
+            return CLI_USAGE;
+        if (took)
+            continue;
+        if (c == 'h') {
+            fputs(usage, stdout);
+            return CLI_OK;
+        }
+        int r = fn && c != '?' && c != ':' ? fn(ctx, c, optarg) : CLI_OPT_UNKNOWN;
+        if (r == CLI_OPT_BAD)
+            return CLI_USAGE;
+        if (r == CLI_OPT_UNKNOWN) {
+            cli_bad_option(cmd, optopt, argv, optind);
+            return CLI_USAGE;
+        }
     }
-    *out = v;
-    return 0;
+    if (max_args >= 0 && argc - optind > max_args) {
+        fprintf(stderr, "cilscale %s: unexpected argument '%s' (see cilscale %s --help)\n", cmd, argv[optind + max_args],
+                cmd);
+        return CLI_USAGE;
+    }
+    return CLI_CONTINUE;
 }
 
 void cli_net_defaults(cli_net_opts *o)
@@ -150,6 +179,7 @@ int cli_net_option(const char *cmd, cli_net_opts *o, int opt, const char *arg)
             fprintf(stderr, "cilscale %s: --stem '%s': expected imagenet or small\n", cmd, arg);
             return -1;
         }
+        o->have_stem = 1;
         return 1;
     case 'H':
         if (cs_head_parse(arg, &o->head)) {

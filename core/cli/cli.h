@@ -26,6 +26,21 @@ const char *cli_thousands(int64_t n, char *buf, size_t size);
 /* Prints "cilscale CMD: unknown option '...'" etc. for getopt's last error. */
 void cli_bad_option(const char *cmd, int optopt_val, char *const *argv, int optind_val);
 
+/* What a command's own option handler says of one option. */
+enum { CLI_OPT_TAKEN = 0, CLI_OPT_UNKNOWN = 1, CLI_OPT_BAD = -1 };
+typedef int (*cli_opt_fn)(void *ctx, int opt, const char *arg);
+typedef struct cli_net_opts cli_net_opts;
+/* Returned by cli_getopt when the command should go on. */
+#define CLI_CONTINUE (-1)
+
+/* Parses argv the way every subcommand does: the network options (when net is
+ * not NULL), --help (prints usage, CLI_OK), the command's own options through
+ * fn, and at most max_args operands (-1: any number; they start at optind).
+ * Returns CLI_CONTINUE, or the exit status after printing why. */
+struct option;
+int cli_getopt(const char *cmd, int argc, char **argv, const struct option *longopts, const char *usage,
+               cli_net_opts *net, cli_opt_fn fn, void *ctx, int max_args);
+
 /* Parses a whole number in [min, max] for option name, or prints why. */
 int cli_int(const char *cmd, const char *opt, const char *s, int min, int max, int *out);
 /* Parses a number > 0 / >= 0. */
@@ -33,7 +48,7 @@ int cli_positive(const char *cmd, const char *opt, const char *s, double *out);
 int cli_nonneg(const char *cmd, const char *opt, const char *s, double *out);
 
 /* Options every network-describing command takes. */
-typedef struct cli_net_opts {
+struct cli_net_opts {
     const char *arch;
     const char *policy;
     const char *budget_text;
@@ -45,10 +60,10 @@ typedef struct cli_net_opts {
     const char *plugins_conf;
     int json;
     /* a configuration given by hand instead of a policy */
-    int manual, have_depth;
+    int manual, have_depth, have_stem;
     double w, d;
     const char *depths_text;
-} cli_net_opts;
+};
 
 void cli_net_defaults(cli_net_opts *o);
 /* Handles --classes/--in-channels/--stem/--head/--budget/--arch/--policy/

@@ -44,6 +44,14 @@ static void print_device(const cs_registry *r, const cs_plugin *p)
     printf("%-8s %-14s default device: %s\n", "", "", d);
 }
 
+static int take_option(void *ctx, int opt, const char *arg)
+{
+    if (opt != 'P')
+        return CLI_OPT_UNKNOWN;
+    *(const char **)ctx = arg;
+    return CLI_OPT_TAKEN;
+}
+
 int cmd_plugins(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -52,20 +60,9 @@ int cmd_plugins(int argc, char **argv)
         {0, 0, 0, 0},
     };
     const char *conf = NULL;
-    opterr = 0;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'P': conf = optarg; break;
-        case 'h': fputs(usage, stdout); return CLI_OK;
-        default: cli_bad_option("plugins", optopt, argv, optind); return CLI_USAGE;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "cilscale plugins: unexpected argument '%s' (see cilscale plugins --help)\n", argv[optind]);
-        return CLI_USAGE;
-    }
+    int rc = cli_getopt("plugins", argc, argv, longopts, usage, NULL, take_option, &conf, 0);
+    if (rc != CLI_CONTINUE)
+        return rc;
     char path[PATH_MAX];
     cs_plugins_conf_path(conf, path, sizeof path);
     cs_registry *r = cli_load_plugins("plugins", conf, 1);

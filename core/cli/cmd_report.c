@@ -440,6 +440,22 @@ static int write_out(const char *dir, const char *title, const run *runs, int n_
     return CLI_OK;
 }
 
+typedef struct report_opts {
+    const char *out, *title;
+    int csv;
+} report_opts;
+
+static int take_option(void *ctx, int opt, const char *arg)
+{
+    report_opts *o = ctx;
+    switch (opt) {
+    case 'o': o->out = arg; return CLI_OPT_TAKEN;
+    case 't': o->title = arg; return CLI_OPT_TAKEN;
+    case 'c': o->csv = 1; return CLI_OPT_TAKEN;
+    default: return CLI_OPT_UNKNOWN;
+    }
+}
+
 int cmd_report(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -449,20 +465,12 @@ int cmd_report(int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    const char *out = NULL, *title = NULL;
-    int csv = 0;
-    opterr = 0;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 't': title = optarg; break;
-        case 'c': csv = 1; break;
-        case 'h': fputs(usage, stdout); return CLI_OK;
-        default: cli_bad_option("report", optopt, argv, optind); return CLI_USAGE;
-        }
-    }
+    report_opts ro = {0};
+    int prc = cli_getopt("report", argc, argv, longopts, usage, NULL, take_option, &ro, -1);
+    if (prc != CLI_CONTINUE)
+        return prc;
+    const char *out = ro.out, *title = ro.title;
+    int csv = ro.csv;
     if (optind == argc) {
         fprintf(stderr, "cilscale report: no run folders given (see cilscale report --help)\n");
         return CLI_USAGE;

@@ -73,35 +73,44 @@ static const char *default_config(char *buf, size_t size)
     return buf;
 }
 
+enum { O_SET = 256, O_OUT, O_RESUME, O_PLUGINS };
+
+typedef struct run_opts {
+    const char *sets[64], *out, *resume, *plugins;
+    int n_sets;
+} run_opts;
+
+static int take_option(void *ctx, int opt, const char *arg)
+{
+    run_opts *o = ctx;
+    switch (opt) {
+    case O_SET:
+        if (o->n_sets == 64) {
+            fprintf(stderr, "cilscale run: at most 64 --set options\n");
+            return CLI_OPT_BAD;
+        }
+        o->sets[o->n_sets++] = arg;
+        return CLI_OPT_TAKEN;
+    case O_OUT: o->out = arg; return CLI_OPT_TAKEN;
+    case O_RESUME: o->resume = arg; return CLI_OPT_TAKEN;
+    case O_PLUGINS: o->plugins = arg; return CLI_OPT_TAKEN;
+    default: return CLI_OPT_UNKNOWN;
+    }
+}
+
 int cmd_run(int argc, char **argv)
 {
-    enum { O_SET = 256, O_OUT, O_RESUME, O_PLUGINS };
     static const struct option longopts[] = {
         {"set", required_argument, 0, O_SET},       {"out", required_argument, 0, O_OUT},
         {"resume", required_argument, 0, O_RESUME}, {"plugins", required_argument, 0, O_PLUGINS},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
-    const char *sets[64], *out = NULL, *resume = NULL, *plugins = NULL;
-    int n_sets = 0;
-    opterr = 0;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
-        switch (c) {
-        case O_SET:
-            if (n_sets == 64) {
-                fprintf(stderr, "cilscale run: at most 64 --set options\n");
-                return CLI_USAGE;
-            }
-            sets[n_sets++] = optarg;
-            break;
-        case O_OUT: out = optarg; break;
-        case O_RESUME: resume = optarg; break;
-        case O_PLUGINS: plugins = optarg; break;
-        case 'h': fputs(usage, stdout); return CLI_OK;
-        default: cli_bad_option("run", optopt, argv, optind); return CLI_USAGE;
-        }
-    }
+    run_opts ro = {0};
+    int prc = cli_getopt("run", argc, argv, longopts, usage, NULL, take_option, &ro, -1);
+    if (prc != CLI_CONTINUE)
+        return prc;
+    const char **sets = ro.sets, *out = ro.out, *resume = ro.resume, *plugins = ro.plugins;
+    int n_sets = ro.n_sets;
     if (argc - optind > 1) {
         fprintf(stderr, "cilscale run: one experiment file at most, got '%s' and '%s'\n", argv[optind],
                 argv[optind + 1]);

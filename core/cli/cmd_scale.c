@@ -76,26 +76,9 @@ int cmd_scale(int argc, char **argv)
     static const struct option longopts[] = {CLI_NET_LONG_OPTIONS, {0, 0, 0, 0}};
     cli_net_opts o;
     cli_net_defaults(&o);
-    opterr = 0;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
-        int took = cli_net_option("scale", &o, c, optarg);
-        if (took < 0)
-            return CLI_USAGE;
-        if (took)
-            continue;
-        if (c == 'h') {
-            fputs(usage, stdout);
-            return CLI_OK;
-        }
-        cli_bad_option("scale", optopt, argv, optind);
-        return CLI_USAGE;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "cilscale scale: unexpected argument '%s' (see cilscale scale --help)\n", argv[optind]);
-        return CLI_USAGE;
-    }
+    int rc = cli_getopt("scale", argc, argv, longopts, usage, &o, NULL, NULL, 0);
+    if (rc != CLI_CONTINUE)
+        return rc;
     if (cli_net_validate("scale", &o))
         return CLI_USAGE;
     cs_registry *reg = cli_load_plugins("scale", o.plugins_conf, 0);
@@ -103,7 +86,7 @@ int cmd_scale(int argc, char **argv)
         return CLI_FAIL;
     const cs_plugin *ap;
     cs_scale_result res;
-    int rc = cli_net_resolve("scale", reg, &o, &ap, &res);
+    rc = cli_net_resolve("scale", reg, &o, &ap, &res);
     if (rc)
         goto out;
     const cs_arch_iface *arch = ap->iface;

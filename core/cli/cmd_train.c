@@ -53,15 +53,46 @@ static const char usage[] =
 typedef struct train_opts {
     cli_net_opts net;
     const char *data, *format, *backend, *device, *out, *schedule;
-    int image_size, limit_train, limit_test, augment, epochs, batch, nesterov, stem_given;
+    int image_size, limit_train, limit_test, augment, epochs, batch, nesterov;
     double lr, momentum, wd;
     uint64_t seed;
 } train_opts;
 
+enum { O_DATA = 256, O_FORMAT, O_SIZE, O_LTRAIN, O_LTEST, O_NOAUG, O_EPOCHS, O_BATCH, O_LR, O_MOM, O_WD,
+       O_NESTEROV, O_SCHED, O_SEED, O_BACKEND, O_DEVICE, O_OUT };
+
+static int take_option(void *ctx, int opt, const char *arg)
+{
+    train_opts *o = ctx;
+    int bad = 0, seed = 0;
+    switch (opt) {
+    case O_DATA: o->data = arg; break;
+    case O_FORMAT: o->format = arg; break;
+    case O_SIZE: bad = cli_int("train", "image-size", arg, 8, 4096, &o->image_size); break;
+    case O_LTRAIN: bad = cli_int("train", "limit-train", arg, 1, INT_MAX, &o->limit_train); break;
+    case O_LTEST: bad = cli_int("train", "limit-test", arg, 1, INT_MAX, &o->limit_test); break;
+    case O_NOAUG: o->augment = 0; break;
+    case O_EPOCHS: bad = cli_int("train", "epochs", arg, 1, 100000, &o->epochs); break;
+    case O_BATCH: bad = cli_int("train", "batch", arg, 1, 65536, &o->batch); break;
+    case O_LR: bad = cli_positive("train", "lr", arg, &o->lr); break;
+    case O_MOM: bad = cli_nonneg("train", "momentum", arg, &o->momentum); break;
+    case O_WD: bad = cli_nonneg("train", "weight-decay", arg, &o->wd); break;
+    case O_NESTEROV: o->nesterov = 1; break;
+    case O_SCHED: o->schedule = arg; break;
+    case O_SEED:
+        bad = cli_int("train", "seed", arg, 0, INT_MAX, &seed);
+        o->seed = (uint64_t)seed;
+        break;
+    case O_BACKEND: o->backend = arg; break;
+    case O_DEVICE: o->device = arg; break;
+    case O_OUT: o->out = arg; break;
+    default: return CLI_OPT_UNKNOWN;
+    }
+    return bad ? CLI_OPT_BAD : CLI_OPT_TAKEN;
+}
+
 static int parse(int argc, char **argv, train_opts *o)
 {
-    enum { O_DATA = 256, O_FORMAT, O_SIZE, O_LTRAIN, O_LTEST, O_NOAUG, O_EPOCHS, O_BATCH, O_LR, O_MOM, O_WD,
-           O_NESTEROV, O_SCHED, O_SEED, O_BACKEND, O_DEVICE, O_OUT };
     static const struct option longopts[] = {
         CLI_NET_LONG_OPTIONS,
         {"data", required_argument, 0, O_DATA},          {"format", required_argument, 0, O_FORMAT},
@@ -89,51 +120,9 @@ static int parse(int argc, char **argv, train_opts *o)
     o->wd = 5e-4;
     o->seed = 1;
     o->image_size = 32;
-    opterr = 0;
-    optind = 1;
-    int c, seed;
-    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
-        if (c == 's')
-            o->stem_given = 1;
-        int took = cli_net_option("train", &o->net, c, optarg);
-        if (took < 0)
-            return CLI_USAGE;
-        if (took)
-            continue;
-        int bad = 0;
-        switch (c) {
-        case 'h': fputs(usage, stdout); return -1;
-        case O_DATA: o->data = optarg; break;
-        case O_FORMAT: o->format = optarg; break;
-        case O_SIZE: bad = cli_int("train", "image-size", optarg, 8, 4096, &o->image_size); break;
-        case O_LTRAIN: bad = cli_int("train", "limit-train", optarg, 1, INT_MAX, &o->limit_train); break;
-        case O_LTEST: bad = cli_int("train", "limit-test", optarg, 1, INT_MAX, &o->limit_test); break;
-        case O_NOAUG: o->augment = 0; break;
-        case O_EPOCHS: bad = cli_int("train", "epochs", optarg, 1, 100000, &o->epochs); break;
-        case O_BATCH: bad = cli_int("train", "batch", optarg, 1, 65536, &o->batch); break;
-        case O_LR: bad = cli_positive("train", "lr", optarg, &o->lr); break;
-        case O_MOM:
-            bad = cli_nonneg("train", "momentum", optarg, &o->momentum);
-            break;
-        case O_WD: bad = cli_nonneg("train", "weight-decay", optarg, &o->wd); break;
-        case O_NESTEROV: o->nesterov = 1; break;
-        case O_SCHED: o->schedule = optarg; break;
-        case O_SEED:
-            bad = cli_int("train", "seed", optarg, 0, INT_MAX, &seed);
-            o->seed = (uint64_t)seed;
-            break;
-        case O_BACKEND: o->backend = optarg; break;
-        case O_DEVICE: o->device = optarg; break;
-        case O_OUT: o->out = optarg; break;
-        default: cli_bad_option("train", optopt, argv, optind); return CLI_USAGE;
-        }
-        if (bad)
-            return CLI_USAGE;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "cilscale train: unexpected argument '%s' (see cilscale train --help)\n", argv[optind]);
-        return CLI_USAGE;
-    }
+    int rc = cli_getopt("train", argc, argv, longopts, usage, &o->net, take_option, o, 0);
+    if (rc != CLI_CONTINUE)
+        return rc == CLI_OK ? -1 : rc;
     if (o->momentum >= 1) {
         fprintf(stderr, "cilscale train: --momentum %g: expected a number in [0, 1)\n", o->momentum);
         return CLI_USAGE;
@@ -213,7 +202,7 @@ int cmd_train(int argc, char **argv)
     }
     o.net.classes = train->n_classes;
     o.net.in_channels = train->c;
-    if (!o.stem_given)
+    if (!o.net.have_stem)
         o.net.stem = cs_stem_auto(train->h);
     const cs_plugin *ap;
     cs_scale_result net;

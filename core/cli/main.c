@@ -1,4 +1,5 @@
 /* main.c: the cilscale command: dispatch to a subcommand. */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,8 +23,17 @@ static const char usage[] =
     "Plugins come from a plugins.conf: --plugins FILE, else $CILSCALE_PLUGINS, else the\n"
     "build tree's (when run from it), else the installed one.\n";
 
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+} commands[] = {
+    {"scale", cmd_scale}, {"grid", cmd_grid},     {"run", cmd_run},         {"train", cmd_train},
+    {"bench", cmd_bench}, {"report", cmd_report}, {"plugins", cmd_plugins},
+};
+
 int main(int argc, char **argv)
 {
+    opterr = 0; /* every command prints its own option errors (cli_getopt) */
     if (argc < 2) {
         fputs(usage, stderr);
         return CLI_USAGE;
@@ -37,20 +47,9 @@ int main(int argc, char **argv)
         printf("cilscale %s (plugin ABI %d)\n", CS_VERSION, CS_ABI_VERSION);
         return CLI_OK;
     }
-    if (!strcmp(cmd, "scale"))
-        return cmd_scale(argc - 1, argv + 1);
-    if (!strcmp(cmd, "grid"))
-        return cmd_grid(argc - 1, argv + 1);
-    if (!strcmp(cmd, "run"))
-        return cmd_run(argc - 1, argv + 1);
-    if (!strcmp(cmd, "train"))
-        return cmd_train(argc - 1, argv + 1);
-    if (!strcmp(cmd, "bench"))
-        return cmd_bench(argc - 1, argv + 1);
-    if (!strcmp(cmd, "report"))
-        return cmd_report(argc - 1, argv + 1);
-    if (!strcmp(cmd, "plugins"))
-        return cmd_plugins(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(cmd, commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "cilscale: unknown command '%s' (commands: run, report, scale, grid, train, bench, plugins, version; see cilscale --help)\n",
             cmd);
     return CLI_USAGE;
