@@ -691,25 +691,29 @@ static void loss_backward(recorder *R, const step *s)
 }
 
 typedef void (*step_fn)(recorder *R, const step *s);
+/* Each op's forward and backward recording. The table is built from graph.h's
+ * CS_OP_LIST, so an op added there without a VK_STEPS_<ID> line here stops the
+ * build ("'VK_STEPS_...' undeclared") instead of running as a silent no-op. */
+#define VK_STEPS_CONV2D {conv_forward, conv_backward}
+#define VK_STEPS_BATCHNORM {batchnorm_forward, batchnorm_backward}
+#define VK_STEPS_RELU {eltwise_forward, relu_backward}
+#define VK_STEPS_RELU6 {eltwise_forward, relu_backward}
+#define VK_STEPS_ADD {eltwise_forward, add_backward}
+#define VK_STEPS_MAXPOOL {pool_forward, pool_backward}
+#define VK_STEPS_AVGPOOL {pool_forward, pool_backward}
+#define VK_STEPS_SLICE {slice_forward, slice_backward}
+#define VK_STEPS_CONCAT {concat_forward, concat_backward}
+#define VK_STEPS_SHUFFLE {shuffle_forward, shuffle_backward}
+#define VK_STEPS_LINEAR {linear_forward, linear_backward}
+#define VK_STEPS_COSINE_LINEAR {cosine_linear_forward, cosine_linear_backward}
+#define VK_STEPS_L2NORM {l2norm_forward, l2norm_backward}
+#define VK_STEPS_SOFTMAX_XENT {loss_forward, loss_backward}
+#define VK_STEPS_COSINE_EMBED {loss_forward, loss_backward}
+#define VK_OP_STEPS_(id, num, name, min_in, max_in) [CS_OP_##id] = VK_STEPS_##id,
 static const struct {
     step_fn forward, backward;
-} op_steps[CS_OP_COUNT_] = {
-    [CS_OP_CONV2D] = {conv_forward, conv_backward},
-    [CS_OP_BATCHNORM] = {batchnorm_forward, batchnorm_backward},
-    [CS_OP_RELU] = {eltwise_forward, relu_backward},
-    [CS_OP_RELU6] = {eltwise_forward, relu_backward},
-    [CS_OP_ADD] = {eltwise_forward, add_backward},
-    [CS_OP_MAXPOOL] = {pool_forward, pool_backward},
-    [CS_OP_AVGPOOL] = {pool_forward, pool_backward},
-    [CS_OP_SLICE] = {slice_forward, slice_backward},
-    [CS_OP_CONCAT] = {concat_forward, concat_backward},
-    [CS_OP_SHUFFLE] = {shuffle_forward, shuffle_backward},
-    [CS_OP_LINEAR] = {linear_forward, linear_backward},
-    [CS_OP_COSINE_LINEAR] = {cosine_linear_forward, cosine_linear_backward},
-    [CS_OP_L2NORM] = {l2norm_forward, l2norm_backward},
-    [CS_OP_SOFTMAX_XENT] = {loss_forward, loss_backward},
-    [CS_OP_COSINE_EMBED] = {loss_forward, loss_backward},
-};
+} op_steps[CS_OP_COUNT_] = {CS_OP_LIST(VK_OP_STEPS_)};
+#undef VK_OP_STEPS_
 
 static void node_forward(recorder *R, int i, int train)
 {
