@@ -165,22 +165,44 @@ static void count_hits(const float *logits, const float *labels, int n, int k, i
     }
 }
 
+/* One batch on the host: images, labels and the logits read back. */
+typedef struct host_batch {
+    float *images, *labels, *logits;
+    int k; /* logits per image */
+} host_batch;
+
+static void host_batch_free(host_batch *hb)
+{
+    free(hb->images);
+    free(hb->labels);
+    free(hb->logits);
+}
+
+static int host_batch_alloc(host_batch *hb, const cs_model *m, cs_error *err)
+{
+    const cs_graph *g = m->g;
+    hb->k = cs_graph_tensor(g, m->logits)->shape[1];
+    size_t in_size = (size_t)m->batch * (size_t)cs_tensor_row(cs_graph_tensor(g, m->input));
+    hb->images = malloc(sizeof(float) * in_size);
+    hb->labels = malloc(sizeof(float) * (size_t)m->batch);
+    hb->logits = malloc(sizeof(float) * (size_t)m->batch * (size_t)hb->k);
+    if (!hb->images || !hb->labels || !hb->logits)
+        return cs_error_set(err, CS_ERR_NOMEM, "out of memory for a batch");
+    return CS_OK;
+}
+
 int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_hook hook, void *hook_ctx,
                          cs_batch_cb cb, void *cb_ctx, cs_epoch_stats *st, cs_error *err)
 {
     memset(st, 0, sizeof *st);
     const cs_graph *g = m->g;
-    int k = cs_graph_tensor(g, m->logits)->shape[1];
-    size_t in_size = (size_t)m->batch * (size_t)cs_tensor_row(cs_graph_tensor(g, m->input));
-    float *images = malloc(sizeof(float) * in_size);
-    float *labels = malloc(sizeof(float) * (size_t)m->batch);
-    float *logits = malloc(sizeof(float) * (size_t)m->batch * (size_t)k);
-    int rc = CS_OK, stopped = 0, n, bi = 0, nb = cs_batcher_batches_per_epoch(b);
+    host_batch hb;
+    int rc = host_batch_alloc(&hb, m, err), stopped = 0, n, bi = 0, nb = cs_batcher_batches_per_epoch(b);
+    int k = hb.k;
+    float *images = hb.images, *labels = hb.labels, *logits = hb.logits;
     double t0 = cs_now_s(), loss_sum = 0;
-    if (!images || !labels || !logits) {
-        rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory for a batch");
+    if (rc)
         goto out;
-    }
     while ((n = cs_batcher_next(b, images, labels)) > 0) {
         if ((rc = cs_plan_set_input(m->plan, m->input, images, n, err)) ||
             (rc = cs_plan_set_input(m->plan, m->labels, labels, n, err)) || (hook && (rc = hook(hook_ctx, m, n, err))))
@@ -214,9 +236,7 @@ int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_
     }
 out:
     st->seconds = cs_now_s() - t0;
-    free(images);
-    free(labels);
-    free(logits);
+    host_batch_free(&hb);
     return rc ? rc : stopped;
 }
 
@@ -224,18 +244,13 @@ int cs_model_evaluate(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st
                       cs_error *err)
 {
     memset(st, 0, sizeof *st);
-    const cs_graph *g = m->g;
-    int k = cs_graph_tensor(g, m->logits)->shape[1];
-    size_t in_size = (size_t)m->batch * (size_t)cs_tensor_row(cs_graph_tensor(g, m->input));
-    float *images = malloc(sizeof(float) * in_size);
-    float *labels = malloc(sizeof(float) * (size_t)m->batch);
-    float *logits = malloc(sizeof(float) * (size_t)m->batch * (size_t)k);
-    int rc = CS_OK, n;
+    host_batch hb;
+    int rc = host_batch_alloc(&hb, m, err), n;
+    int k = hb.k;
+    float *images = hb.images, *labels = hb.labels, *logits = hb.logits;
     double t0 = cs_now_s();
-    if (!images || !labels || !logits) {
-        rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory for a batch");
+    if (rc)
         goto out;
-    }
     while ((n = cs_batcher_next(b, images, labels)) > 0) {
         if ((rc = cs_plan_set_input(m->plan, m->input, images, n, err)) ||
             (rc = cs_plan_forward(m->plan, n, frozen ? CS_FWD_FROZEN : 0, err)) ||
@@ -246,9 +261,7 @@ int cs_model_evaluate(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st
     }
 out:
     st->seconds = cs_now_s() - t0;
-    free(images);
-    free(labels);
-    free(logits);
+    host_batch_free(&hb);
     return rc;
 }
 
