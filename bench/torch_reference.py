@@ -83,6 +83,9 @@ def parse_args(argv):
     p.add_argument("--steps", type=int, default=20, help="timed steps for each of training and inference (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before each measurement (default 3)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default os.cpu_count())")
+    p.add_argument("--memory-format", choices=("contiguous", "channels_last"), default="contiguous",
+                   help="layout of the model and the batch (channels_last is faster for MobileNetV2 on CPU); "
+                        "default contiguous")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="capture the training step and the inference forward in CUDA graphs (cuda only; "
@@ -477,9 +480,11 @@ def main(argv):
             f"(depths {cfg['depths']}, widths {cfg['widths']}, w {cfg['w']})")
     model.to(device)
     fwd_flops = count_fwd_flops(torch, model, a.in_shape, cosine_cls, device)
+    fmt = torch.channels_last if a.memory_format == "channels_last" else torch.contiguous_format
+    model.to(memory_format=fmt)
 
     n = a.batch
-    x = torch.randn((n,) + a.in_shape, device=device)
+    x = torch.randn((n,) + a.in_shape, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, a.classes, (n,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9, weight_decay=5e-4, foreach=cuda)
     last_loss = [None]
@@ -572,6 +577,7 @@ def main(argv):
         "warmup": a.warmup,
         "steps": a.steps,
         "dtype": "float32",
+        "memory_format": a.memory_format,
         "cuda_graphs": use_graphs,
         "cudnn_benchmark": bool(cuda),
         "tf32_conv": bool(torch.backends.cudnn.allow_tf32) if cuda else False,

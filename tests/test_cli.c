@@ -465,6 +465,24 @@ START_TEST(test_plugins_list)
 }
 END_TEST
 
+/* The cpu backend sets OpenBLAS's core type from CPUID unless the user did,
+ * and says which it was. */
+START_TEST(test_plugins_openblas_coretype)
+{
+    ck_assert(unsetenv("OPENBLAS_CORETYPE") == 0);
+    ck_assert_int_eq(RUN("plugins"), 0);
+    assert_contains(out, "GEMM: OpenBLAS ");
+    if (strstr(out, "avx512; ") || strstr(out, "avx2; ")) {
+        assert_contains(out, ", core type from CPUID: avx");
+        assert_lacks(out, "(Prescott kernel");
+    }
+    ck_assert(setenv("OPENBLAS_CORETYPE", "Sandybridge", 1) == 0);
+    ck_assert_int_eq(RUN("plugins"), 0);
+    unsetenv("OPENBLAS_CORETYPE");
+    assert_contains(out, "(Sandybridge kernel, core type from OPENBLAS_CORETYPE)");
+}
+END_TEST
+
 START_TEST(test_plugins_broken)
 {
     const char *conf = broken_conf("broken.conf", "bad-abi.so", "tiny-arch.so", "backend-score0.so", NULL);
@@ -614,6 +632,7 @@ static Suite *cli_suite(void)
 
     tc = tcase_create("plugins");
     tcase_add_test(tc, test_plugins_list);
+    tcase_add_test(tc, test_plugins_openblas_coretype);
     tcase_add_test(tc, test_plugins_broken);
     tcase_add_test(tc, test_plugins_score_lazy);
     tcase_add_test(tc, test_plugins_many_problems);

@@ -5,9 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cilscale/backend.h"
 #include "cilscale/graph.h"
+#include "dnnl_conv.h"
 #include "kernels.h"
 #include "sdk/graph_impl.h" /* white-box: the tests break a built graph on purpose */
 #include "testutil.h"
@@ -97,8 +99,9 @@ struct op_ctx {
     float *save32, *run32;
     int32_t *argmax;
     /* float runs */
-    int fast;
+    int fast; /* 0 reference, 1 fast, 2 oneDNN (conv2d only) */
     cpu_par par;
+    dconv *dc; /* fast == 2 */
 };
 
 /* Calls the fast kernel when c->fast, else the reference one, with the same arguments. */
@@ -119,11 +122,24 @@ static void conv_b64(op_ctx *c, double *const *in, const double *out, const doub
 }
 static void conv_f32(op_ctx *c, float *const *in, float *out)
 {
+    char why[256] = "";
+    if (c->fast == 2) {
+        ck_assert_msg(dconv_forward(c->dc, &c->par, out, in[0], in[1], in[2], c->g.n, why, sizeof why) == 0, "%s: %s",
+                      c->name, why);
+        return;
+    }
     KERNEL_PAIR(ref_conv2d_forward, fast_conv2d_forward, out, in[0], in[1], in[2], &c->g);
 }
 static void conv_b32(op_ctx *c, float *const *in, const float *out, const float *dout, float *const *din)
 {
     (void)out;
+    char why[256] = "";
+    if (c->fast == 2) {
+        ck_assert_msg(dconv_backward(c->dc, &c->par, din[0], din[1], din[2], dout, in[0], in[1], c->g.n, why,
+                                     sizeof why) == 0,
+                      "%s: %s", c->name, why);
+        return;
+    }
     KERNEL_PAIR(ref_conv2d_backward, fast_conv2d_backward, din[0], din[1], din[2], dout, in[0], in[1], &c->g);
 }
 
@@ -734,13 +750,20 @@ static float *to_float(const double *x, int64_t n)
 /* Runs case c through the reference and the fast kernels on threads threads:
  * outputs, running statistics and (accumulated onto random values, so that
  * += is checked too) input gradients must agree within NMSE_TOL. */
-static void fast_check(op_ctx c, int threads)
+static void fast_check_mode(op_ctx c, int threads, int mode)
 {
     op_ctx ref = c, fast = c;
     alloc_state(&ref);
     alloc_state(&fast);
-    fast.fast = 1;
+    fast.fast = mode;
     fast.par.threads = threads;
+    if (mode == 2) {
+        char why[256] = "";
+        int64_t ws = 0;
+        ck_assert_msg(dconv_create(&fast.dc, &c.g, c.n_in > 2, threads, &ws, why, sizeof why) == 0, "%s: %s", c.name,
+                      why);
+        c.ws_size = ws > c.ws_size ? ws : c.ws_size;
+    }
     fast.par.ws_size = c.ws_size;
     fast.par.ws = xcalloc(c.ws_size, sizeof(float));
     float *in[4] = {0}, *dref[4] = {0}, *dfast[4] = {0};
@@ -791,9 +814,12 @@ static void fast_check(op_ctx c, int threads)
     free(ofast);
     free(dout);
     free(again);
+    dconv_free(fast.dc);
     free_state(&ref);
     free_state(&fast);
 }
+
+static void fast_check(op_ctx c, int threads) { fast_check_mode(c, threads, 1); }
 
 /* Convolutions of every kind the fast path distinguishes. */
 static const struct {
@@ -828,6 +854,18 @@ START_TEST(fast_conv_matches_reference)
     rng_seed(100 + (uint64_t)_i);
     for (int threads = 1; threads <= 2; threads++)
         fast_check(op_conv(conv_cases[_i].g, conv_cases[_i].bias), threads);
+}
+END_TEST
+
+/* The same cases on oneDNN (where the backend was built with it; the
+ * suite's last test says which), every kind, depthwise too (conv=dnnl). */
+START_TEST(dnnl_conv_matches_reference)
+{
+    if (!dconv_available())
+        return;
+    rng_seed(300 + (uint64_t)_i);
+    for (int threads = 1; threads <= 2; threads++)
+        fast_check_mode(op_conv(conv_cases[_i].g, conv_cases[_i].bias), threads, 2);
 }
 END_TEST
 
@@ -1070,16 +1108,38 @@ START_TEST(device_strings)
     char desc[512];
     ck_assert_int_eq(cs_device_open(b, "cpu", "threads=1", &dev, &err), CS_OK);
     cs_device_describe(dev, desc, sizeof desc);
-    ck_assert_msg(strncmp(desc, "cpu: ", 5) == 0 && strstr(desc, ", 1 thread, OpenBLAS "), "%s", desc);
+    ck_assert_msg(strncmp(desc, "cpu: ", 5) == 0 && strstr(desc, ", 1 thread, ") && strstr(desc, "GEMM: OpenBLAS "),
+                  "%s", desc);
+    /* the vector extension and the convolution family are named */
+    ck_assert_msg(strstr(desc, fast_cpu_isa()) && strstr(desc, dconv_available() ? "convolutions: oneDNN " :
+                                                                                   "convolutions: im2col + GEMM"),
+                  "%s", desc);
+    cs_device_close(dev);
+    ck_assert_int_eq(cs_device_open(b, "cpu", "threads=1,conv=im2col", &dev, &err), CS_OK);
+    cs_device_describe(dev, desc, sizeof desc);
+    ck_assert_msg(strstr(desc, "convolutions: im2col + GEMM (conv=im2col)"), "%s", desc);
     cs_device_close(dev);
     ck_assert_int_eq(cs_device_open(b, "cpu", "", &dev, &err), CS_OK);
     cs_device_describe(dev, desc, sizeof desc);
-    ck_assert_msg(strstr(desc, " kernel)") != NULL, "%s", desc);
+    char core[64];
+    snprintf(core, sizeof core, "(%s kernel, ", fast_blas_corename());
+    ck_assert_msg(strstr(desc, core) != NULL, "%s", desc);
+    /* on an AVX2 or AVX-512 CPU OpenBLAS runs that extension's kernels, never
+     * the generic SSE3 ones it falls to on a CPU model it does not know */
+    if (!strcmp(fast_cpu_isa(), "avx512") || !strcmp(fast_cpu_isa(), "avx2"))
+        ck_assert_msg(strcasecmp(fast_blas_corename(), "Prescott") && strcasecmp(fast_blas_corename(), "Core2"),
+                      "%s", desc);
     cs_device_close(dev);
-    const char *bad[] = {"gpu0", "threads=0", "threads=x", "threads=", "threads=99999"};
+    const char *bad[] = {"gpu0", "threads=0", "threads=x", "threads=", "threads=99999", "conv=fft", "threads=2,x=1"};
+    const char *says[] = {"threads=N", "threads=", "threads=", "threads=", "threads=", "expected auto, dnnl or im2col",
+                          "unknown option 'x=1'"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_int_eq(cs_device_open(b, "cpu", bad[i], &dev, &err), CS_ERR_ARG);
-        ck_assert_msg(strstr(err.msg, bad[i]) && strstr(err.msg, "threads=N"), "%s", err.msg);
+        ck_assert_msg(strstr(err.msg, bad[i]) && strstr(err.msg, says[i]), "%s", err.msg);
+    }
+    if (!dconv_available()) { /* conv=dnnl without oneDNN is refused, naming why */
+        ck_assert_int_eq(cs_device_open(b, "cpu", "conv=dnnl", &dev, &err), CS_ERR_ARG);
+        ck_assert_msg(strstr(err.msg, "conv=dnnl, but oneDNN not built in"), "%s", err.msg);
     }
     ck_assert(setenv("CILSCALE_THREADS", "3", 1) == 0);
     ck_assert_int_eq(cs_device_open(b, "cpu", "", &dev, &err), CS_OK);
@@ -1501,6 +1561,7 @@ static Suite *ops_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("fast");
     tcase_add_loop_test(tc, fast_conv_matches_reference, 0, N_CONV_CASES);
+    tcase_add_loop_test(tc, dnnl_conv_matches_reference, 0, N_CONV_CASES);
     tcase_add_loop_test(tc, fast_ops_match_reference, 0, N_FAST_CASES);
     tcase_add_test(tc, maxpool_first_max_on_ties);
     tcase_add_test(tc, conv_backward_reproducible);

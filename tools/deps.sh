@@ -6,7 +6,8 @@ packages=(
   gcc pkg-config meson ninja-build   # build
   libconfig-dev                      # plugins.conf and experiment configs
   check                              # the test suites
-  libopenblas-dev                    # SGEMM for the cpu backend's convolutions
+  libopenblas-dev                    # SGEMM for the cpu backend's linear layers (and convolutions without oneDNN)
+  libdnnl-dev                        # oneDNN: the cpu backend's convolutions
   zlib1g-dev libpng-dev libjpeg62-turbo-dev  # data sets: gzipped IDX, PNG / JPEG image folders
   libvulkan-dev glslang-tools mesa-vulkan-drivers  # Vulkan backend; lavapipe where there is no GPU
   dataset-fashion-mnist              # the data set of the main job

@@ -10,6 +10,7 @@
 #endif
 
 #include "cilscale/plugin.h"
+#include "dnnl_conv.h"
 #include "kernels.h"
 #include "plan.h"
 
@@ -36,15 +37,58 @@ static int default_threads(void)
     return n < 1 ? 1 : n > CPU_MAX_THREADS ? CPU_MAX_THREADS : (int)n;
 }
 
-/* device: "" (CILSCALE_THREADS if set, else one thread per CPU) or "threads=N". */
+/* One "key=value" of the device string into d; 0, or CS_ERR_ARG with the reason. */
+static int device_option(const char *device, const char *opt, size_t len, cpu_device *d, int *have_threads,
+                         cs_error *err)
+{
+    char buf[64];
+    if (len >= sizeof buf)
+        len = sizeof buf - 1;
+    memcpy(buf, opt, len);
+    buf[len] = '\0';
+    if (!strncmp(buf, "threads=", 8)) {
+        if (!(d->threads = parse_threads(buf + 8)))
+            return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': threads='%s': expected a thread count "
+                                "from 1 to %d", device, buf + 8, CPU_MAX_THREADS);
+        *have_threads = 1;
+        return CS_OK;
+    }
+    if (!strncmp(buf, "conv=", 5)) {
+        const char *v = buf + 5;
+        if (!strcmp(v, "auto"))
+            d->conv = CPU_CONV_AUTO;
+        else if (!strcmp(v, "dnnl"))
+            d->conv = CPU_CONV_DNNL;
+        else if (!strcmp(v, "im2col"))
+            d->conv = CPU_CONV_IM2COL;
+        else
+            return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': conv='%s': expected auto, dnnl or im2col",
+                                device, v);
+        if (d->conv == CPU_CONV_DNNL && !dconv_available()) {
+            char why[128];
+            dconv_describe(why, sizeof why);
+            return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': conv=dnnl, but %s", device, why);
+        }
+        return CS_OK;
+    }
+    return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': unknown option '%s' (expected threads=N, "
+                        "conv=auto|dnnl|im2col, comma separated)", device, buf);
+}
+
+/* device: "" or comma-separated options: threads=N (default: CILSCALE_THREADS
+ * if set, else one thread per CPU), conv=auto|dnnl|im2col (default auto). */
 static int cpu_open(const char *device, void **ctx, cs_error *err)
 {
-    int threads;
-    if (device && *device) {
-        if (strncmp(device, "threads=", 8) != 0 || !(threads = parse_threads(device + 8)))
-            return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': expected \"\" or threads=N (N from 1 to %d)",
-                                device, CPU_MAX_THREADS);
-    } else {
+    cpu_device dv = {.conv = CPU_CONV_AUTO};
+    int have_threads = 0, rc;
+    for (const char *at = device ? device : ""; *at;) {
+        size_t len = strcspn(at, ",");
+        if ((rc = device_option(device, at, len, &dv, &have_threads, err)))
+            return rc;
+        at += len + (at[len] == ',');
+    }
+    int threads = dv.threads;
+    if (!have_threads) {
         const char *env = getenv("CILSCALE_THREADS");
         if (env && *env) {
             if (!(threads = parse_threads(env)))
@@ -55,11 +99,14 @@ static int cpu_open(const char *device, void **ctx, cs_error *err)
             threads = default_threads();
         }
     }
+    char why[256];
+    if (fast_blas_init(why, sizeof why))
+        return cs_error_set(err, CS_ERR, "cpu backend: %s", why);
     cpu_device *d = calloc(1, sizeof *d);
     if (!d)
         return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory opening the device");
+    *d = dv;
     d->threads = threads;
-    fast_blas_init();
 #ifdef _OPENMP
     /* the kernels split work by the thread count they get: it must not vary */
     omp_set_dynamic(0);
@@ -93,10 +140,14 @@ static void cpu_model(char *buf, size_t size)
 static void cpu_describe(void *ctx, char *buf, size_t size)
 {
     const cpu_device *d = ctx;
-    char model[256], blas[128];
+    char model[256], blas[128], dnnl[64] = "";
     cpu_model(model, sizeof model);
     fast_blas_describe(blas, sizeof blas);
-    snprintf(buf, size, "cpu: %s, %d thread%s, %s", model, d->threads, d->threads == 1 ? "" : "s", blas);
+    if (d->conv != CPU_CONV_IM2COL && dconv_available())
+        dconv_describe(dnnl, sizeof dnnl);
+    snprintf(buf, size, "cpu: %s, %d thread%s, %s; convolutions: %s%s; GEMM: %s", model, d->threads,
+             d->threads == 1 ? "" : "s", fast_cpu_isa(), dnnl[0] ? dnnl : "im2col + GEMM",
+             dnnl[0] ? "" : (d->conv == CPU_CONV_IM2COL ? " (conv=im2col)" : " (oneDNN not built in)"), blas);
 }
 
 static const cs_backend_iface iface = {
@@ -121,7 +172,7 @@ static const cs_plugin_desc desc = {
     .kind = CS_KIND_BACKEND,
     .name = "cpu",
     .version = "1.0.0",
-    .description = "every op forward and backward on the CPU: OpenBLAS SGEMM for convolutions, OpenMP threads",
+    .description = "every op forward and backward on the CPU: oneDNN or im2col + OpenBLAS SGEMM for convolutions, OpenMP threads",
     .iface = &iface,
 };
 

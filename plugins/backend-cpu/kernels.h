@@ -2,6 +2,7 @@
 #ifndef CILSCALE_CPU_KERNELS_H
 #define CILSCALE_CPU_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Conventions shared by every kernel:
@@ -122,9 +123,23 @@ void fast_zero(const cpu_par *p, float *x, int64_t count);
 void fast_sgd_update(const cpu_par *p, float *param, const float *grad, float *mom, int64_t count, float lr,
                      float momentum, float weight_decay, int nesterov);
 
-/* "OpenBLAS 0.3.21 (Haswell kernel)" */
+/* blas.c: OpenBLAS, dlopened with OPENBLAS_CORETYPE set from CPUID (unless
+ * the user set it), so that a CPU the library does not recognise still gets
+ * its AVX2 / AVX-512 kernels. fast_blas_init loads it once (any thread) and
+ * returns 0, or -1 with the reason in why; the other calls need it done. */
+int fast_blas_init(char *why, size_t size);
+/* "OpenBLAS 0.3.21 (SkylakeX kernel, core type from CPUID: avx512)" */
 void fast_blas_describe(char *buf, int size);
-/* Makes OpenBLAS single-threaded: the kernels split work over threads themselves. */
-void fast_blas_init(void);
+/* OpenBLAS's name for the kernels it runs ("SkylakeX", "Haswell", "Prescott"). */
+const char *fast_blas_corename(void);
+/* cblas_sgemm, row-major; ta / tb: A / B transposed. */
+void fast_blas_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                     int ldb, float beta, float *c, int ldc);
+/* The widest x86 vector extension this CPU has that the kernels use:
+ * "avx512" (F, BW, VL, DQ), "avx2" (with FMA), "avx", "sse2", or "generic". */
+const char *fast_cpu_isa(void);
+/* The OPENBLAS_CORETYPE for that extension ("SkylakeX", "Haswell"; "Zen" on
+ * AMD), or NULL to leave the choice to OpenBLAS. */
+const char *fast_blas_coretype_for(const char *isa, int amd);
 
 #endif

@@ -8,11 +8,8 @@
  * vectorizer (omp simd, or GCC vector types where it will not), and the
  * depthwise kernel has an AVX2 clone picked at load time. */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-
-#include <cblas.h>
 
 #include "kernels.h"
 
@@ -49,29 +46,13 @@ static inline void span(int64_t total, int t, int nt, int64_t *lo, int64_t *hi)
 
 /* ---- BLAS ---- */
 
-/* openblas_set_num_threads is process-wide: a program that wants OpenBLAS
- * threaded elsewhere must set it back around its own calls. */
-static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-static void blas_single_thread(void) { openblas_set_num_threads(1); }
-
-void fast_blas_init(void) { pthread_once(&blas_once, blas_single_thread); }
-
-void fast_blas_describe(char *buf, int size)
-{
-    /* openblas_get_config(): "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64" */
-    char name[32] = "OpenBLAS", version[32] = "";
-    sscanf(openblas_get_config(), "%31s %31s", name, version);
-    snprintf(buf, (size_t)size, "%s %s (%s kernel)", name, version, openblas_get_corename());
-}
-
 /* C[m,n] = alpha op(A) op(B) + beta C, row-major; ta: A is stored [k,m], tb: B is stored [n,k]. */
 static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
                   float beta, float *c, int ldc)
 {
     if (m <= 0 || n <= 0)
         return;
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a,
-                lda, b, ldb, beta, c, ldc);
+    fast_blas_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* The same with the m rows of C split over the threads (one GEMM each, on
@@ -79,7 +60,6 @@ static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float 
 static void par_sgemm(const cpu_par *p, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                       const float *b, int ldb, float beta, float *c, int ldc)
 {
-    fast_blas_init();
     const int nt = (int64_t)m * n * k < 8 * PAR_MIN ? 1 : (int)min64(p->threads, m);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -521,7 +501,6 @@ void fast_conv2d_forward(const cpu_par *p, float *out, const float *in, const fl
         dw_forward(p, out, in, weight, bias, g);
         return;
     }
-    fast_blas_init();
     const conv_tiling tl = conv_tiling_for(g);
     const int cg = g->c / g->groups, og = g->oc / g->groups, ckg = cg * g->k * g->k, direct = is_pointwise(g);
     const int64_t hw = (int64_t)g->h * g->w, ohw = (int64_t)g->oh * g->ow;
@@ -601,7 +580,6 @@ void fast_conv2d_backward(const cpu_par *p, float *din, float *dweight, float *d
     }
     if (!din && !dweight)
         return;
-    fast_blas_init();
     const conv_tiling tl = conv_tiling_for(g);
     const int cg = g->c / g->groups, og = g->oc / g->groups, ckg = cg * g->k * g->k, direct = is_pointwise(g);
     const int64_t hw = (int64_t)g->h * g->w, ohw = (int64_t)g->oh * g->ow, wsize = (int64_t)g->oc * ckg;

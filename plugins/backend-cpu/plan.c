@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cilscale/clock.h"
+#include "dnnl_conv.h"
 #include "kernels.h"
 #include "plan.h"
 
@@ -14,6 +15,7 @@ typedef struct node_state {
     float *save;     /* batch-norm statistics, probabilities, norms: kernels.h's *_save_size */
     int32_t *argmax; /* maxpool: where each output came from */
     conv_geom geom;  /* conv2d and maxpool at the graph's batch; n is set per run */
+    dconv *dc;       /* conv2d on oneDNN, or NULL for the own kernels */
 } node_state;
 
 typedef struct cpu_plan {
@@ -62,6 +64,8 @@ void cpu_release(void *plan)
     free(p->act);
     free(p->act_grad);
     free(p->has_grad);
+    for (int i = 0; p->node && i < cs_graph_n_nodes(p->g); i++)
+        dconv_free(p->node[i].dc);
     free(p->node);
     free(p->save_pool);
     free(p->argmax_pool);
@@ -71,6 +75,23 @@ void cpu_release(void *plan)
 
 /* calloc of count elements, at least one so that empty arenas are valid pointers. */
 static void *zalloc(int64_t count, size_t elem) { return calloc(count > 0 ? (size_t)count : 1, elem); }
+
+const char *cpu_conv_family_name(cpu_conv_family f)
+{
+    return f == CPU_CONV_DNNL ? "dnnl" : f == CPU_CONV_IM2COL ? "im2col" : "auto";
+}
+
+/* The rule (no timing, so a resumed run makes the same choice): oneDNN for
+ * every convolution where it is built in, depthwise ones too (faster than the
+ * own direct kernel on all three nets, docs/benchmarks.md); conv=im2col
+ * forces the own kernels. */
+static int conv_on_dnnl(cpu_conv_family f, const conv_geom *g)
+{
+    (void)g;
+    if (f == CPU_CONV_IM2COL || !dconv_available())
+        return f == CPU_CONV_DNNL; /* dnnl without oneDNN: dconv_create says why */
+    return 1;
+}
 
 int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
 {
@@ -123,7 +144,21 @@ int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
             conv_geom_finish(&st->geom);
         }
         switch (nd->op) {
-        case CS_OP_CONV2D: need = fast_conv2d_workspace(&st->geom, p->threads); break;
+        case CS_OP_CONV2D: {
+            need = fast_conv2d_workspace(&st->geom, p->threads);
+            if (!conv_on_dnnl(dev->conv, &st->geom))
+                break;
+            char why[256];
+            int64_t dws = 0;
+            if (dconv_create(&st->dc, &st->geom, nd->n_in > 2, p->threads, &dws, why, sizeof why)) {
+                free(save_at);
+                free(argmax_at);
+                cpu_release(p);
+                return node_fail(err, g, i, "%s", why);
+            }
+            need = dws > need ? dws : need;
+            break;
+        }
         case CS_OP_BATCHNORM: save = batchnorm_save_size(x->shape[1]); break;
         case CS_OP_MAXPOOL:
             argmax_at[i] = argmax_total;
@@ -241,7 +276,15 @@ static int node_forward(cpu_plan *p, int i, int n, int train, float *params, flo
     conv_geom geom = st->geom;
     geom.n = n;
     switch (nd->op) {
-    case CS_OP_CONV2D: fast_conv2d_forward(&par, out, in[0], in[1], nd->n_in > 2 ? in[2] : NULL, &geom); break;
+    case CS_OP_CONV2D:
+        if (st->dc) {
+            char why[256];
+            if (dconv_forward(st->dc, &par, out, in[0], in[1], nd->n_in > 2 ? in[2] : NULL, n, why, sizeof why))
+                return node_fail(err, g, i, "%s", why);
+            break;
+        }
+        fast_conv2d_forward(&par, out, in[0], in[1], nd->n_in > 2 ? in[2] : NULL, &geom);
+        break;
     case CS_OP_BATCHNORM:
         if (!train) {
             fast_batchnorm_forward_eval(&par, out, in[0], in[1], in[2], in[3], in[4], n, x->shape[1], hw, nd->a.eps);
@@ -324,7 +367,7 @@ static float *grad_of(cpu_plan *p, int id, int n)
     return d;
 }
 
-static void node_backward(cpu_plan *p, int i, int n)
+static int node_backward(cpu_plan *p, int i, int n, cs_error *err)
 {
     const cs_graph *g = p->g;
     const cs_node *nd = cs_graph_node(g, i);
@@ -343,6 +386,13 @@ static void node_backward(cpu_plan *p, int i, int n)
     geom.n = n;
     switch (nd->op) {
     case CS_OP_CONV2D:
+        if (st->dc) {
+            char why[256];
+            if (dconv_backward(st->dc, &par, din[0], din[1], nd->n_in > 2 ? din[2] : NULL, dout, in[0], in[1], n, why,
+                               sizeof why))
+                return node_fail(err, g, i, "%s", why);
+            break;
+        }
         fast_conv2d_backward(&par, din[0], din[1], nd->n_in > 2 ? din[2] : NULL, dout, in[0], in[1], &geom);
         break;
     case CS_OP_BATCHNORM:
@@ -398,11 +448,12 @@ static void node_backward(cpu_plan *p, int i, int n)
         break;
     case CS_OP_COUNT_: break;
     }
+    return CS_OK;
 }
 
 int cpu_backward(void *plan, int n, cs_error *err)
 {
-    (void)err; /* the front door allows backward only after a training forward of these n rows */
+    /* the front door allows backward only after a training forward of these n rows */
     cpu_plan *p = plan;
     const cs_graph *g = p->g;
     const cpu_par par = {p->threads, p->ws, p->ws_size};
@@ -418,7 +469,9 @@ int cpu_backward(void *plan, int n, cs_error *err)
         if (!p->has_grad[cs_graph_node(g, i)->out])
             continue;
         double t0 = p->profiling ? cs_now_s() : 0;
-        node_backward(p, i, n);
+        int rc = node_backward(p, i, n, err);
+        if (rc)
+            return rc;
         if (p->profiling) {
             cs_op op = cs_graph_node(g, i)->op;
             p->prof_s[1][op] += cs_now_s() - t0;

@@ -7,10 +7,21 @@
 
 #include "cilscale/backend.h"
 
-/* An opened cpu device: how many threads its plans split work over. */
+/* Which kernels run a convolution (device option conv=...). */
+typedef enum cpu_conv_family {
+    CPU_CONV_AUTO,   /* oneDNN where built in, else im2col */
+    CPU_CONV_DNNL,   /* oneDNN for every convolution (an error where it is not built in) */
+    CPU_CONV_IM2COL, /* the own kernels: im2col + OpenBLAS SGEMM, direct depthwise */
+} cpu_conv_family;
+
+/* An opened cpu device: how many threads its plans split work over, and which convolution kernels. */
 typedef struct cpu_device {
     int threads;
+    cpu_conv_family conv;
 } cpu_device;
+
+/* "auto", "dnnl", "im2col". */
+const char *cpu_conv_family_name(cpu_conv_family f);
 
 int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err);
 void cpu_release(void *plan);

@@ -1,0 +1,43 @@
+/* dnnl_conv.h: convolutions on oneDNN (Debian's libdnnl-dev), one of the cpu
+ * backend's kernel families.
+ *
+ * Each conv node gets oneDNN's forward, backward-data and backward-weights
+ * primitives, created at prepare time for the graph's batch (and on first use
+ * for another row count), in the layouts oneDNN prefers (blocked, nChw16c on
+ * AVX-512), with reorders from and to the backend's plain NCHW / OIHW arrays
+ * around each call. Gradients accumulate into the backend's arrays through the
+ * reorders' sum post-op, as the other kernels' do. Built only where oneDNN is
+ * found (CS_HAVE_DNNL); elsewhere dconv_available() is 0 and the im2col +
+ * OpenBLAS kernels run every convolution. */
+#ifndef CILSCALE_CPU_DNNL_CONV_H
+#define CILSCALE_CPU_DNNL_CONV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+typedef struct dconv dconv;
+
+/* 1 if the backend was built with oneDNN and its CPU engine opens. */
+int dconv_available(void);
+/* "oneDNN 2.6.3 (avx512_core)", or why it is not there. */
+void dconv_describe(char *buf, size_t size);
+
+/* The primitives of one convolution at g->n rows; *ws_floats is the scratch it
+ * needs from the plan's shared workspace. 0, or -1 with the reason in why. */
+int dconv_create(dconv **c, const conv_geom *g, int has_bias, int threads, int64_t *ws_floats, char *why,
+                 size_t size);
+void dconv_free(dconv *c);
+/* oneDNN's name for the implementation it chose ("jit:avx512_core", "gemm:jit"). */
+const char *dconv_impl(const dconv *c);
+
+/* out = conv(in, weight) + bias over n rows (n <= the batch it was created
+ * for); din, dweight, dbias (each may be NULL) += the gradients. 0, or -1 with
+ * the reason in why. */
+int dconv_forward(dconv *c, const cpu_par *p, float *out, const float *in, const float *weight, const float *bias,
+                  int n, char *why, size_t size);
+int dconv_backward(dconv *c, const cpu_par *p, float *din, float *dweight, float *dbias, const float *dout,
+                   const float *in, const float *weight, int n, char *why, size_t size);
+
+#endif
