@@ -760,7 +760,7 @@ static void fast_check_mode(op_ctx c, int threads, int mode)
     if (mode == 2) {
         char why[256] = "";
         int64_t ws = 0;
-        ck_assert_msg(dconv_create(&fast.dc, &c.g, c.n_in > 2, threads, &ws, why, sizeof why) == 0, "%s: %s", c.name,
+        ck_assert_msg(dconv_create(&fast.dc, &c.g, c.n_in > 2, 0, 0, threads, &ws, why, sizeof why) == 0, "%s: %s", c.name,
                       why);
         c.ws_size = ws > c.ws_size ? ws : c.ws_size;
     }
@@ -1320,6 +1320,158 @@ START_TEST(same_seed_same_bits)
 }
 END_TEST
 
+/* A residual block (conv, bn, relu, conv, bn, add, relu) ending in average
+ * pooling: everything the blocked layout covers, with 20 channels so that the
+ * last block is part padding. */
+static cs_graph *residual_net(int batch, int *mid)
+{
+    cs_graph *g = cs_graph_new(batch);
+    int x = cs_input(g, "x", 3, 8, 8), labels = cs_input_vec(g, "labels", 0);
+    int a = cs_relu(g, cs_batchnorm(g, "bn0", cs_conv2d(g, "conv0", x, 20, 3, 1, 1, 1, 0)));
+    int h = cs_relu(g, cs_batchnorm(g, "bn1", cs_conv2d(g, "conv1", a, 20, 3, 1, 1, 1, 0)));
+    h = cs_batchnorm(g, "bn2", cs_conv2d(g, "conv2", h, 20, 3, 2, 1, 1, 1));
+    h = cs_relu(g, cs_add(g, h, cs_conv2d(g, "down", a, 20, 1, 2, 0, 1, 0)));
+    *mid = h;
+    int logits = cs_linear(g, "fc", cs_avgpool(g, h), 4, 1, CS_INIT_UNIFORM_FAN_IN);
+    cs_graph_add_loss(g, cs_softmax_xent(g, logits, labels), 1);
+    cs_error err = {0};
+    ck_assert_msg(cs_graph_status(g, &err) == 0, "%s", err.msg);
+    return g;
+}
+
+/* One training forward and backward of residual_net on device; the gradients,
+ * the loss and the blocked-or-not tensor mid, read back. */
+static float *residual_grads(const char *device, int n, float *loss, float *mid_out)
+{
+    int mid;
+    cs_graph *g = residual_net(8, &mid);
+    run r = start(g, device);
+    init_params(&r, 5);
+    OK(cs_plan_profile(r.plan, NULL, 0, E));
+    rng_seed(77);
+    float *x = xcalloc(8 * 3 * 64, 4), l[8];
+    for (int i = 0; i < 8 * 3 * 64; i++)
+        x[i] = (float)sym();
+    for (int i = 0; i < 8; i++)
+        l[i] = (float)(i % 4);
+    OK(cs_plan_set_input(r.plan, cs_graph_find(g, "x"), x, n, E));
+    OK(cs_plan_set_input(r.plan, cs_graph_find(g, "labels"), l, n, E));
+    OK(cs_plan_forward(r.plan, n, CS_FWD_TRAIN, E));
+    OK(cs_plan_backward(r.plan, n, E));
+    *loss = loss_of(&r, cs_graph_loss(g, 0));
+    OK(cs_plan_read_tensor(r.plan, mid, mid_out, n, E));
+    float *gr = read_arena(&r, CS_ARENA_GRADS, cs_graph_n_params(g));
+    /* the profile says how many activations were blocked: all 4-D ones here
+     * (with oneDNN), none with layout=plain */
+    char report[4096], want[64];
+    OK(cs_plan_profile(r.plan, report, sizeof report, E));
+    const int blocked = dconv_available() && !strstr(device, "layout=plain");
+    snprintf(want, sizeof want, "channel-blocked (nChw%dc): %d of 11 4-D", blocked ? dconv_block() : 0,
+             blocked ? 11 : 0);
+    ck_assert_msg(strstr(report, want), "%s: want '%s' in\n%s", device, want, report);
+    free(x);
+    stop(&r);
+    return gr;
+}
+
+/* Channel-blocked activations between oneDNN convolutions give the plain
+ * layout's numbers: loss, every gradient, a tensor read back; at the full
+ * batch and at fewer rows. */
+START_TEST(blocked_layout_matches_plain)
+{
+    int mid;
+    cs_graph *g = residual_net(8, &mid);
+    const int64_t np = cs_graph_n_params(g), nm = 8 * cs_tensor_row(cs_graph_tensor(g, mid));
+    cs_graph_free(g);
+    for (int n = 8; n >= 5; n -= 3) {
+        float la, lb, *ma = xcalloc(nm, 4), *mb = xcalloc(nm, 4);
+        float *a = residual_grads("threads=2,layout=plain", n, &la, ma);
+        float *b = residual_grads("threads=2", n, &lb, mb);
+        ck_assert_msg(fabsf(la - lb) <= 1e-5f * fabsf(la), "%d rows: loss %.9g (plain) vs %.9g (blocked)", n, la, lb);
+        double e = nmse(a, b, np);
+        ck_assert_msg(e <= NMSE_TOL, "%d rows: gradients NMSE %.3g > %g", n, e, NMSE_TOL);
+        e = nmse(ma, mb, nm * n / 8);
+        ck_assert_msg(e <= NMSE_TOL, "%d rows: tensor read back NMSE %.3g > %g", n, e, NMSE_TOL);
+        free(a);
+        free(b);
+        free(ma);
+        free(mb);
+    }
+}
+END_TEST
+
+/* kernels_blk.c against the plain fast kernels on the same values, for both
+ * block sizes, with channels that leave the last block part padding: which
+ * must stay zero. */
+START_TEST(blocked_kernels_match_plain)
+{
+    const int n = 3, c = 20, hw = 35;
+    const cpu_par par = {2, NULL, 0};
+    for (int b = 8; b <= 16; b += 8) {
+        const int64_t plain = (int64_t)n * c * hw, blk = blk_size(n, c, hw, b);
+        float *x = xcalloc(plain, 4), *dy = xcalloc(plain, 4), *gamma = xcalloc(c, 4), *beta = xcalloc(c, 4);
+        rng_seed(400 + (uint64_t)b);
+        for (int64_t i = 0; i < plain; i++) {
+            x[i] = (float)(2 * sym() + 0.5);
+            dy[i] = (float)sym();
+        }
+        for (int i = 0; i < c; i++) {
+            gamma[i] = (float)(1 + 0.5 * sym());
+            beta[i] = (float)sym();
+        }
+        float *xb = xcalloc(blk, 4), *dyb = xcalloc(blk, 4), *yb = xcalloc(blk, 4), *dxb = xcalloc(blk, 4);
+        blk_from_plain(&par, xb, x, n, c, hw, b);
+        blk_from_plain(&par, dyb, dy, n, c, hw, b);
+        float *y = xcalloc(plain, 4), *dx = xcalloc(plain, 4), *back = xcalloc(plain, 4);
+        float save[2][40], run[2][40], dg[2][20] = {{0}}, dbt[2][20] = {{0}};
+        for (int k = 0; k < 2; k++)
+            for (int i = 0; i < 40; i++)
+                run[k][i] = i < 20 ? 0.1f * (float)i : 1 + 0.05f * (float)i;
+        fast_batchnorm_forward_train(&par, y, save[0], run[0], run[0] + c, x, gamma, beta, n, c, hw, 1e-5f, 0.1f);
+        blk_batchnorm_forward_train(&par, yb, save[1], run[1], run[1] + c, xb, gamma, beta, n, c, hw, b, 1e-5f, 0.1f);
+        blk_to_plain(&par, back, yb, n, c, hw, b);
+        ck_assert_msg(nmse(y, back, plain) <= NMSE_TOL, "block %d: batchnorm forward", b);
+        ck_assert_msg(nmse(save[0], save[1], 2 * c) <= NMSE_TOL && nmse(run[0], run[1], 2 * c) <= NMSE_TOL,
+                      "block %d: batchnorm statistics", b);
+        fast_batchnorm_forward_eval(&par, y, x, gamma, beta, run[0], run[0] + c, n, c, hw, 1e-5f);
+        blk_batchnorm_forward_eval(&par, yb, xb, gamma, beta, run[0], run[0] + c, n, c, hw, b, 1e-5f);
+        blk_to_plain(&par, back, yb, n, c, hw, b);
+        ck_assert_msg(nmse(y, back, plain) <= NMSE_TOL, "block %d: batchnorm eval", b);
+        /* accumulated onto the same random values */
+        for (int64_t i = 0; i < plain; i++)
+            dx[i] = (float)sym();
+        blk_from_plain(&par, dxb, dx, n, c, hw, b);
+        fast_batchnorm_backward(&par, dx, dg[0], dbt[0], dy, x, save[0], gamma, n, c, hw);
+        blk_batchnorm_backward(&par, dxb, dg[1], dbt[1], dyb, xb, save[0], gamma, n, c, hw, b);
+        blk_to_plain(&par, back, dxb, n, c, hw, b);
+        ck_assert_msg(nmse(dx, back, plain) <= NMSE_TOL, "block %d: batchnorm input gradient", b);
+        ck_assert_msg(nmse(dg[0], dg[1], c) <= NMSE_TOL && nmse(dbt[0], dbt[1], c) <= NMSE_TOL,
+                      "block %d: batchnorm gamma / beta gradients", b);
+        float pooled[2][60], dpool[60];
+        fast_avgpool_forward(&par, pooled[0], x, n, c, hw);
+        blk_avgpool_forward(&par, pooled[1], xb, n, c, hw, b);
+        ck_assert_msg(nmse(pooled[0], pooled[1], n * c) <= NMSE_TOL, "block %d: avgpool forward", b);
+        for (int i = 0; i < n * c; i++)
+            dpool[i] = (float)sym();
+        fast_avgpool_backward(&par, dx, dpool, n, c, hw);
+        blk_avgpool_backward(&par, dxb, dpool, n, c, hw, b);
+        blk_to_plain(&par, back, dxb, n, c, hw, b);
+        ck_assert_msg(nmse(dx, back, plain) <= NMSE_TOL, "block %d: avgpool backward", b);
+        /* the padding lanes of the last block stayed zero in every output */
+        const int64_t cbs = (c + b - 1) / b;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < hw; j++)
+                for (int l = c % b; l && l < b; l++) {
+                    const int64_t k = ((int64_t)i * cbs + cbs - 1) * hw * b + (int64_t)j * b + l;
+                    ck_assert_msg(yb[k] == 0 && dxb[k] == 0, "block %d: padding lane %d became %g / %g", b, l, yb[k],
+                                  dxb[k]);
+                }
+        free(x), free(dy), free(gamma), free(beta), free(xb), free(dyb), free(yb), free(dxb), free(y), free(dx);
+        free(back);
+    }
+}
+END_TEST
+
 START_TEST(frozen_arenas_drive_frozen_forward)
 {
     tiny t = tiny_net(4);
@@ -1574,6 +1726,8 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, update_matches_hand_sgd);
     tcase_add_test(tc, tiny_net_learns);
     tcase_add_test(tc, same_seed_same_bits);
+    tcase_add_test(tc, blocked_layout_matches_plain);
+    tcase_add_test(tc, blocked_kernels_match_plain);
     tcase_add_test(tc, frozen_arenas_drive_frozen_forward);
     tcase_add_test(tc, batchnorm_running_stats);
     tcase_add_test(tc, fewer_rows_than_batch);

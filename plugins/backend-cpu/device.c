@@ -71,12 +71,21 @@ static int device_option(const char *device, const char *opt, size_t len, cpu_de
         }
         return CS_OK;
     }
+    if (!strncmp(buf, "layout=", 7)) {
+        if (strcmp(buf + 7, "auto") && strcmp(buf + 7, "plain"))
+            return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': layout='%s': expected auto or plain",
+                                device, buf + 7);
+        d->plain_layout = !strcmp(buf + 7, "plain");
+        return CS_OK;
+    }
     return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': unknown option '%s' (expected threads=N, "
-                        "conv=auto|dnnl|im2col, comma separated)", device, buf);
+                        "conv=auto|dnnl|im2col, layout=auto|plain, comma separated)", device, buf);
 }
 
 /* device: "" or comma-separated options: threads=N (default: CILSCALE_THREADS
- * if set, else one thread per CPU), conv=auto|dnnl|im2col (default auto). */
+ * if set, else one thread per CPU), conv=auto|dnnl|im2col (default auto),
+ * layout=auto|plain (auto: activations between oneDNN convolutions stay
+ * channel-blocked; plain: every one NCHW, reordered around each convolution). */
 static int cpu_open(const char *device, void **ctx, cs_error *err)
 {
     cpu_device dv = {.conv = CPU_CONV_AUTO};
@@ -140,11 +149,17 @@ static void cpu_model(char *buf, size_t size)
 static void cpu_describe(void *ctx, char *buf, size_t size)
 {
     const cpu_device *d = ctx;
-    char model[256], blas[128], dnnl[64] = "";
+    char model[256], blas[128], dnnl[128] = "";
     cpu_model(model, sizeof model);
     fast_blas_describe(blas, sizeof blas);
-    if (d->conv != CPU_CONV_IM2COL && dconv_available())
+    if (d->conv != CPU_CONV_IM2COL && dconv_available()) {
         dconv_describe(dnnl, sizeof dnnl);
+        size_t u = strlen(dnnl);
+        if (d->plain_layout)
+            snprintf(dnnl + u, sizeof dnnl - u, ", plain activations");
+        else
+            snprintf(dnnl + u, sizeof dnnl - u, ", activations nChw%dc between them", dconv_block());
+    }
     snprintf(buf, size, "cpu: %s, %d thread%s, %s; convolutions: %s%s; GEMM: %s", model, d->threads,
              d->threads == 1 ? "" : "s", fast_cpu_isa(), dnnl[0] ? dnnl : "im2col + GEMM",
              dnnl[0] ? "" : (d->conv == CPU_CONV_IM2COL ? " (conv=im2col)" : " (oneDNN not built in)"), blas);

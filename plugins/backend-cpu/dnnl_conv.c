@@ -8,9 +8,11 @@
 
 int dconv_available(void) { return 0; }
 void dconv_describe(char *buf, size_t size) { snprintf(buf, size, "oneDNN not built in"); }
-int dconv_create(dconv **c, const conv_geom *g, int has_bias, int threads, int64_t *ws_floats, char *why, size_t size)
+int dconv_block(void) { return 0; }
+int dconv_create(dconv **c, const conv_geom *g, int has_bias, int src_block, int dst_block, int threads,
+                 int64_t *ws_floats, char *why, size_t size)
 {
-    (void)g, (void)has_bias, (void)threads;
+    (void)g, (void)has_bias, (void)src_block, (void)dst_block, (void)threads;
     *c = NULL;
     *ws_floats = 0;
     snprintf(why, size, "the cpu backend was built without oneDNN");
@@ -101,14 +103,14 @@ typedef struct edge {
 typedef struct prims {
     int n;
     dnnl_primitive_t fwd, bwd_data, bwd_wei;
-    dnnl_memory_desc_t plain_src, plain_dst, plain_wei, plain_bias;
+    dnnl_memory_desc_t user_src, user_dst, user_wei, user_bias; /* the backend's arrays */
     edge f_src, f_wei, f_dst;   /* forward */
     edge d_ddst, d_wei, d_dsrc; /* backward data (d_dsrc always a reorder: it accumulates) */
     edge w_src, w_ddst, w_dwei; /* backward weights (w_dwei always a reorder: it accumulates) */
     int w_ddst_same;            /* w_ddst's layout is d_ddst's: reuse slot D */
     dnnl_memory_desc_t scr_f, scr_d, scr_w; /* the scratchpads */
     size_t slot[5];             /* bytes of A, D, B, C, S */
-    char impl[96];
+    char impl[160]; /* forward / backward data / backward weights */
 } prims;
 
 enum { SLOT_A, SLOT_D, SLOT_B, SLOT_C, SLOT_S, N_SLOTS };
@@ -116,7 +118,7 @@ enum { SLOT_A, SLOT_D, SLOT_B, SLOT_C, SLOT_S, N_SLOTS };
 
 struct dconv {
     conv_geom g;
-    int has_bias, threads;
+    int has_bias, threads, src_block, dst_block;
     prims set[MAX_SETS];
     int n_sets;
 };
@@ -189,7 +191,39 @@ static void set_threads(int threads)
 #endif
 }
 
-static dnnl_status_t prims_make(prims *s, const conv_geom *g, int has_bias, int n)
+int dconv_block(void)
+{
+    if (!dconv_available())
+        return 0;
+    const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core ? 16 : 8;
+}
+
+static dnnl_format_tag_t act_tag(int block)
+{
+    return block == 16 ? dnnl_nChw16c : block == 8 ? dnnl_nChw8c : dnnl_nchw;
+}
+
+static dnnl_status_t prims_try(prims *s, const conv_geom *g, int has_bias, int n, int src_block, int dst_block,
+                               int forced);
+
+/* The primitives in the arrays' own layouts where oneDNN has them (no
+ * reorder of activations), else in the layouts it prefers. */
+static dnnl_status_t prims_make(prims *s, const conv_geom *g, int has_bias, int n, int src_block, int dst_block)
+{
+    if (src_block || dst_block) {
+        dnnl_status_t st = prims_try(s, g, has_bias, n, src_block, dst_block, 1);
+        /* a reference implementation is no gain over a reorder to a jit one */
+        if (st == dnnl_success && !strstr(s->impl, "ref"))
+            return st;
+        if (st == dnnl_success)
+            prims_free(s);
+    }
+    return prims_try(s, g, has_bias, n, src_block, dst_block, 0);
+}
+
+static dnnl_status_t prims_try(prims *s, const conv_geom *g, int has_bias, int n, int src_block, int dst_block,
+                               int forced)
 {
     memset(s, 0, sizeof *s);
     s->n = n;
@@ -213,14 +247,14 @@ static dnnl_status_t prims_make(prims *s, const conv_geom *g, int has_bias, int 
     } while (0)
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
-    TRY(dnnl_memory_desc_init_by_tag(&s->plain_src, 4, src, dnnl_f32, dnnl_nchw));
-    TRY(dnnl_memory_desc_init_by_tag(&s->plain_dst, 4, dst, dnnl_f32, dnnl_nchw));
-    TRY(dnnl_memory_desc_init_by_tag(&s->plain_wei, wnd, wei, dnnl_f32, grouped ? dnnl_goihw : dnnl_oihw));
-    TRY(dnnl_memory_desc_init_by_tag(&s->plain_bias, 1, bias, dnnl_f32, dnnl_x));
-    TRY(dnnl_memory_desc_init_by_tag(&any_src, 4, src, dnnl_f32, dnnl_format_tag_any));
-    TRY(dnnl_memory_desc_init_by_tag(&any_dst, 4, dst, dnnl_f32, dnnl_format_tag_any));
+    TRY(dnnl_memory_desc_init_by_tag(&s->user_src, 4, src, dnnl_f32, act_tag(src_block)));
+    TRY(dnnl_memory_desc_init_by_tag(&s->user_dst, 4, dst, dnnl_f32, act_tag(dst_block)));
+    TRY(dnnl_memory_desc_init_by_tag(&s->user_wei, wnd, wei, dnnl_f32, grouped ? dnnl_goihw : dnnl_oihw));
+    TRY(dnnl_memory_desc_init_by_tag(&s->user_bias, 1, bias, dnnl_f32, dnnl_x));
+    TRY(dnnl_memory_desc_init_by_tag(&any_src, 4, src, dnnl_f32, forced ? act_tag(src_block) : dnnl_format_tag_any));
+    TRY(dnnl_memory_desc_init_by_tag(&any_dst, 4, dst, dnnl_f32, forced ? act_tag(dst_block) : dnnl_format_tag_any));
     TRY(dnnl_memory_desc_init_by_tag(&any_wei, wnd, wei, dnnl_f32, dnnl_format_tag_any));
-    bias_md = s->plain_bias;
+    bias_md = s->user_bias;
     TRY(dnnl_primitive_attr_create(&attr));
     TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
 
@@ -238,15 +272,15 @@ static dnnl_status_t prims_make(prims *s, const conv_geom *g, int has_bias, int 
     TRY(dnnl_primitive_create(&s->fwd, fpd));
     TRY(dnnl_primitive_create(&s->bwd_data, dpd));
     TRY(dnnl_primitive_create(&s->bwd_wei, wpd));
-    TRY(make_edge(&s->f_src, fpd, dnnl_query_src_md, &s->plain_src, 0, 0));
-    TRY(make_edge(&s->f_wei, fpd, dnnl_query_weights_md, &s->plain_wei, 0, 0));
-    TRY(make_edge(&s->f_dst, fpd, dnnl_query_dst_md, &s->plain_dst, 1, 0));
-    TRY(make_edge(&s->d_ddst, dpd, dnnl_query_diff_dst_md, &s->plain_dst, 0, 0));
-    TRY(make_edge(&s->d_wei, dpd, dnnl_query_weights_md, &s->plain_wei, 0, 0));
-    TRY(make_edge(&s->d_dsrc, dpd, dnnl_query_diff_src_md, &s->plain_src, 1, 1));
-    TRY(make_edge(&s->w_src, wpd, dnnl_query_src_md, &s->plain_src, 0, 0));
-    TRY(make_edge(&s->w_ddst, wpd, dnnl_query_diff_dst_md, &s->plain_dst, 0, 0));
-    TRY(make_edge(&s->w_dwei, wpd, dnnl_query_diff_weights_md, &s->plain_wei, 1, 1));
+    TRY(make_edge(&s->f_src, fpd, dnnl_query_src_md, &s->user_src, 0, 0));
+    TRY(make_edge(&s->f_wei, fpd, dnnl_query_weights_md, &s->user_wei, 0, 0));
+    TRY(make_edge(&s->f_dst, fpd, dnnl_query_dst_md, &s->user_dst, 1, 0));
+    TRY(make_edge(&s->d_ddst, dpd, dnnl_query_diff_dst_md, &s->user_dst, 0, 0));
+    TRY(make_edge(&s->d_wei, dpd, dnnl_query_weights_md, &s->user_wei, 0, 0));
+    TRY(make_edge(&s->d_dsrc, dpd, dnnl_query_diff_src_md, &s->user_src, 1, 1));
+    TRY(make_edge(&s->w_src, wpd, dnnl_query_src_md, &s->user_src, 0, 0));
+    TRY(make_edge(&s->w_ddst, wpd, dnnl_query_diff_dst_md, &s->user_dst, 0, 0));
+    TRY(make_edge(&s->w_dwei, wpd, dnnl_query_diff_weights_md, &s->user_wei, 1, 1));
     s->w_ddst_same = dnnl_memory_desc_equal(&s->w_ddst.md, &s->d_ddst.md);
     s->slot[SLOT_A] = max_sz(s->f_src.bytes, s->w_src.bytes);
     s->slot[SLOT_D] = max_sz(s->d_ddst.bytes, s->w_ddst.bytes);
@@ -256,9 +290,11 @@ static dnnl_status_t prims_make(prims *s, const conv_geom *g, int has_bias, int 
     s->scr_d = *dnnl_primitive_desc_query_md(dpd, dnnl_query_scratchpad_md, 0);
     s->scr_w = *dnnl_primitive_desc_query_md(wpd, dnnl_query_scratchpad_md, 0);
     s->slot[SLOT_S] = max_sz(max_sz(scratch_bytes(fpd), scratch_bytes(dpd)), scratch_bytes(wpd));
-    const char *impl = NULL;
-    dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &impl);
-    snprintf(s->impl, sizeof s->impl, "%s", impl ? impl : "?");
+    const char *fi = NULL, *di = NULL, *wi = NULL;
+    dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &fi);
+    dnnl_primitive_desc_query(dpd, dnnl_query_impl_info_str, 0, &di);
+    dnnl_primitive_desc_query(wpd, dnnl_query_impl_info_str, 0, &wi);
+    snprintf(s->impl, sizeof s->impl, "%s / %s / %s", fi ? fi : "?", di ? di : "?", wi ? wi : "?");
 done:
     if (fpd)
         dnnl_primitive_desc_destroy(fpd);
@@ -282,8 +318,8 @@ static int64_t ws_floats_of(const prims *s)
     return (int64_t)((total + sizeof(float) - 1) / sizeof(float));
 }
 
-int dconv_create(dconv **out, const conv_geom *g, int has_bias, int threads, int64_t *ws_floats, char *why,
-                 size_t size)
+int dconv_create(dconv **out, const conv_geom *g, int has_bias, int src_block, int dst_block, int threads,
+                 int64_t *ws_floats, char *why, size_t size)
 {
     *out = NULL;
     *ws_floats = 0;
@@ -299,8 +335,10 @@ int dconv_create(dconv **out, const conv_geom *g, int has_bias, int threads, int
     c->g = *g;
     c->has_bias = has_bias;
     c->threads = threads;
+    c->src_block = src_block;
+    c->dst_block = dst_block;
     set_threads(threads);
-    dnnl_status_t st = prims_make(&c->set[0], g, has_bias, g->n);
+    dnnl_status_t st = prims_make(&c->set[0], g, has_bias, g->n, src_block, dst_block);
     if (st != dnnl_success) {
         snprintf(why, size, "oneDNN has no convolution for this shape (status %d)", (int)st);
         free(c);
@@ -338,7 +376,7 @@ static prims *prims_for(dconv *c, const cpu_par *p, int n, char *why, size_t siz
     conv_geom g = c->g;
     g.n = n;
     set_threads(c->threads);
-    dnnl_status_t st = prims_make(&c->set[at], &g, c->has_bias, n);
+    dnnl_status_t st = prims_make(&c->set[at], &g, c->has_bias, n, c->src_block, c->dst_block);
     if (st != dnnl_success || ws_floats_of(&c->set[at]) > p->ws_size) {
         if (st == dnnl_success)
             prims_free(&c->set[at]);
@@ -426,30 +464,33 @@ int dconv_forward(dconv *c, const cpu_par *p, float *out, const float *in, const
     void *slot[N_SLOTS];
     carve(s, p, slot);
     dnnl_status_t st = dnnl_success;
-    const void *src = input(&s->f_src, &s->plain_src, in, slot[SLOT_A], &st);
-    const void *wei = input(&s->f_wei, &s->plain_wei, weight, slot[SLOT_B], &st);
+    const void *src = input(&s->f_src, &s->user_src, in, slot[SLOT_A], &st);
+    const void *wei = input(&s->f_wei, &s->user_wei, weight, slot[SLOT_B], &st);
     void *dst = s->f_dst.r ? slot[SLOT_C] : out;
     exec x = {.st = st};
     arg(&x, DNNL_ARG_SRC, &s->f_src.md, src);
     arg(&x, DNNL_ARG_WEIGHTS, &s->f_wei.md, wei);
     if (c->has_bias)
-        arg(&x, DNNL_ARG_BIAS, &s->plain_bias, bias);
+        arg(&x, DNNL_ARG_BIAS, &s->user_bias, bias);
     arg(&x, DNNL_ARG_DST, &s->f_dst.md, dst);
     arg(&x, DNNL_ARG_SCRATCHPAD, &s->scr_f, slot[SLOT_S]);
     if ((st = run(&x, s->fwd)) == dnnl_success && s->f_dst.r)
-        st = reorder(&s->f_dst, &s->plain_dst, 1, dst, out);
+        st = reorder(&s->f_dst, &s->user_dst, 1, dst, out);
     return st == dnnl_success ? 0 : fail(st, "forward", why, size);
 }
 
-/* dbias += the sum of dout over rows and positions (double sums, in a fixed order). */
-static void bias_grad(float *dbias, const float *dout, int n, int oc, int64_t ohw)
+/* dbias += the sum of dout over rows and positions (double sums, in a fixed
+ * order); dout plain (block 0) or channel-blocked. */
+static void bias_grad(float *dbias, const float *dout, int n, int oc, int64_t ohw, int block)
 {
+    const int b = block ? block : 1;
+    const int64_t cbs = (oc + b - 1) / b;
     for (int o = 0; o < oc; o++) {
         double acc = 0;
         for (int i = 0; i < n; i++) {
-            const float *d = dout + ((int64_t)i * oc + o) * ohw;
+            const float *d = dout + ((int64_t)i * cbs + o / b) * ohw * b + o % b;
             for (int64_t j = 0; j < ohw; j++)
-                acc += d[j];
+                acc += d[j * b];
         }
         dbias[o] += (float)acc;
     }
@@ -459,7 +500,7 @@ int dconv_backward(dconv *c, const cpu_par *p, float *din, float *dweight, float
                    const float *in, const float *weight, int n, char *why, size_t size)
 {
     if (dbias)
-        bias_grad(dbias, dout, n, c->g.oc, (int64_t)c->g.oh * c->g.ow);
+        bias_grad(dbias, dout, n, c->g.oc, (int64_t)c->g.oh * c->g.ow, c->dst_block);
     if (!din && !dweight)
         return 0;
     prims *s = prims_for(c, p, n, why, size);
@@ -471,29 +512,29 @@ int dconv_backward(dconv *c, const cpu_par *p, float *din, float *dweight, float
     dnnl_status_t st = dnnl_success;
     const void *ddst = NULL;
     if (din) {
-        ddst = input(&s->d_ddst, &s->plain_dst, dout, slot[SLOT_D], &st);
-        const void *wei = input(&s->d_wei, &s->plain_wei, weight, slot[SLOT_B], &st);
+        ddst = input(&s->d_ddst, &s->user_dst, dout, slot[SLOT_D], &st);
+        const void *wei = input(&s->d_wei, &s->user_wei, weight, slot[SLOT_B], &st);
         exec x = {.st = st};
         arg(&x, DNNL_ARG_DIFF_DST, &s->d_ddst.md, ddst);
         arg(&x, DNNL_ARG_WEIGHTS, &s->d_wei.md, wei);
         arg(&x, DNNL_ARG_DIFF_SRC, &s->d_dsrc.md, slot[SLOT_C]);
         arg(&x, DNNL_ARG_SCRATCHPAD, &s->scr_d, slot[SLOT_S]);
         if ((st = run(&x, s->bwd_data)) == dnnl_success)
-            st = reorder(&s->d_dsrc, &s->plain_src, 1, slot[SLOT_C], din);
+            st = reorder(&s->d_dsrc, &s->user_src, 1, slot[SLOT_C], din);
         if (st != dnnl_success)
             return fail(st, "backward data", why, size);
     }
     if (dweight) {
-        const void *src = input(&s->w_src, &s->plain_src, in, slot[SLOT_A], &st);
+        const void *src = input(&s->w_src, &s->user_src, in, slot[SLOT_A], &st);
         if (!ddst || !s->w_ddst_same)
-            ddst = input(&s->w_ddst, &s->plain_dst, dout, slot[SLOT_D], &st);
+            ddst = input(&s->w_ddst, &s->user_dst, dout, slot[SLOT_D], &st);
         exec x = {.st = st};
         arg(&x, DNNL_ARG_SRC, &s->w_src.md, src);
         arg(&x, DNNL_ARG_DIFF_DST, &s->w_ddst.md, ddst);
         arg(&x, DNNL_ARG_DIFF_WEIGHTS, &s->w_dwei.md, slot[SLOT_C]);
         arg(&x, DNNL_ARG_SCRATCHPAD, &s->scr_w, slot[SLOT_S]);
         if ((st = run(&x, s->bwd_wei)) == dnnl_success)
-            st = reorder(&s->w_dwei, &s->plain_wei, 1, slot[SLOT_C], dweight);
+            st = reorder(&s->w_dwei, &s->user_wei, 1, slot[SLOT_C], dweight);
         if (st != dnnl_success)
             return fail(st, "backward weights", why, size);
     }

@@ -24,10 +24,16 @@ int dconv_available(void);
 /* "oneDNN 2.6.3 (avx512_core)", or why it is not there. */
 void dconv_describe(char *buf, size_t size);
 
-/* The primitives of one convolution at g->n rows; *ws_floats is the scratch it
- * needs from the plan's shared workspace. 0, or -1 with the reason in why. */
-int dconv_create(dconv **c, const conv_geom *g, int has_bias, int threads, int64_t *ws_floats, char *why,
-                 size_t size);
+/* The channel block oneDNN's convolutions prefer on this CPU (16 with AVX-512,
+ * 8 with AVX2 or less), or 0 without oneDNN. */
+int dconv_block(void);
+
+/* The primitives of one convolution at g->n rows; the backend's arrays hold
+ * the source and the output plain (NCHW, block 0) or channel-blocked (block
+ * dconv_block(), kernels_blk.c's layout). *ws_floats is the scratch it needs
+ * from the plan's shared workspace. 0, or -1 with the reason in why. */
+int dconv_create(dconv **c, const conv_geom *g, int has_bias, int src_block, int dst_block, int threads,
+                 int64_t *ws_floats, char *why, size_t size);
 void dconv_free(dconv *c);
 /* oneDNN's name for the implementation it chose ("jit:avx512_core", "gemm:jit"). */
 const char *dconv_impl(const dconv *c);

@@ -142,4 +142,22 @@ const char *fast_cpu_isa(void);
  * AMD), or NULL to leave the choice to OpenBLAS. */
 const char *fast_blas_coretype_for(const char *isa, int amd);
 
+/* ---- kernels_blk.c: channel-blocked activations (x[n][c / b][h][w][c % b], b = 8 or 16,
+ * the last block's lanes past c zero) ---- */
+int64_t blk_size(int n, int c, int hw, int b); /* floats, padding included */
+void blk_batchnorm_forward_train(const cpu_par *p, float *out, float *save, float *running_mean, float *running_var,
+                                 const float *in, const float *gamma, const float *beta, int n, int c, int hw, int b,
+                                 float eps, float momentum);
+void blk_batchnorm_forward_eval(const cpu_par *p, float *out, const float *in, const float *gamma, const float *beta,
+                                const float *running_mean, const float *running_var, int n, int c, int hw, int b,
+                                float eps);
+void blk_batchnorm_backward(const cpu_par *p, float *din, float *dgamma, float *dbeta, const float *dout,
+                            const float *in, const float *save, const float *gamma, int n, int c, int hw, int b);
+/* out[n, c] = the mean over positions; din += dout / hw on every position. */
+void blk_avgpool_forward(const cpu_par *p, float *out, const float *in, int n, int c, int hw, int b);
+void blk_avgpool_backward(const cpu_par *p, float *din, const float *dout, int n, int c, int hw, int b);
+/* Between the blocked and the plain NCHW layout (from_plain zeroes the padding). */
+void blk_to_plain(const cpu_par *p, float *dst, const float *src, int n, int c, int hw, int b);
+void blk_from_plain(const cpu_par *p, float *dst, const float *src, int n, int c, int hw, int b);
+
 #endif

@@ -29,6 +29,14 @@ typedef struct cpu_plan {
     float *save_pool;
     int32_t *argmax_pool;
     float *ws; /* scratch shared by every node (they run one at a time): im2col blocks and the like */
+    /* Channel-blocked activations (kernels_blk.c's layout, block `block`):
+     * where convolutions run on oneDNN, the tensors between them that only
+     * convolutions, batch norm, relu, relu6, add and average pooling touch
+     * live here instead of in act / act_grad, at blk_off[t]. */
+    int block;            /* 0: none blocked */
+    unsigned char *blk;   /* per tensor */
+    int64_t *blk_off;     /* per tensor */
+    float *bact, *bgrad;
     int64_t ws_size;
     /* profiling (cpu_profile): wall time, calls, rows and flops per op and direction */
     int profiling;
@@ -70,6 +78,10 @@ void cpu_release(void *plan)
     free(p->save_pool);
     free(p->argmax_pool);
     free(p->ws);
+    free(p->blk);
+    free(p->blk_off);
+    free(p->bact);
+    free(p->bgrad);
     free(p);
 }
 
@@ -92,6 +104,95 @@ static int conv_on_dnnl(cpu_conv_family f, const conv_geom *g)
         return f == CPU_CONV_DNNL; /* dnnl without oneDNN: dconv_create says why */
     return 1;
 }
+
+/* union-find root */
+static int root(int *up, int t)
+{
+    while (up[t] != t)
+        t = up[t] = up[up[t]];
+    return t;
+}
+
+/* Which activations are stored channel-blocked: groups of 4-D tensors joined
+ * by the layout-keeping ops (batch norm, relu, relu6, add), blocked when every
+ * member is made by a convolution or one of those ops and read only by them,
+ * a convolution or average pooling. The graph's inputs stay plain, and so does
+ * everything else. Returns 0, or -1 out of memory. */
+static int assign_layouts(cpu_plan *p, const cpu_device *dev)
+{
+    const cs_graph *g = p->g;
+    const int nt = cs_graph_n_tensors(g);
+    p->block = 0;
+    if (dev->plain_layout || dev->conv == CPU_CONV_IM2COL || !dconv_available() || !dconv_block())
+        return 0;
+    int *up = zalloc(nt, sizeof *up);
+    unsigned char *ok = zalloc(nt, 1);
+    p->blk = zalloc(nt, 1);
+    p->blk_off = zalloc(nt, sizeof *p->blk_off);
+    if (!up || !ok || !p->blk || !p->blk_off) {
+        free(up);
+        free(ok);
+        return -1;
+    }
+    for (int t = 0; t < nt; t++) {
+        const cs_tensor *x = cs_graph_tensor(g, t);
+        up[t] = t;
+        ok[t] = x->kind == CS_TENSOR_ACT && x->ndim == 4 && x->batched;
+    }
+    for (int i = 0; i < cs_graph_n_nodes(g); i++) {
+        const cs_node *nd = cs_graph_node(g, i);
+        switch (nd->op) {
+        case CS_OP_CONV2D: break; /* reads and writes either layout */
+        case CS_OP_AVGPOOL: break; /* reads either; its output is 2-D */
+        case CS_OP_BATCHNORM:
+        case CS_OP_RELU:
+        case CS_OP_RELU6:
+        case CS_OP_ADD:
+            for (int j = 0; j < (nd->op == CS_OP_ADD ? 2 : 1); j++)
+                up[root(up, nd->in[j])] = root(up, nd->out);
+            break;
+        default:
+            for (int j = 0; j < nd->n_in; j++)
+                ok[nd->in[j]] = 0;
+            ok[nd->out] = 0;
+            break;
+        }
+    }
+    /* a group is blocked when all its members may be */
+    unsigned char *group_ok = zalloc(nt, 1);
+    if (!group_ok) {
+        free(up);
+        free(ok);
+        return -1;
+    }
+    for (int t = 0; t < nt; t++)
+        group_ok[t] = 1;
+    for (int t = 0; t < nt; t++)
+        if (!ok[t])
+            group_ok[root(up, t)] = 0;
+    const int b = cs_graph_batch(g);
+    int64_t total = 0;
+    for (int t = 0; t < nt; t++) {
+        const cs_tensor *x = cs_graph_tensor(g, t);
+        if (!ok[t] || !group_ok[root(up, t)])
+            continue;
+        p->blk[t] = 1;
+        p->blk_off[t] = total;
+        total += (blk_size(b, x->shape[1], x->shape[2] * x->shape[3], dconv_block()) + 15) / 16 * 16;
+    }
+    free(up);
+    free(ok);
+    free(group_ok);
+    if (!total)
+        return 0;
+    p->block = dconv_block();
+    p->bact = zalloc(total, sizeof(float));
+    p->bgrad = zalloc(total, sizeof(float));
+    return p->bact && p->bgrad ? 0 : -1;
+}
+
+/* Is tensor t stored channel-blocked? */
+static int is_blk(const cpu_plan *p, int t) { return p->block && p->blk[t]; }
 
 int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
 {
@@ -122,6 +223,11 @@ int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
                             (long long)cs_graph_n_acts(g));
     }
 
+    if (assign_layouts(p, dev)) {
+        cpu_release(p);
+        return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory for the blocked activations");
+    }
+
     /* What each node saves, and the largest workspace any needs, at the full batch. */
     int64_t save_total = 0, argmax_total = 0, ws = 0;
     int64_t *save_at = zalloc(cs_graph_n_nodes(g), sizeof *save_at), *argmax_at = zalloc(cs_graph_n_nodes(g), sizeof *argmax_at);
@@ -150,7 +256,8 @@ int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
                 break;
             char why[256];
             int64_t dws = 0;
-            if (dconv_create(&st->dc, &st->geom, nd->n_in > 2, p->threads, &dws, why, sizeof why)) {
+            if (dconv_create(&st->dc, &st->geom, nd->n_in > 2, is_blk(p, nd->in[0]) ? p->block : 0,
+                             is_blk(p, nd->out) ? p->block : 0, p->threads, &dws, why, sizeof why)) {
                 free(save_at);
                 free(argmax_at);
                 cpu_release(p);
@@ -221,6 +328,20 @@ int cpu_read(void *plan, cs_arena a, int64_t offset, int64_t count, float *dst, 
 /* Floats of tensor t over n rows (a tensor without a batch dimension: all of it). */
 static int64_t rows_size(const cs_tensor *t, int n) { return t->batched ? n * cs_tensor_row(t) : t->size; }
 
+/* The same for tensor id as this plan stores it (blocked: padding included). */
+static int64_t stored_size(const cpu_plan *p, int id, int n)
+{
+    const cs_tensor *t = cs_graph_tensor(p->g, id);
+    if (!is_blk(p, id))
+        return rows_size(t, n);
+    return blk_size(n, t->shape[1], t->shape[2] * t->shape[3], p->block);
+}
+
+static float *act_of(cpu_plan *p, int id)
+{
+    return is_blk(p, id) ? p->bact + p->blk_off[id] : p->act + cs_graph_tensor(p->g, id)->offset;
+}
+
 int cpu_set_input(void *plan, int tensor, const float *src, int n, cs_error *err)
 {
     (void)err;
@@ -235,6 +356,11 @@ int cpu_read_tensor(void *plan, int tensor, float *dst, int n, cs_error *err)
     (void)err;
     cpu_plan *p = plan;
     const cs_tensor *t = cs_graph_tensor(p->g, tensor);
+    if (is_blk(p, tensor)) {
+        const cpu_par par = {p->threads, p->ws, p->ws_size};
+        blk_to_plain(&par, dst, act_of(p, tensor), n, t->shape[1], t->shape[2] * t->shape[3], p->block);
+        return CS_OK;
+    }
     memcpy(dst, p->act + t->offset, (size_t)rows_size(t, n) * sizeof *dst);
     return CS_OK;
 }
@@ -247,7 +373,7 @@ static float *tensor_data(cpu_plan *p, int id, float *params, float *buffers)
     switch (t->kind) {
     case CS_TENSOR_PARAM: return params + t->offset;
     case CS_TENSOR_BUFFER: return buffers + t->offset;
-    default: return p->act + t->offset;
+    default: return act_of(p, id);
     }
 }
 
@@ -270,8 +396,9 @@ static int node_forward(cpu_plan *p, int i, int n, int train, float *params, flo
     for (int j = 0; j < nd->n_in; j++)
         in[j] = tensor_data(p, nd->in[j], params, buffers);
     const cs_tensor *x = cs_graph_tensor(g, nd->in[0]), *y = cs_graph_tensor(g, nd->out);
-    float *out = p->act + y->offset;
-    const int64_t count = rows_size(x, n);
+    float *out = act_of(p, nd->out);
+    const int64_t count = stored_size(p, nd->in[0], n);
+    const int blk = is_blk(p, nd->in[0]);
     const int hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
     conv_geom geom = st->geom;
     geom.n = n;
@@ -286,6 +413,11 @@ static int node_forward(cpu_plan *p, int i, int n, int train, float *params, flo
         fast_conv2d_forward(&par, out, in[0], in[1], nd->n_in > 2 ? in[2] : NULL, &geom);
         break;
     case CS_OP_BATCHNORM:
+        if (blk && !train) {
+            blk_batchnorm_forward_eval(&par, out, in[0], in[1], in[2], in[3], in[4], n, x->shape[1], hw, p->block,
+                                       nd->a.eps);
+            break;
+        }
         if (!train) {
             fast_batchnorm_forward_eval(&par, out, in[0], in[1], in[2], in[3], in[4], n, x->shape[1], hw, nd->a.eps);
             break;
@@ -293,14 +425,23 @@ static int node_forward(cpu_plan *p, int i, int n, int train, float *params, flo
         if ((int64_t)n * hw < 2)
             return node_fail(err, g, i, "training needs more than one value per channel (%d rows of %dx%d)", n,
                              x->shape[2], x->shape[3]);
-        fast_batchnorm_forward_train(&par, out, st->save, in[3], in[4], in[0], in[1], in[2], n, x->shape[1], hw,
-                                     nd->a.eps, nd->a.momentum);
+        if (blk)
+            blk_batchnorm_forward_train(&par, out, st->save, in[3], in[4], in[0], in[1], in[2], n, x->shape[1], hw,
+                                        p->block, nd->a.eps, nd->a.momentum);
+        else
+            fast_batchnorm_forward_train(&par, out, st->save, in[3], in[4], in[0], in[1], in[2], n, x->shape[1], hw,
+                                         nd->a.eps, nd->a.momentum);
         break;
     case CS_OP_RELU: fast_relu_forward(&par, out, in[0], count); break;
     case CS_OP_RELU6: fast_relu6_forward(&par, out, in[0], count); break;
     case CS_OP_ADD: fast_add_forward(&par, out, in[0], in[1], count); break;
     case CS_OP_MAXPOOL: fast_maxpool_forward(&par, out, st->argmax, in[0], &geom); break;
-    case CS_OP_AVGPOOL: fast_avgpool_forward(&par, out, in[0], n, x->shape[1], hw); break;
+    case CS_OP_AVGPOOL:
+        if (blk)
+            blk_avgpool_forward(&par, out, in[0], n, x->shape[1], hw, p->block);
+        else
+            fast_avgpool_forward(&par, out, in[0], n, x->shape[1], hw);
+        break;
     case CS_OP_SLICE: fast_slice_forward(&par, out, in[0], n, x->shape[1], hw, nd->a.start, nd->a.count); break;
     case CS_OP_CONCAT:
         fast_concat_forward(&par, out, in[0], in[1], n, x->shape[1], cs_graph_tensor(g, nd->in[1])->shape[1], hw);
@@ -358,10 +499,10 @@ static float *grad_of(cpu_plan *p, int id, int n)
         return NULL;
     if (t->kind == CS_TENSOR_PARAM)
         return p->arena[CS_ARENA_GRADS] + t->offset;
-    float *d = p->act_grad + t->offset;
+    float *d = is_blk(p, id) ? p->bgrad + p->blk_off[id] : p->act_grad + t->offset;
     if (!p->has_grad[id]) {
         const cpu_par par = {p->threads, p->ws, p->ws_size};
-        fast_zero(&par, d, rows_size(t, n));
+        fast_zero(&par, d, stored_size(p, id, n));
         p->has_grad[id] = 1;
     }
     return d;
@@ -379,8 +520,10 @@ static int node_backward(cpu_plan *p, int i, int n, cs_error *err)
         din[j] = grad_of(p, nd->in[j], n);
     }
     const cs_tensor *x = cs_graph_tensor(g, nd->in[0]), *y = cs_graph_tensor(g, nd->out);
-    const float *out = p->act + y->offset, *dout = p->act_grad + y->offset;
-    const int64_t count = rows_size(x, n);
+    const float *out = act_of(p, nd->out);
+    const float *dout = is_blk(p, nd->out) ? p->bgrad + p->blk_off[nd->out] : p->act_grad + y->offset;
+    const int64_t count = stored_size(p, nd->in[0], n);
+    const int blk = is_blk(p, nd->in[0]);
     const int hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
     conv_geom geom = st->geom;
     geom.n = n;
@@ -396,7 +539,11 @@ static int node_backward(cpu_plan *p, int i, int n, cs_error *err)
         fast_conv2d_backward(&par, din[0], din[1], nd->n_in > 2 ? din[2] : NULL, dout, in[0], in[1], &geom);
         break;
     case CS_OP_BATCHNORM:
-        fast_batchnorm_backward(&par, din[0], din[1], din[2], dout, in[0], st->save, in[1], n, x->shape[1], hw);
+        if (blk)
+            blk_batchnorm_backward(&par, din[0], din[1], din[2], dout, in[0], st->save, in[1], n, x->shape[1], hw,
+                                   p->block);
+        else
+            fast_batchnorm_backward(&par, din[0], din[1], din[2], dout, in[0], st->save, in[1], n, x->shape[1], hw);
         break;
     case CS_OP_RELU:
         if (din[0])
@@ -412,7 +559,9 @@ static int node_backward(cpu_plan *p, int i, int n, cs_error *err)
             fast_maxpool_backward(&par, din[0], dout, st->argmax, &geom);
         break;
     case CS_OP_AVGPOOL:
-        if (din[0])
+        if (din[0] && blk)
+            blk_avgpool_backward(&par, din[0], dout, n, x->shape[1], hw, p->block);
+        else if (din[0])
             fast_avgpool_backward(&par, din[0], dout, n, x->shape[1], hw);
         break;
     case CS_OP_SLICE:
@@ -567,6 +716,15 @@ int cpu_step(void *plan, int n, const cs_sgd *opt, cs_error *err)
     return rc;
 }
 
+/* oneDNN's implementation names for the first convolution on it. */
+static const char *first_impl(const cpu_plan *p)
+{
+    for (int i = 0; i < cs_graph_n_nodes(p->g); i++)
+        if (p->node[i].dc)
+            return dconv_impl(p->node[i].dc);
+    return "none";
+}
+
 int cpu_profile(void *plan, char *report, size_t size, cs_error *err)
 {
     (void)err;
@@ -598,7 +756,20 @@ int cpu_profile(void *plan, char *report, size_t size, cs_error *err)
                 u += (size_t)snprintf(report + u, size - u, "\n");
         }
     if (u < size)
-        snprintf(report + u, size - u, "wall time per op on the host (%d thread%s); the update step is not counted\n",
-                 p->threads, p->threads == 1 ? "" : "s");
+        u += (size_t)snprintf(report + u, size - u,
+                              "wall time per op on the host (%d thread%s); the update step is not counted\n",
+                              p->threads, p->threads == 1 ? "" : "s");
+    int n4 = 0, nb = 0, nd = 0;
+    for (int t = 0; t < cs_graph_n_tensors(p->g); t++) {
+        const cs_tensor *x = cs_graph_tensor(p->g, t);
+        n4 += x->kind == CS_TENSOR_ACT && x->ndim == 4;
+        nb += is_blk(p, t);
+    }
+    for (int i = 0; i < cs_graph_n_nodes(p->g); i++)
+        nd += p->node[i].dc != NULL;
+    if (u < size && nd)
+        u += (size_t)snprintf(report + u, size - u, "convolutions on oneDNN: %d (first: %s)\n", nd, first_impl(p));
+    if (u < size)
+        snprintf(report + u, size - u, "activations channel-blocked (nChw%dc): %d of %d 4-D\n", p->block, nb, n4);
     return CS_OK;
 }

@@ -18,6 +18,7 @@ typedef enum cpu_conv_family {
 typedef struct cpu_device {
     int threads;
     cpu_conv_family conv;
+    int plain_layout; /* layout=plain: every activation NCHW, even between oneDNN convolutions */
 } cpu_device;
 
 /* "auto", "dnnl", "im2col". */
