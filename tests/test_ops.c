@@ -1130,9 +1130,10 @@ START_TEST(device_strings)
         ck_assert_msg(strcasecmp(fast_blas_corename(), "Prescott") && strcasecmp(fast_blas_corename(), "Core2"),
                       "%s", desc);
     cs_device_close(dev);
-    const char *bad[] = {"gpu0", "threads=0", "threads=x", "threads=", "threads=99999", "conv=fft", "threads=2,x=1"};
+    const char *bad[] = {"gpu0", "threads=0", "threads=x", "threads=", "threads=99999", "conv=fft", "threads=2,x=1",
+                         "fuse=maybe", "layout=nhwc"};
     const char *says[] = {"threads=N", "threads=", "threads=", "threads=", "threads=", "expected auto, dnnl or im2col",
-                          "unknown option 'x=1'"};
+                          "unknown option 'x=1'", "expected on or off", "expected auto or plain"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_int_eq(cs_device_open(b, "cpu", bad[i], &dev, &err), CS_ERR_ARG);
         ck_assert_msg(strstr(err.msg, bad[i]) && strstr(err.msg, says[i]), "%s", err.msg);
@@ -1400,6 +1401,47 @@ START_TEST(blocked_layout_matches_plain)
 }
 END_TEST
 
+/* A relu fused into the batch norm or add before it gives the same numbers,
+ * float for float, as the separate relu (its mask is read from its output),
+ * in both layouts; the tensor between them is no longer kept, and reading it
+ * says so. */
+START_TEST(fused_relu_matches_separate)
+{
+    int mid;
+    cs_graph *g = residual_net(8, &mid);
+    const int64_t np = cs_graph_n_params(g), nm = 8 * cs_tensor_row(cs_graph_tensor(g, mid));
+    cs_graph_free(g);
+    const char *pairs[2][2] = {{"threads=2,fuse=off", "threads=2"},
+                               {"threads=2,layout=plain,fuse=off", "threads=2,layout=plain"}};
+    for (int k = 0; k < 2; k++) {
+        float la, lb, *ma = xcalloc(nm, 4), *mb = xcalloc(nm, 4);
+        float *a = residual_grads(pairs[k][0], 8, &la, ma), *b = residual_grads(pairs[k][1], 8, &lb, mb);
+        ck_assert_msg(la == lb, "%s: loss %.9g vs %.9g fused", pairs[k][0], la, lb);
+        for (int64_t i = 0; i < np; i++)
+            ck_assert_msg(a[i] == b[i], "%s: gradient %lld: %.9g vs %.9g fused", pairs[k][0], (long long)i, a[i], b[i]);
+        for (int64_t i = 0; i < nm; i++)
+            ck_assert_msg(ma[i] == mb[i], "%s: relu output %lld differs fused", pairs[k][0], (long long)i);
+        free(a), free(b), free(ma), free(mb);
+    }
+    /* bn0's output feeds only a relu: fused away */
+    g = residual_net(8, &mid);
+    run r = start(g, "threads=2");
+    init_params(&r, 5);
+    float *x = xcalloc(8 * 3 * 64, 4), l[8] = {0}, *v = xcalloc(8 * 20 * 64, 4);
+    OK(cs_plan_set_input(r.plan, cs_graph_find(g, "x"), x, 8, E));
+    OK(cs_plan_set_input(r.plan, cs_graph_find(g, "labels"), l, 8, E));
+    OK(cs_plan_forward(r.plan, 8, CS_FWD_TRAIN, E));
+    const int bn0 = cs_graph_node(g, 1)->out;
+    ck_assert_int_eq(cs_graph_node(g, 1)->op, CS_OP_BATCHNORM);
+    cs_error err = {0};
+    ck_assert_int_eq(cs_plan_read_tensor(r.plan, bn0, v, 8, &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "is not kept: the relu after it runs fused (device option fuse=off keeps it)"), "%s",
+                  err.msg);
+    free(x), free(v);
+    stop(&r);
+}
+END_TEST
+
 /* kernels_blk.c against the plain fast kernels on the same values, for both
  * block sizes, with channels that leave the last block part padding: which
  * must stay zero. */
@@ -1428,13 +1470,14 @@ START_TEST(blocked_kernels_match_plain)
             for (int i = 0; i < 40; i++)
                 run[k][i] = i < 20 ? 0.1f * (float)i : 1 + 0.05f * (float)i;
         fast_batchnorm_forward_train(&par, y, save[0], run[0], run[0] + c, x, gamma, beta, n, c, hw, 1e-5f, 0.1f);
-        blk_batchnorm_forward_train(&par, yb, save[1], run[1], run[1] + c, xb, gamma, beta, n, c, hw, b, 1e-5f, 0.1f);
+        blk_batchnorm_forward_train(&par, yb, save[1], run[1], run[1] + c, xb, gamma, beta, n, c, hw, b, 1e-5f, 0.1f,
+                                    CPU_ACT_NONE);
         blk_to_plain(&par, back, yb, n, c, hw, b);
         ck_assert_msg(nmse(y, back, plain) <= NMSE_TOL, "block %d: batchnorm forward", b);
         ck_assert_msg(nmse(save[0], save[1], 2 * c) <= NMSE_TOL && nmse(run[0], run[1], 2 * c) <= NMSE_TOL,
                       "block %d: batchnorm statistics", b);
         fast_batchnorm_forward_eval(&par, y, x, gamma, beta, run[0], run[0] + c, n, c, hw, 1e-5f);
-        blk_batchnorm_forward_eval(&par, yb, xb, gamma, beta, run[0], run[0] + c, n, c, hw, b, 1e-5f);
+        blk_batchnorm_forward_eval(&par, yb, xb, gamma, beta, run[0], run[0] + c, n, c, hw, b, 1e-5f, CPU_ACT_NONE);
         blk_to_plain(&par, back, yb, n, c, hw, b);
         ck_assert_msg(nmse(y, back, plain) <= NMSE_TOL, "block %d: batchnorm eval", b);
         /* accumulated onto the same random values */
@@ -1442,7 +1485,7 @@ START_TEST(blocked_kernels_match_plain)
             dx[i] = (float)sym();
         blk_from_plain(&par, dxb, dx, n, c, hw, b);
         fast_batchnorm_backward(&par, dx, dg[0], dbt[0], dy, x, save[0], gamma, n, c, hw);
-        blk_batchnorm_backward(&par, dxb, dg[1], dbt[1], dyb, xb, save[0], gamma, n, c, hw, b);
+        blk_batchnorm_backward(&par, dxb, dg[1], dbt[1], dyb, xb, save[0], gamma, n, c, hw, b, NULL, CPU_ACT_NONE);
         blk_to_plain(&par, back, dxb, n, c, hw, b);
         ck_assert_msg(nmse(dx, back, plain) <= NMSE_TOL, "block %d: batchnorm input gradient", b);
         ck_assert_msg(nmse(dg[0], dg[1], c) <= NMSE_TOL && nmse(dbt[0], dbt[1], c) <= NMSE_TOL,
@@ -1728,6 +1771,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, same_seed_same_bits);
     tcase_add_test(tc, blocked_layout_matches_plain);
     tcase_add_test(tc, blocked_kernels_match_plain);
+    tcase_add_test(tc, fused_relu_matches_separate);
     tcase_add_test(tc, frozen_arenas_drive_frozen_forward);
     tcase_add_test(tc, batchnorm_running_stats);
     tcase_add_test(tc, fewer_rows_than_batch);

@@ -71,6 +71,13 @@ static int device_option(const char *device, const char *opt, size_t len, cpu_de
         }
         return CS_OK;
     }
+    if (!strncmp(buf, "fuse=", 5)) {
+        if (strcmp(buf + 5, "on") && strcmp(buf + 5, "off"))
+            return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': fuse='%s': expected on or off", device,
+                                buf + 5);
+        d->no_fuse = !strcmp(buf + 5, "off");
+        return CS_OK;
+    }
     if (!strncmp(buf, "layout=", 7)) {
         if (strcmp(buf + 7, "auto") && strcmp(buf + 7, "plain"))
             return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': layout='%s': expected auto or plain",
@@ -79,13 +86,15 @@ static int device_option(const char *device, const char *opt, size_t len, cpu_de
         return CS_OK;
     }
     return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': unknown option '%s' (expected threads=N, "
-                        "conv=auto|dnnl|im2col, layout=auto|plain, comma separated)", device, buf);
+                        "conv=auto|dnnl|im2col, layout=auto|plain, fuse=on|off, comma separated)", device, buf);
 }
 
 /* device: "" or comma-separated options: threads=N (default: CILSCALE_THREADS
  * if set, else one thread per CPU), conv=auto|dnnl|im2col (default auto),
  * layout=auto|plain (auto: activations between oneDNN convolutions stay
- * channel-blocked; plain: every one NCHW, reordered around each convolution). */
+ * channel-blocked; plain: every one NCHW, reordered around each convolution),
+ * fuse=on|off (on: a relu / relu6 right after a batch norm or an add runs
+ * inside it, and the tensor between them is not kept). */
 static int cpu_open(const char *device, void **ctx, cs_error *err)
 {
     cpu_device dv = {.conv = CPU_CONV_AUTO};

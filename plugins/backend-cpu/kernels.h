@@ -49,6 +49,16 @@ int64_t cosine_embed_save_size(int n);                /* anorm[n], bnorm[n], cos
 #undef real
 #undef REF
 
+/* The fast kernels are compiled three times, for x86-64-v4 (AVX-512),
+ * x86-64-v3 (AVX2, FMA) and the baseline, and the loader picks the clone for
+ * this CPU (GCC's target_clones: an ifunc resolved by CPUID). fast_cpu_isa()
+ * names the one it picks. Elsewhere: one build. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CPU_CLONES
+#endif
+
 /* ---- fast kernels (float) ----
  * Every fast kernel takes a cpu_par: how many threads to use, and a workspace
  * of at least fast_workspace_size() floats for the largest op it will run.
@@ -83,6 +93,32 @@ void fast_relu_backward(const cpu_par *p, float *din, const float *dout, const f
 void fast_relu6_forward(const cpu_par *p, float *out, const float *in, int64_t count);
 void fast_relu6_backward(const cpu_par *p, float *din, const float *dout, const float *in, int64_t count);
 void fast_add_forward(const cpu_par *p, float *out, const float *a, const float *b, int64_t count);
+
+/* ---- a relu or relu6 fused into the op before it (the plan's fuse pass) ----
+ * forward: y = act(op(x)); backward: the op's output gradient is dy where
+ * 0 < y (< 6 for relu6), else 0: the relu's own rule, read from its output. */
+enum { CPU_ACT_NONE = 0, CPU_ACT_RELU = 1, CPU_ACT_RELU6 = 2 };
+static inline float cpu_act(float v, int act)
+{
+    return act == CPU_ACT_NONE ? v : v < 0 ? 0 : (act == CPU_ACT_RELU6 && v > 6) ? 6 : v;
+}
+static inline float cpu_act_grad(float g, float y, int act)
+{
+    return act == CPU_ACT_NONE || (y > 0 && (act == CPU_ACT_RELU || y < 6)) ? g : 0;
+}
+void fast_batchnorm_forward_train_act(const cpu_par *p, float *out, float *save, float *running_mean,
+                                      float *running_var, const float *in, const float *gamma, const float *beta, int n,
+                                      int c, int hw, float eps, float momentum, int act);
+void fast_batchnorm_forward_eval_act(const cpu_par *p, float *out, const float *in, const float *gamma,
+                                     const float *beta, const float *running_mean, const float *running_var, int n,
+                                     int c, int hw, float eps, int act);
+/* yact: the fused activation's output (unused when act is CPU_ACT_NONE) */
+void fast_batchnorm_backward_act(const cpu_par *p, float *din, float *dgamma, float *dbeta, const float *dout,
+                                 const float *in, const float *save, const float *gamma, int n, int c, int hw,
+                                 const float *yact, int act);
+void fast_add_forward_act(const cpu_par *p, float *out, const float *a, const float *b, int64_t count, int act);
+void fast_add_backward_act(const cpu_par *p, float *da, float *db, const float *dout, const float *yact,
+                           int64_t count, int act);
 void fast_add_backward(const cpu_par *p, float *da, float *db, const float *dout, int64_t count);
 void fast_maxpool_forward(const cpu_par *p, float *out, int32_t *argmax, const float *in, const conv_geom *g);
 void fast_maxpool_backward(const cpu_par *p, float *din, const float *dout, const int32_t *argmax,
@@ -136,7 +172,8 @@ const char *fast_blas_corename(void);
 void fast_blas_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                      int ldb, float beta, float *c, int ldc);
 /* The widest x86 vector extension this CPU has that the kernels use:
- * "avx512" (F, BW, VL, DQ), "avx2" (with FMA), "avx", "sse2", or "generic". */
+ * "avx512" (x86-64-v4: F, BW, CD, DQ, VL), "avx2" (x86-64-v3: with FMA),
+ * "sse2" (the baseline), or "generic" off x86; the fast kernels' clone. */
 const char *fast_cpu_isa(void);
 /* The OPENBLAS_CORETYPE for that extension ("SkylakeX", "Haswell"; "Zen" on
  * AMD), or NULL to leave the choice to OpenBLAS. */
@@ -147,12 +184,13 @@ const char *fast_blas_coretype_for(const char *isa, int amd);
 int64_t blk_size(int n, int c, int hw, int b); /* floats, padding included */
 void blk_batchnorm_forward_train(const cpu_par *p, float *out, float *save, float *running_mean, float *running_var,
                                  const float *in, const float *gamma, const float *beta, int n, int c, int hw, int b,
-                                 float eps, float momentum);
+                                 float eps, float momentum, int act);
 void blk_batchnorm_forward_eval(const cpu_par *p, float *out, const float *in, const float *gamma, const float *beta,
                                 const float *running_mean, const float *running_var, int n, int c, int hw, int b,
-                                float eps);
+                                float eps, int act);
 void blk_batchnorm_backward(const cpu_par *p, float *din, float *dgamma, float *dbeta, const float *dout,
-                            const float *in, const float *save, const float *gamma, int n, int c, int hw, int b);
+                            const float *in, const float *save, const float *gamma, int n, int c, int hw, int b,
+                            const float *yact, int act);
 /* out[n, c] = the mean over positions; din += dout / hw on every position. */
 void blk_avgpool_forward(const cpu_par *p, float *out, const float *in, int n, int c, int hw, int b);
 void blk_avgpool_backward(const cpu_par *p, float *din, const float *dout, int n, int c, int hw, int b);

@@ -20,9 +20,9 @@ static inline int64_t blocks(int c, int b) { return (c + b - 1) / b; }
 
 int64_t blk_size(int n, int c, int hw, int b) { return (int64_t)n * blocks(c, b) * b * hw; }
 
-void blk_batchnorm_forward_train(const cpu_par *p, float *out, float *save, float *running_mean, float *running_var,
+CPU_CLONES void blk_batchnorm_forward_train(const cpu_par *p, float *out, float *save, float *running_mean, float *running_var,
                                  const float *in, const float *gamma, const float *beta, int n, int c, int hw, int b,
-                                 float eps, float momentum)
+                                 float eps, float momentum, int act)
 {
     const int64_t cbs = blocks(c, b), plane = (int64_t)hw * b;
     const double m = (double)n * hw;
@@ -73,14 +73,14 @@ void blk_batchnorm_forward_train(const cpu_par *p, float *out, float *save, floa
             for (int j = 0; j < hw; j++)
 #pragma omp simd
                 for (int l = 0; l < b; l++)
-                    y[(int64_t)j * b + l] = (x[(int64_t)j * b + l] - mu[l]) * scale[l] + shift[l];
+                    y[(int64_t)j * b + l] = cpu_act((x[(int64_t)j * b + l] - mu[l]) * scale[l] + shift[l], act);
         }
     }
 }
 
-void blk_batchnorm_forward_eval(const cpu_par *p, float *out, const float *in, const float *gamma, const float *beta,
+CPU_CLONES void blk_batchnorm_forward_eval(const cpu_par *p, float *out, const float *in, const float *gamma, const float *beta,
                                 const float *running_mean, const float *running_var, int n, int c, int hw, int b,
-                                float eps)
+                                float eps, int act)
 {
     const int64_t cbs = blocks(c, b), plane = (int64_t)hw * b;
 #pragma omp parallel for schedule(static) num_threads(p->threads) if (blk_size(n, c, hw, b) > 32768)
@@ -99,13 +99,14 @@ void blk_batchnorm_forward_eval(const cpu_par *p, float *out, const float *in, c
             for (int j = 0; j < hw; j++)
 #pragma omp simd
                 for (int l = 0; l < b; l++)
-                    y[(int64_t)j * b + l] = (x[(int64_t)j * b + l] - mu[l]) * scale[l] + shift[l];
+                    y[(int64_t)j * b + l] = cpu_act((x[(int64_t)j * b + l] - mu[l]) * scale[l] + shift[l], act);
         }
     }
 }
 
-void blk_batchnorm_backward(const cpu_par *p, float *din, float *dgamma, float *dbeta, const float *dout,
-                            const float *in, const float *save, const float *gamma, int n, int c, int hw, int b)
+CPU_CLONES void blk_batchnorm_backward(const cpu_par *p, float *din, float *dgamma, float *dbeta, const float *dout,
+                            const float *in, const float *save, const float *gamma, int n, int c, int hw, int b,
+                            const float *yact, int act)
 {
     const int64_t cbs = blocks(c, b), plane = (int64_t)hw * b;
     const double m = (double)n * hw;
@@ -120,11 +121,12 @@ void blk_batchnorm_backward(const cpu_par *p, float *din, float *dgamma, float *
         double sdy[MAXB] = {0}, sdyx[MAXB] = {0};
         for (int i = 0; i < n; i++) {
             const float *x = in + ((int64_t)i * cbs + cb) * plane, *dy = dout + ((int64_t)i * cbs + cb) * plane;
+            const float *ya = act ? yact + ((int64_t)i * cbs + cb) * plane : dy;
             float a[MAXB] = {0}, e[MAXB] = {0};
             for (int j = 0; j < hw; j++)
 #pragma omp simd
                 for (int l = 0; l < b; l++) {
-                    const float g = dy[(int64_t)j * b + l];
+                    const float g = cpu_act_grad(dy[(int64_t)j * b + l], ya[(int64_t)j * b + l], act);
                     a[l] += g;
                     e[l] += g * ((x[(int64_t)j * b + l] - mu[l]) * invstd[l]);
                 }
@@ -149,18 +151,19 @@ void blk_batchnorm_backward(const cpu_par *p, float *din, float *dgamma, float *
         /* padding lanes: scale = 0, so their gradients stay 0 */
         for (int i = 0; i < n; i++) {
             const float *x = in + ((int64_t)i * cbs + cb) * plane, *dy = dout + ((int64_t)i * cbs + cb) * plane;
+            const float *ya = act ? yact + ((int64_t)i * cbs + cb) * plane : dy;
             float *dx = din + ((int64_t)i * cbs + cb) * plane;
             for (int j = 0; j < hw; j++)
 #pragma omp simd
                 for (int l = 0; l < b; l++) {
                     const int64_t k = (int64_t)j * b + l;
-                    dx[k] += scale[l] * (dy[k] - mdy[l] - (x[k] - mu[l]) * invstd[l] * mdyx[l]);
+                    dx[k] += scale[l] * (cpu_act_grad(dy[k], ya[k], act) - mdy[l] - (x[k] - mu[l]) * invstd[l] * mdyx[l]);
                 }
         }
     }
 }
 
-void blk_avgpool_forward(const cpu_par *p, float *out, const float *in, int n, int c, int hw, int b)
+CPU_CLONES void blk_avgpool_forward(const cpu_par *p, float *out, const float *in, int n, int c, int hw, int b)
 {
     const int64_t cbs = blocks(c, b), plane = (int64_t)hw * b;
 #pragma omp parallel for schedule(static) num_threads(p->threads) if (blk_size(n, c, hw, b) > 32768)
@@ -177,7 +180,7 @@ void blk_avgpool_forward(const cpu_par *p, float *out, const float *in, int n, i
         }
 }
 
-void blk_avgpool_backward(const cpu_par *p, float *din, const float *dout, int n, int c, int hw, int b)
+CPU_CLONES void blk_avgpool_backward(const cpu_par *p, float *din, const float *dout, int n, int c, int hw, int b)
 {
     const int64_t cbs = blocks(c, b), plane = (int64_t)hw * b;
 #pragma omp parallel for schedule(static) num_threads(p->threads) if (blk_size(n, c, hw, b) > 32768)
@@ -194,7 +197,7 @@ void blk_avgpool_backward(const cpu_par *p, float *din, const float *dout, int n
         }
 }
 
-void blk_to_plain(const cpu_par *p, float *dst, const float *src, int n, int c, int hw, int b)
+CPU_CLONES void blk_to_plain(const cpu_par *p, float *dst, const float *src, int n, int c, int hw, int b)
 {
     const int64_t cbs = blocks(c, b), plane = (int64_t)hw * b;
 #pragma omp parallel for schedule(static) num_threads(p->threads) if (blk_size(n, c, hw, b) > 32768)
@@ -207,7 +210,7 @@ void blk_to_plain(const cpu_par *p, float *dst, const float *src, int n, int c, 
         }
 }
 
-void blk_from_plain(const cpu_par *p, float *dst, const float *src, int n, int c, int hw, int b)
+CPU_CLONES void blk_from_plain(const cpu_par *p, float *dst, const float *src, int n, int c, int hw, int b)
 {
     const int64_t cbs = blocks(c, b), plane = (int64_t)hw * b;
     memset(dst, 0, (size_t)blk_size(n, c, hw, b) * sizeof *dst);

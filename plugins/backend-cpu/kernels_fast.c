@@ -338,7 +338,7 @@ typedef float v8f __attribute__((vector_size(32)));
 
 /* The direct kernel keeps 16 output columns in registers through all the
  * taps; the AVX2 clone is picked at load time where the CPU has it. */
-__attribute__((target_clones("avx2", "default"))) static void dw_core(float *y, const float *P, int hp, int pw,
+CPU_CLONES static void dw_core(float *y, const float *P, int hp, int pw,
                                                                       const float *w, int k, int s, int oh, int ow,
                                                                       float bias, int accumulate)
 {
@@ -408,7 +408,7 @@ __attribute__((target_clones("avx2", "default"))) static void dw_core(float *y, 
 
 /* acc[t] += sum over the plane of dy[oy][ox] * P[kx % s][oy*s + ky][ox + kx/s]
  * for every tap t = ky*k + kx: the weight gradient of one output plane. */
-__attribute__((target_clones("avx2", "default"))) static void dw_weight_grad(double *acc, const float *dy,
+CPU_CLONES static void dw_weight_grad(double *acc, const float *dy,
                                                                              const float *P, int hp, int pw, int k,
                                                                              int s, int oh, int ow)
 {
@@ -494,7 +494,7 @@ static void dw_backward(const cpu_par *p, float *din, float *dweight, const floa
     }
 }
 
-void fast_conv2d_forward(const cpu_par *p, float *out, const float *in, const float *weight, const float *bias,
+CPU_CLONES void fast_conv2d_forward(const cpu_par *p, float *out, const float *in, const float *weight, const float *bias,
                          const conv_geom *g)
 {
     if (is_depthwise(g)) {
@@ -568,7 +568,7 @@ static void bias_grad(const cpu_par *p, float *dbias, const float *dout, int n, 
     }
 }
 
-void fast_conv2d_backward(const cpu_par *p, float *din, float *dweight, float *dbias, const float *dout,
+CPU_CLONES void fast_conv2d_backward(const cpu_par *p, float *din, float *dweight, float *dbias, const float *dout,
                           const float *in, const float *weight, const conv_geom *g)
 {
     if (dbias)
@@ -667,9 +667,9 @@ static double sum_plane(const float *x, int64_t count)
     return s;
 }
 
-void fast_batchnorm_forward_train(const cpu_par *p, float *out, float *save, float *running_mean,
-                                  float *running_var, const float *in, const float *gamma, const float *beta, int n,
-                                  int c, int hw, float eps, float momentum)
+CPU_CLONES void fast_batchnorm_forward_train_act(const cpu_par *p, float *out, float *save, float *running_mean,
+                                      float *running_var, const float *in, const float *gamma, const float *beta, int n,
+                                      int c, int hw, float eps, float momentum, int act)
 {
     const double m = (double)n * hw;
 #pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
@@ -695,16 +695,24 @@ void fast_batchnorm_forward_train(const cpu_par *p, float *out, float *save, flo
             float *y = out + ((int64_t)i * c + ch) * hw;
 #pragma omp simd
             for (int j = 0; j < hw; j++)
-                y[j] = (x[j] - mu) * scale + shift;
+                y[j] = cpu_act((x[j] - mu) * scale + shift, act);
         }
         running_mean[ch] = (float)(momentum * mean + (1 - momentum) * (double)running_mean[ch]);
         running_var[ch] = (float)(momentum * (sq / (m - 1)) + (1 - momentum) * (double)running_var[ch]);
     }
 }
 
-void fast_batchnorm_forward_eval(const cpu_par *p, float *out, const float *in, const float *gamma,
-                                 const float *beta, const float *running_mean, const float *running_var, int n, int c,
-                                 int hw, float eps)
+CPU_CLONES void fast_batchnorm_forward_train(const cpu_par *p, float *out, float *save, float *running_mean,
+                                  float *running_var, const float *in, const float *gamma, const float *beta, int n,
+                                  int c, int hw, float eps, float momentum)
+{
+    fast_batchnorm_forward_train_act(p, out, save, running_mean, running_var, in, gamma, beta, n, c, hw, eps, momentum,
+                                     CPU_ACT_NONE);
+}
+
+CPU_CLONES void fast_batchnorm_forward_eval_act(const cpu_par *p, float *out, const float *in, const float *gamma,
+                                     const float *beta, const float *running_mean, const float *running_var, int n,
+                                     int c, int hw, float eps, int act)
 {
 #pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
     for (int64_t plane = 0; plane < (int64_t)n * c; plane++) {
@@ -715,12 +723,20 @@ void fast_batchnorm_forward_eval(const cpu_par *p, float *out, const float *in, 
         float *y = out + plane * hw;
 #pragma omp simd
         for (int j = 0; j < hw; j++)
-            y[j] = (x[j] - mu) * scale + shift;
+            y[j] = cpu_act((x[j] - mu) * scale + shift, act);
     }
 }
 
-void fast_batchnorm_backward(const cpu_par *p, float *din, float *dgamma, float *dbeta, const float *dout,
-                             const float *in, const float *save, const float *gamma, int n, int c, int hw)
+CPU_CLONES void fast_batchnorm_forward_eval(const cpu_par *p, float *out, const float *in, const float *gamma,
+                                 const float *beta, const float *running_mean, const float *running_var, int n, int c,
+                                 int hw, float eps)
+{
+    fast_batchnorm_forward_eval_act(p, out, in, gamma, beta, running_mean, running_var, n, c, hw, eps, CPU_ACT_NONE);
+}
+
+CPU_CLONES void fast_batchnorm_backward_act(const cpu_par *p, float *din, float *dgamma, float *dbeta, const float *dout,
+                                 const float *in, const float *save, const float *gamma, int n, int c, int hw,
+                                 const float *yact, int act)
 {
     const double m = (double)n * hw;
 #pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
@@ -729,11 +745,13 @@ void fast_batchnorm_backward(const cpu_par *p, float *din, float *dgamma, float 
         double sdy = 0, sdyx = 0;
         for (int i = 0; i < n; i++) {
             const float *x = in + ((int64_t)i * c + ch) * hw, *dy = dout + ((int64_t)i * c + ch) * hw;
+            const float *ya = act ? yact + ((int64_t)i * c + ch) * hw : dy;
             float pdy = 0, pdyx = 0;
 #pragma omp simd reduction(+ : pdy, pdyx)
             for (int j = 0; j < hw; j++) {
-                pdy += dy[j];
-                pdyx += dy[j] * ((x[j] - mu) * invstd);
+                const float g = cpu_act_grad(dy[j], ya[j], act);
+                pdy += g;
+                pdyx += g * ((x[j] - mu) * invstd);
             }
             sdy += pdy;
             sdyx += pdyx;
@@ -747,24 +765,31 @@ void fast_batchnorm_backward(const cpu_par *p, float *din, float *dgamma, float 
         const float scale = gamma[ch] * invstd, mdy = (float)(sdy / m), mdyx = (float)(sdyx / m);
         for (int i = 0; i < n; i++) {
             const float *x = in + ((int64_t)i * c + ch) * hw, *dy = dout + ((int64_t)i * c + ch) * hw;
+            const float *ya = act ? yact + ((int64_t)i * c + ch) * hw : dy;
             float *dx = din + ((int64_t)i * c + ch) * hw;
 #pragma omp simd
             for (int j = 0; j < hw; j++)
-                dx[j] += scale * (dy[j] - mdy - (x[j] - mu) * invstd * mdyx);
+                dx[j] += scale * (cpu_act_grad(dy[j], ya[j], act) - mdy - (x[j] - mu) * invstd * mdyx);
         }
     }
 }
 
+CPU_CLONES void fast_batchnorm_backward(const cpu_par *p, float *din, float *dgamma, float *dbeta, const float *dout,
+                             const float *in, const float *save, const float *gamma, int n, int c, int hw)
+{
+    fast_batchnorm_backward_act(p, din, dgamma, dbeta, dout, in, save, gamma, n, c, hw, NULL, CPU_ACT_NONE);
+}
+
 /* ---- elementwise ---- */
 
-void fast_relu_forward(const cpu_par *p, float *out, const float *in, int64_t count)
+CPU_CLONES void fast_relu_forward(const cpu_par *p, float *out, const float *in, int64_t count)
 {
 #pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
     for (int64_t i = 0; i < count; i++)
         out[i] = in[i] < 0 ? 0 : in[i];
 }
 
-void fast_relu_backward(const cpu_par *p, float *din, const float *dout, const float *in, int64_t count)
+CPU_CLONES void fast_relu_backward(const cpu_par *p, float *din, const float *dout, const float *in, int64_t count)
 {
 #pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
     for (int64_t i = 0; i < count; i++) {
@@ -773,14 +798,14 @@ void fast_relu_backward(const cpu_par *p, float *din, const float *dout, const f
     }
 }
 
-void fast_relu6_forward(const cpu_par *p, float *out, const float *in, int64_t count)
+CPU_CLONES void fast_relu6_forward(const cpu_par *p, float *out, const float *in, int64_t count)
 {
 #pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
     for (int64_t i = 0; i < count; i++)
         out[i] = in[i] < 0 ? 0 : in[i] > 6 ? 6 : in[i];
 }
 
-void fast_relu6_backward(const cpu_par *p, float *din, const float *dout, const float *in, int64_t count)
+CPU_CLONES void fast_relu6_backward(const cpu_par *p, float *din, const float *dout, const float *in, int64_t count)
 {
 #pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
     for (int64_t i = 0; i < count; i++) {
@@ -789,14 +814,43 @@ void fast_relu6_backward(const cpu_par *p, float *din, const float *dout, const 
     }
 }
 
-void fast_add_forward(const cpu_par *p, float *out, const float *a, const float *b, int64_t count)
+CPU_CLONES void fast_add_forward_act(const cpu_par *p, float *out, const float *a, const float *b, int64_t count, int act)
 {
 #pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
     for (int64_t i = 0; i < count; i++)
-        out[i] = a[i] + b[i];
+        out[i] = cpu_act(a[i] + b[i], act);
 }
 
-void fast_add_backward(const cpu_par *p, float *da, float *db, const float *dout, int64_t count)
+CPU_CLONES void fast_add_forward(const cpu_par *p, float *out, const float *a, const float *b, int64_t count)
+{
+    fast_add_forward_act(p, out, a, b, count, CPU_ACT_NONE);
+}
+
+CPU_CLONES void fast_add_backward_act(const cpu_par *p, float *da, float *db, const float *dout, const float *yact,
+                           int64_t count, int act)
+{
+    if (!act) {
+        fast_add_backward(p, da, db, dout, count);
+        return;
+    }
+    if (da && db) {
+#pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
+        for (int64_t i = 0; i < count; i++) {
+            const float g = cpu_act_grad(dout[i], yact[i], act);
+            da[i] += g;
+            db[i] += g;
+        }
+        return;
+    }
+    float *d = da ? da : db;
+    if (d) {
+#pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
+        for (int64_t i = 0; i < count; i++)
+            d[i] += cpu_act_grad(dout[i], yact[i], act);
+    }
+}
+
+CPU_CLONES void fast_add_backward(const cpu_par *p, float *da, float *db, const float *dout, int64_t count)
 {
     if (da) {
 #pragma omp parallel for simd schedule(static) num_threads(p->threads) if (count > PAR_MIN)
@@ -812,7 +866,7 @@ void fast_add_backward(const cpu_par *p, float *da, float *db, const float *dout
 
 /* ---- pools: split over planes ---- */
 
-void fast_maxpool_forward(const cpu_par *p, float *out, int32_t *argmax, const float *in, const conv_geom *g)
+CPU_CLONES void fast_maxpool_forward(const cpu_par *p, float *out, int32_t *argmax, const float *in, const conv_geom *g)
 {
     const int64_t planes = (int64_t)g->n * g->c, hw = (int64_t)g->h * g->w, ohw = (int64_t)g->oh * g->ow;
 #pragma omp parallel for schedule(static) num_threads(p->threads) if (planes * ohw * g->k * g->k > PAR_MIN)
@@ -842,7 +896,7 @@ void fast_maxpool_forward(const cpu_par *p, float *out, int32_t *argmax, const f
     }
 }
 
-void fast_maxpool_backward(const cpu_par *p, float *din, const float *dout, const int32_t *argmax,
+CPU_CLONES void fast_maxpool_backward(const cpu_par *p, float *din, const float *dout, const int32_t *argmax,
                            const conv_geom *g)
 {
     const int64_t planes = (int64_t)g->n * g->c, hw = (int64_t)g->h * g->w, ohw = (int64_t)g->oh * g->ow;
@@ -853,14 +907,14 @@ void fast_maxpool_backward(const cpu_par *p, float *din, const float *dout, cons
                 din[plane * hw + argmax[plane * ohw + j]] += dout[plane * ohw + j];
 }
 
-void fast_avgpool_forward(const cpu_par *p, float *out, const float *in, int n, int c, int hw)
+CPU_CLONES void fast_avgpool_forward(const cpu_par *p, float *out, const float *in, int n, int c, int hw)
 {
 #pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
     for (int64_t plane = 0; plane < (int64_t)n * c; plane++)
         out[plane] = (float)(sum_plane(in + plane * hw, hw) / hw);
 }
 
-void fast_avgpool_backward(const cpu_par *p, float *din, const float *dout, int n, int c, int hw)
+CPU_CLONES void fast_avgpool_backward(const cpu_par *p, float *din, const float *dout, int n, int c, int hw)
 {
 #pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
     for (int64_t plane = 0; plane < (int64_t)n * c; plane++) {
@@ -873,7 +927,7 @@ void fast_avgpool_backward(const cpu_par *p, float *din, const float *dout, int 
 
 /* ---- channel plumbing: split over images ---- */
 
-void fast_slice_forward(const cpu_par *p, float *out, const float *in, int n, int c, int hw, int start, int count)
+CPU_CLONES void fast_slice_forward(const cpu_par *p, float *out, const float *in, int n, int c, int hw, int start, int count)
 {
     const int64_t row = (int64_t)count * hw;
 #pragma omp parallel for schedule(static) num_threads(p->threads) if (n * row > PAR_MIN)
@@ -881,7 +935,7 @@ void fast_slice_forward(const cpu_par *p, float *out, const float *in, int n, in
         memcpy(out + i * row, in + ((int64_t)i * c + start) * hw, (size_t)row * sizeof *out);
 }
 
-void fast_slice_backward(const cpu_par *p, float *din, const float *dout, int n, int c, int hw, int start,
+CPU_CLONES void fast_slice_backward(const cpu_par *p, float *din, const float *dout, int n, int c, int hw, int start,
                          int count)
 {
     const int64_t row = (int64_t)count * hw;
@@ -895,7 +949,7 @@ void fast_slice_backward(const cpu_par *p, float *din, const float *dout, int n,
     }
 }
 
-void fast_concat_forward(const cpu_par *p, float *out, const float *a, const float *b, int n, int ca, int cb,
+CPU_CLONES void fast_concat_forward(const cpu_par *p, float *out, const float *a, const float *b, int n, int ca, int cb,
                          int hw)
 {
     const int64_t ra = (int64_t)ca * hw, rb = (int64_t)cb * hw;
@@ -906,7 +960,7 @@ void fast_concat_forward(const cpu_par *p, float *out, const float *a, const flo
     }
 }
 
-void fast_concat_backward(const cpu_par *p, float *da, float *db, const float *dout, int n, int ca, int cb,
+CPU_CLONES void fast_concat_backward(const cpu_par *p, float *da, float *db, const float *dout, int n, int ca, int cb,
                           int hw)
 {
     const int64_t ra = (int64_t)ca * hw, rb = (int64_t)cb * hw;
@@ -926,7 +980,7 @@ void fast_concat_backward(const cpu_par *p, float *da, float *db, const float *d
     }
 }
 
-void fast_shuffle_forward(const cpu_par *p, float *out, const float *in, int n, int c, int hw, int groups)
+CPU_CLONES void fast_shuffle_forward(const cpu_par *p, float *out, const float *in, int n, int c, int hw, int groups)
 {
     const int per = c / groups;
 #pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
@@ -937,7 +991,7 @@ void fast_shuffle_forward(const cpu_par *p, float *out, const float *in, int n, 
                        (size_t)hw * sizeof *out);
 }
 
-void fast_shuffle_backward(const cpu_par *p, float *din, const float *dout, int n, int c, int hw, int groups)
+CPU_CLONES void fast_shuffle_backward(const cpu_par *p, float *din, const float *dout, int n, int c, int hw, int groups)
 {
     const int per = c / groups;
 #pragma omp parallel for schedule(static) num_threads(p->threads) if ((int64_t)n * c * hw > PAR_MIN)
@@ -954,7 +1008,7 @@ void fast_shuffle_backward(const cpu_par *p, float *din, const float *dout, int 
 
 /* ---- classifier heads ---- */
 
-void fast_linear_forward(const cpu_par *p, float *out, const float *in, const float *weight, const float *bias,
+CPU_CLONES void fast_linear_forward(const cpu_par *p, float *out, const float *in, const float *weight, const float *bias,
                          int n, int f, int k)
 {
     par_sgemm(p, 0, 1, n, k, f, 1, in, f, weight, f, 0, out, k);
@@ -964,7 +1018,7 @@ void fast_linear_forward(const cpu_par *p, float *out, const float *in, const fl
                 out[(int64_t)i * k + o] += bias[o];
 }
 
-void fast_linear_backward(const cpu_par *p, float *din, float *dweight, float *dbias, const float *dout,
+CPU_CLONES void fast_linear_backward(const cpu_par *p, float *din, float *dweight, float *dbias, const float *dout,
                           const float *in, const float *weight, int n, int f, int k)
 {
     if (din)
@@ -1025,7 +1079,7 @@ static void normalize_rows_backward(const cpu_par *p, float *dx, const float *dy
 
 int64_t fast_cosine_linear_workspace(int n, int f, int k) { return (int64_t)(n > k ? n : k) * f; }
 
-void fast_cosine_linear_forward(const cpu_par *p, float *out, float *save, const float *in, const float *weight,
+CPU_CLONES void fast_cosine_linear_forward(const cpu_par *p, float *out, float *save, const float *in, const float *weight,
                                 const float *sigma, int n, int f, int k)
 {
     float *xn = save, *wn = xn + (int64_t)n * f, *xnorm = wn + (int64_t)k * f, *wnorm = xnorm + n, *cos = wnorm + k;
@@ -1036,7 +1090,7 @@ void fast_cosine_linear_forward(const cpu_par *p, float *out, float *save, const
         out[i] = sigma[0] * cos[i];
 }
 
-void fast_cosine_linear_backward(const cpu_par *p, float *din, float *dweight, float *dsigma, const float *dout,
+CPU_CLONES void fast_cosine_linear_backward(const cpu_par *p, float *din, float *dweight, float *dsigma, const float *dout,
                                  const float *save, const float *sigma, int n, int f, int k)
 {
     const float *xn = save, *wn = xn + (int64_t)n * f, *xnorm = wn + (int64_t)k * f, *wnorm = xnorm + n,
@@ -1057,12 +1111,12 @@ void fast_cosine_linear_backward(const cpu_par *p, float *din, float *dweight, f
     }
 }
 
-void fast_l2norm_forward(const cpu_par *p, float *out, float *save, const float *in, int n, int f)
+CPU_CLONES void fast_l2norm_forward(const cpu_par *p, float *out, float *save, const float *in, int n, int f)
 {
     normalize_rows(p, out, save, in, n, f);
 }
 
-void fast_l2norm_backward(const cpu_par *p, float *din, const float *dout, const float *out, const float *save,
+CPU_CLONES void fast_l2norm_backward(const cpu_par *p, float *din, const float *dout, const float *out, const float *save,
                           int n, int f)
 {
     normalize_rows_backward(p, din, dout, out, save, n, f);
@@ -1070,7 +1124,7 @@ void fast_l2norm_backward(const cpu_par *p, float *din, const float *dout, const
 
 /* ---- losses: rows split over threads, per-thread sums added in thread order ---- */
 
-void fast_softmax_xent_forward(const cpu_par *p, float *loss, float *save, const float *logits,
+CPU_CLONES void fast_softmax_xent_forward(const cpu_par *p, float *loss, float *save, const float *logits,
                                const float *labels, int n, int k)
 {
     double part[CPU_MAX_THREADS] = {0};
@@ -1102,7 +1156,7 @@ void fast_softmax_xent_forward(const cpu_par *p, float *loss, float *save, const
     loss[0] = (float)(total / n);
 }
 
-void fast_softmax_xent_backward(const cpu_par *p, float *dlogits, float dloss, const float *save,
+CPU_CLONES void fast_softmax_xent_backward(const cpu_par *p, float *dlogits, float dloss, const float *save,
                                 const float *labels, int n, int k)
 {
     const float scale = dloss / n;
@@ -1114,7 +1168,7 @@ void fast_softmax_xent_backward(const cpu_par *p, float *dlogits, float dloss, c
     }
 }
 
-void fast_cosine_embed_forward(const cpu_par *p, float *loss, float *save, const float *a, const float *b, int n,
+CPU_CLONES void fast_cosine_embed_forward(const cpu_par *p, float *loss, float *save, const float *a, const float *b, int n,
                                int f)
 {
     float *anorm = save, *bnorm = save + n, *cos = save + 2 * n;
@@ -1150,7 +1204,7 @@ void fast_cosine_embed_forward(const cpu_par *p, float *loss, float *save, const
     loss[0] = (float)(total / n);
 }
 
-void fast_cosine_embed_backward(const cpu_par *p, float *da, float dloss, const float *save, const float *a,
+CPU_CLONES void fast_cosine_embed_backward(const cpu_par *p, float *da, float dloss, const float *save, const float *a,
                                 const float *b, int n, int f)
 {
     const float *anorm = save, *bnorm = save + n, *cos = save + 2 * n;
@@ -1177,7 +1231,7 @@ void fast_cosine_embed_backward(const cpu_par *p, float *da, float dloss, const 
 
 /* ---- optimiser: elementwise, the reference's arithmetic exactly ---- */
 
-void fast_zero(const cpu_par *p, float *x, int64_t count)
+CPU_CLONES void fast_zero(const cpu_par *p, float *x, int64_t count)
 {
     const int nt = count > 8 * PAR_MIN ? p->threads : 1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -1188,7 +1242,7 @@ void fast_zero(const cpu_par *p, float *x, int64_t count)
     }
 }
 
-void fast_sgd_update(const cpu_par *p, float *param, const float *grad, float *mom, int64_t count, float lr,
+CPU_CLONES void fast_sgd_update(const cpu_par *p, float *param, const float *grad, float *mom, int64_t count, float lr,
                      float momentum, float weight_decay, int nesterov)
 {
 #pragma omp parallel for schedule(static) num_threads(p->threads) if (count > PAR_MIN)

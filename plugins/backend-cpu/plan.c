@@ -16,6 +16,10 @@ typedef struct node_state {
     int32_t *argmax; /* maxpool: where each output came from */
     conv_geom geom;  /* conv2d and maxpool at the graph's batch; n is set per run */
     dconv *dc;       /* conv2d on oneDNN, or NULL for the own kernels */
+    /* batchnorm / add: a relu or relu6 fused in (CPU_ACT_*) and the tensor it
+     * writes, the relu's output; the relu node itself is then skipped */
+    int act, act_out;
+    int fused; /* this relu runs inside the node before it */
 } node_state;
 
 typedef struct cpu_plan {
@@ -37,6 +41,7 @@ typedef struct cpu_plan {
     unsigned char *blk;   /* per tensor */
     int64_t *blk_off;     /* per tensor */
     float *bact, *bgrad;
+    unsigned char *elided; /* per tensor: not kept (a fused relu's input) */
     int64_t ws_size;
     /* profiling (cpu_profile): wall time, calls, rows and flops per op and direction */
     int profiling;
@@ -82,6 +87,7 @@ void cpu_release(void *plan)
     free(p->blk_off);
     free(p->bact);
     free(p->bgrad);
+    free(p->elided);
     free(p);
 }
 
@@ -191,6 +197,49 @@ static int assign_layouts(cpu_plan *p, const cpu_device *dev)
     return p->bact && p->bgrad ? 0 : -1;
 }
 
+/* Fuses a relu / relu6 into the batch norm or add before it when it is that
+ * op's only reader; its input tensor is then not kept. 0, or -1 out of memory. */
+static int fuse_relus(cpu_plan *p, const cpu_device *dev)
+{
+    const cs_graph *g = p->g;
+    const int nt = cs_graph_n_tensors(g), nn = cs_graph_n_nodes(g);
+    int *readers = zalloc(nt, sizeof *readers), *reader = zalloc(nt, sizeof *reader);
+    p->elided = zalloc(nt, 1);
+    if (!readers || !reader || !p->elided) {
+        free(readers);
+        free(reader);
+        return -1;
+    }
+    for (int i = 0; i < nn; i++) {
+        const cs_node *nd = cs_graph_node(g, i);
+        for (int j = 0; j < nd->n_in; j++) {
+            readers[nd->in[j]]++;
+            reader[nd->in[j]] = i;
+        }
+        p->node[i].act_out = -1;
+    }
+    for (int l = 0; l < cs_graph_n_losses(g); l++)
+        readers[cs_graph_loss(g, l)]++;
+    for (int i = 0; i < nn && !dev->no_fuse; i++) {
+        const cs_node *nd = cs_graph_node(g, i);
+        if (nd->op != CS_OP_BATCHNORM && nd->op != CS_OP_ADD)
+            continue;
+        if (readers[nd->out] != 1)
+            continue;
+        const int r = reader[nd->out];
+        const cs_node *rn = cs_graph_node(g, r);
+        if (rn->op != CS_OP_RELU && rn->op != CS_OP_RELU6)
+            continue;
+        p->node[i].act = rn->op == CS_OP_RELU ? CPU_ACT_RELU : CPU_ACT_RELU6;
+        p->node[i].act_out = rn->out;
+        p->node[r].fused = 1;
+        p->elided[nd->out] = 1;
+    }
+    free(readers);
+    free(reader);
+    return 0;
+}
+
 /* Is tensor t stored channel-blocked? */
 static int is_blk(const cpu_plan *p, int t) { return p->block && p->blk[t]; }
 
@@ -223,7 +272,7 @@ int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
                             (long long)cs_graph_n_acts(g));
     }
 
-    if (assign_layouts(p, dev)) {
+    if (assign_layouts(p, dev) || fuse_relus(p, dev)) {
         cpu_release(p);
         return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory for the blocked activations");
     }
@@ -353,9 +402,11 @@ int cpu_set_input(void *plan, int tensor, const float *src, int n, cs_error *err
 
 int cpu_read_tensor(void *plan, int tensor, float *dst, int n, cs_error *err)
 {
-    (void)err;
     cpu_plan *p = plan;
     const cs_tensor *t = cs_graph_tensor(p->g, tensor);
+    if (p->elided[tensor])
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: tensor '%s' is not kept: the relu after it runs fused "
+                            "(device option fuse=off keeps it)", t->name);
     if (is_blk(p, tensor)) {
         const cpu_par par = {p->threads, p->ws, p->ws_size};
         blk_to_plain(&par, dst, act_of(p, tensor), n, t->shape[1], t->shape[2] * t->shape[3], p->block);
@@ -396,7 +447,7 @@ static int node_forward(cpu_plan *p, int i, int n, int train, float *params, flo
     for (int j = 0; j < nd->n_in; j++)
         in[j] = tensor_data(p, nd->in[j], params, buffers);
     const cs_tensor *x = cs_graph_tensor(g, nd->in[0]), *y = cs_graph_tensor(g, nd->out);
-    float *out = act_of(p, nd->out);
+    float *out = act_of(p, st->act ? st->act_out : nd->out);
     const int64_t count = stored_size(p, nd->in[0], n);
     const int blk = is_blk(p, nd->in[0]);
     const int hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
@@ -415,11 +466,12 @@ static int node_forward(cpu_plan *p, int i, int n, int train, float *params, flo
     case CS_OP_BATCHNORM:
         if (blk && !train) {
             blk_batchnorm_forward_eval(&par, out, in[0], in[1], in[2], in[3], in[4], n, x->shape[1], hw, p->block,
-                                       nd->a.eps);
+                                       nd->a.eps, st->act);
             break;
         }
         if (!train) {
-            fast_batchnorm_forward_eval(&par, out, in[0], in[1], in[2], in[3], in[4], n, x->shape[1], hw, nd->a.eps);
+            fast_batchnorm_forward_eval_act(&par, out, in[0], in[1], in[2], in[3], in[4], n, x->shape[1], hw,
+                                            nd->a.eps, st->act);
             break;
         }
         if ((int64_t)n * hw < 2)
@@ -427,14 +479,14 @@ static int node_forward(cpu_plan *p, int i, int n, int train, float *params, flo
                              x->shape[2], x->shape[3]);
         if (blk)
             blk_batchnorm_forward_train(&par, out, st->save, in[3], in[4], in[0], in[1], in[2], n, x->shape[1], hw,
-                                        p->block, nd->a.eps, nd->a.momentum);
+                                        p->block, nd->a.eps, nd->a.momentum, st->act);
         else
-            fast_batchnorm_forward_train(&par, out, st->save, in[3], in[4], in[0], in[1], in[2], n, x->shape[1], hw,
-                                         nd->a.eps, nd->a.momentum);
+            fast_batchnorm_forward_train_act(&par, out, st->save, in[3], in[4], in[0], in[1], in[2], n, x->shape[1],
+                                             hw, nd->a.eps, nd->a.momentum, st->act);
         break;
     case CS_OP_RELU: fast_relu_forward(&par, out, in[0], count); break;
     case CS_OP_RELU6: fast_relu6_forward(&par, out, in[0], count); break;
-    case CS_OP_ADD: fast_add_forward(&par, out, in[0], in[1], count); break;
+    case CS_OP_ADD: fast_add_forward_act(&par, out, in[0], in[1], count, st->act); break;
     case CS_OP_MAXPOOL: fast_maxpool_forward(&par, out, st->argmax, in[0], &geom); break;
     case CS_OP_AVGPOOL:
         if (blk)
@@ -475,6 +527,8 @@ int cpu_forward(void *plan, int n, int flags, cs_error *err)
     float *params = p->arena[frozen ? CS_ARENA_FROZEN_PARAMS : CS_ARENA_PARAMS];
     float *buffers = p->arena[frozen ? CS_ARENA_FROZEN_BUFFERS : CS_ARENA_BUFFERS];
     for (int i = 0; i < cs_graph_n_nodes(p->g); i++) {
+        if (p->node[i].fused)
+            continue; /* ran inside the node before it */
         double t0 = p->profiling ? cs_now_s() : 0;
         if ((rc = node_forward(p, i, n, train, params, buffers, err)))
             return rc;
@@ -520,8 +574,9 @@ static int node_backward(cpu_plan *p, int i, int n, cs_error *err)
         din[j] = grad_of(p, nd->in[j], n);
     }
     const cs_tensor *x = cs_graph_tensor(g, nd->in[0]), *y = cs_graph_tensor(g, nd->out);
-    const float *out = act_of(p, nd->out);
-    const float *dout = is_blk(p, nd->out) ? p->bgrad + p->blk_off[nd->out] : p->act_grad + y->offset;
+    const int eff = st->act ? st->act_out : nd->out; /* whose gradient flows in */
+    const float *out = act_of(p, eff);
+    const float *dout = is_blk(p, eff) ? p->bgrad + p->blk_off[eff] : p->act_grad + cs_graph_tensor(g, eff)->offset;
     const int64_t count = stored_size(p, nd->in[0], n);
     const int blk = is_blk(p, nd->in[0]);
     const int hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
@@ -541,9 +596,10 @@ static int node_backward(cpu_plan *p, int i, int n, cs_error *err)
     case CS_OP_BATCHNORM:
         if (blk)
             blk_batchnorm_backward(&par, din[0], din[1], din[2], dout, in[0], st->save, in[1], n, x->shape[1], hw,
-                                   p->block);
+                                   p->block, out, st->act);
         else
-            fast_batchnorm_backward(&par, din[0], din[1], din[2], dout, in[0], st->save, in[1], n, x->shape[1], hw);
+            fast_batchnorm_backward_act(&par, din[0], din[1], din[2], dout, in[0], st->save, in[1], n, x->shape[1],
+                                        hw, out, st->act);
         break;
     case CS_OP_RELU:
         if (din[0])
@@ -553,7 +609,7 @@ static int node_backward(cpu_plan *p, int i, int n, cs_error *err)
         if (din[0])
             fast_relu6_backward(&par, din[0], dout, in[0], count);
         break;
-    case CS_OP_ADD: fast_add_backward(&par, din[0], din[1], dout, count); break;
+    case CS_OP_ADD: fast_add_backward_act(&par, din[0], din[1], dout, out, count, st->act); break;
     case CS_OP_MAXPOOL:
         if (din[0])
             fast_maxpool_backward(&par, din[0], dout, st->argmax, &geom);
@@ -615,7 +671,8 @@ int cpu_backward(void *plan, int n, cs_error *err)
     }
     /* A node whose output no gradient reached (a branch no loss depends on) is skipped. */
     for (int i = cs_graph_n_nodes(g) - 1; i >= 0; i--) {
-        if (!p->has_grad[cs_graph_node(g, i)->out])
+        const node_state *st = &p->node[i];
+        if (st->fused || !p->has_grad[st->act ? st->act_out : cs_graph_node(g, i)->out])
             continue;
         double t0 = p->profiling ? cs_now_s() : 0;
         int rc = node_backward(p, i, n, err);

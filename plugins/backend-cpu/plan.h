@@ -19,6 +19,7 @@ typedef struct cpu_device {
     int threads;
     cpu_conv_family conv;
     int plain_layout; /* layout=plain: every activation NCHW, even between oneDNN convolutions */
+    int no_fuse;      /* fuse=off: every relu runs as its own op */
 } cpu_device;
 
 /* "auto", "dnnl", "im2col". */
