@@ -750,7 +750,7 @@ static float *to_float(const double *x, int64_t n)
 /* Runs case c through the reference and the fast kernels on threads threads:
  * outputs, running statistics and (accumulated onto random values, so that
  * += is checked too) input gradients must agree within NMSE_TOL. */
-static void fast_check_mode(op_ctx c, int threads, int mode)
+static void fast_check_mode(op_ctx c, int threads, int mode, int wino)
 {
     op_ctx ref = c, fast = c;
     alloc_state(&ref);
@@ -760,9 +760,14 @@ static void fast_check_mode(op_ctx c, int threads, int mode)
     if (mode == 2) {
         char why[256] = "";
         int64_t ws = 0;
-        ck_assert_msg(dconv_create(&fast.dc, &c.g, c.n_in > 2, 0, 0, threads, &ws, why, sizeof why) == 0, "%s: %s", c.name,
+        ck_assert_msg(dconv_create(&fast.dc, &c.g, c.n_in > 2, 0, 0, wino, threads, &ws, why, sizeof why) == 0, "%s: %s", c.name,
                       why);
         c.ws_size = ws > c.ws_size ? ws : c.ws_size;
+        /* the rule: Winograd exactly for 3x3 stride-1 ungrouped shapes, where oneDNN has it (AVX-512) */
+        const int wino_shape = wino && c.g.k == 3 && c.g.stride == 1 && c.g.groups == 1 && c.g.c >= 16 &&
+                               c.g.oc >= 16 && dconv_block() == 16;
+        ck_assert_msg(!strstr(dconv_impl(fast.dc), "wino") == !wino_shape, "%s, wino=%d: %s", c.name, wino,
+                      dconv_impl(fast.dc));
     }
     fast.par.ws_size = c.ws_size;
     fast.par.ws = xcalloc(c.ws_size, sizeof(float));
@@ -819,7 +824,7 @@ static void fast_check_mode(op_ctx c, int threads, int mode)
     free_state(&fast);
 }
 
-static void fast_check(op_ctx c, int threads) { fast_check_mode(c, threads, 1); }
+static void fast_check(op_ctx c, int threads) { fast_check_mode(c, threads, 1, 0); }
 
 /* Convolutions of every kind the fast path distinguishes. */
 static const struct {
@@ -846,6 +851,8 @@ static const struct {
     {{.n = 7, .c = 8, .h = 4, .w = 4, .oc = 8, .k = 3, .stride = 1, .pad = 1, .groups = 1}, 1},   /* batched */
     {{.n = 5, .c = 32, .h = 2, .w = 2, .oc = 16, .k = 1, .stride = 1, .pad = 0, .groups = 2}, 0}, /* batched 1x1 */
     {{.n = 1, .c = 4, .h = 5, .w = 5, .oc = 3, .k = 3, .stride = 3, .pad = 0, .groups = 1}, 0},   /* one image */
+    {{.n = 3, .c = 16, .h = 9, .w = 10, .oc = 20, .k = 3, .stride = 1, .pad = 1, .groups = 1}, 1}, /* Winograd */
+    {{.n = 2, .c = 28, .h = 8, .w = 8, .oc = 32, .k = 3, .stride = 1, .pad = 1, .groups = 1}, 0},  /* Winograd */
 };
 #define N_CONV_CASES (int)(sizeof conv_cases / sizeof conv_cases[0])
 
@@ -865,7 +872,8 @@ START_TEST(dnnl_conv_matches_reference)
         return;
     rng_seed(300 + (uint64_t)_i);
     for (int threads = 1; threads <= 2; threads++)
-        fast_check_mode(op_conv(conv_cases[_i].g, conv_cases[_i].bias), threads, 2);
+        for (int wino = 0; wino <= 1; wino++) /* Winograd where the shape has it (3x3, stride 1) */
+            fast_check_mode(op_conv(conv_cases[_i].g, conv_cases[_i].bias), threads, 2, wino);
 }
 END_TEST
 

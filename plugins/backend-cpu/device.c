@@ -71,6 +71,13 @@ static int device_option(const char *device, const char *opt, size_t len, cpu_de
         }
         return CS_OK;
     }
+    if (!strncmp(buf, "wino=", 5)) {
+        if (strcmp(buf + 5, "on") && strcmp(buf + 5, "off"))
+            return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': wino='%s': expected on or off", device,
+                                buf + 5);
+        d->no_wino = !strcmp(buf + 5, "off");
+        return CS_OK;
+    }
     if (!strncmp(buf, "fuse=", 5)) {
         if (strcmp(buf + 5, "on") && strcmp(buf + 5, "off"))
             return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': fuse='%s': expected on or off", device,
@@ -86,7 +93,7 @@ static int device_option(const char *device, const char *opt, size_t len, cpu_de
         return CS_OK;
     }
     return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': unknown option '%s' (expected threads=N, "
-                        "conv=auto|dnnl|im2col, layout=auto|plain, fuse=on|off, comma separated)", device, buf);
+                        "conv=auto|dnnl|im2col, layout=auto|plain, fuse=on|off, wino=on|off, comma separated)", device, buf);
 }
 
 /* device: "" or comma-separated options: threads=N (default: CILSCALE_THREADS
@@ -94,7 +101,8 @@ static int device_option(const char *device, const char *opt, size_t len, cpu_de
  * layout=auto|plain (auto: activations between oneDNN convolutions stay
  * channel-blocked; plain: every one NCHW, reordered around each convolution),
  * fuse=on|off (on: a relu / relu6 right after a batch norm or an add runs
- * inside it, and the tensor between them is not kept). */
+ * inside it, and the tensor between them is not kept), wino=on|off (on:
+ * Winograd for 3x3 stride-1 convolutions where oneDNN has it). */
 static int cpu_open(const char *device, void **ctx, cs_error *err)
 {
     cpu_device dv = {.conv = CPU_CONV_AUTO};
@@ -164,6 +172,9 @@ static void cpu_describe(void *ctx, char *buf, size_t size)
     if (d->conv != CPU_CONV_IM2COL && dconv_available()) {
         dconv_describe(dnnl, sizeof dnnl);
         size_t u = strlen(dnnl);
+        /* (Winograd: oneDNN 2.6 has it with AVX-512 only) */
+        if (!d->no_wino && dconv_block() == 16)
+            u += (size_t)snprintf(dnnl + u, sizeof dnnl - u, ", Winograd for 3x3 stride 1 (16+ channels)");
         if (d->plain_layout)
             snprintf(dnnl + u, sizeof dnnl - u, ", plain activations");
         else

@@ -9,10 +9,10 @@
 int dconv_available(void) { return 0; }
 void dconv_describe(char *buf, size_t size) { snprintf(buf, size, "oneDNN not built in"); }
 int dconv_block(void) { return 0; }
-int dconv_create(dconv **c, const conv_geom *g, int has_bias, int src_block, int dst_block, int threads,
+int dconv_create(dconv **c, const conv_geom *g, int has_bias, int src_block, int dst_block, int wino, int threads,
                  int64_t *ws_floats, char *why, size_t size)
 {
-    (void)g, (void)has_bias, (void)src_block, (void)dst_block, (void)threads;
+    (void)g, (void)has_bias, (void)src_block, (void)dst_block, (void)wino, (void)threads;
     *c = NULL;
     *ws_floats = 0;
     snprintf(why, size, "the cpu backend was built without oneDNN");
@@ -118,7 +118,7 @@ enum { SLOT_A, SLOT_D, SLOT_B, SLOT_C, SLOT_S, N_SLOTS };
 
 struct dconv {
     conv_geom g;
-    int has_bias, threads, src_block, dst_block;
+    int has_bias, threads, src_block, dst_block, wino;
     prims set[MAX_SETS];
     int n_sets;
 };
@@ -205,25 +205,40 @@ static dnnl_format_tag_t act_tag(int block)
 }
 
 static dnnl_status_t prims_try(prims *s, const conv_geom *g, int has_bias, int n, int src_block, int dst_block,
-                               int forced);
+                               int forced, dnnl_alg_kind_t alg);
 
 /* The primitives in the arrays' own layouts where oneDNN has them (no
- * reorder of activations), else in the layouts it prefers. */
-static dnnl_status_t prims_make(prims *s, const conv_geom *g, int has_bias, int n, int src_block, int dst_block)
+ * reorder of activations), else in the layouts it prefers; Winograd (F(4x4,
+ * 3x3)) for a 3x3 stride-1 convolution of 16 or more channels in and out where oneDNN has it for this CPU
+ * (AVX-512) and wino is set, else direct. A fixed rule: the same shapes get
+ * the same algorithm on every run. */
+static dnnl_status_t prims_make(prims *s, const conv_geom *g, int has_bias, int n, int src_block, int dst_block,
+                                int wino)
 {
-    if (src_block || dst_block) {
-        dnnl_status_t st = prims_try(s, g, has_bias, n, src_block, dst_block, 1);
-        /* a reference implementation is no gain over a reorder to a jit one */
-        if (st == dnnl_success && !strstr(s->impl, "ref"))
+    /* not on few channels (a stem on raw pixels): little work to save there,
+     * and Winograd's transforms cost accuracy there the most */
+    const int wino_shape = wino && g->k == 3 && g->stride == 1 && g->groups == 1 && g->c >= 16 && g->oc >= 16;
+    for (int w = wino_shape; w >= 0; w--) {
+        const dnnl_alg_kind_t alg = w ? dnnl_convolution_winograd : dnnl_convolution_direct;
+        if (src_block || dst_block) {
+            dnnl_status_t st = prims_try(s, g, has_bias, n, src_block, dst_block, 1, alg);
+            /* a reference implementation is no gain over a reorder to a jit one */
+            if (st == dnnl_success && !strstr(s->impl, "ref"))
+                return st;
+            if (st == dnnl_success)
+                prims_free(s);
+        }
+        dnnl_status_t st = prims_try(s, g, has_bias, n, src_block, dst_block, 0, alg);
+        if (st == dnnl_success && (!w || !strstr(s->impl, "ref")))
             return st;
         if (st == dnnl_success)
             prims_free(s);
     }
-    return prims_try(s, g, has_bias, n, src_block, dst_block, 0);
+    return dnnl_unimplemented;
 }
 
 static dnnl_status_t prims_try(prims *s, const conv_geom *g, int has_bias, int n, int src_block, int dst_block,
-                               int forced)
+                               int forced, dnnl_alg_kind_t alg)
 {
     memset(s, 0, sizeof *s);
     s->n = n;
@@ -259,13 +274,13 @@ static dnnl_status_t prims_try(prims *s, const conv_geom *g, int has_bias, int n
     TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
 
     dnnl_convolution_desc_t fd, dd, wd;
-    TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &any_src, &any_wei,
+    TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, alg, &any_src, &any_wei,
                                            has_bias ? &bias_md : NULL, &any_dst, strides, pad_l, pad_r));
     TRY(dnnl_primitive_desc_create(&fpd, &fd, attr, E.engine, NULL));
-    TRY(dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &any_src, &any_wei, &any_dst, strides,
+    TRY(dnnl_convolution_backward_data_desc_init(&dd, alg, &any_src, &any_wei, &any_dst, strides,
                                                  pad_l, pad_r));
     TRY(dnnl_primitive_desc_create(&dpd, &dd, attr, E.engine, fpd));
-    TRY(dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &any_src, &any_wei, NULL, &any_dst,
+    TRY(dnnl_convolution_backward_weights_desc_init(&wd, alg, &any_src, &any_wei, NULL, &any_dst,
                                                     strides, pad_l, pad_r));
     TRY(dnnl_primitive_desc_create(&wpd, &wd, attr, E.engine, fpd));
 
@@ -318,7 +333,7 @@ static int64_t ws_floats_of(const prims *s)
     return (int64_t)((total + sizeof(float) - 1) / sizeof(float));
 }
 
-int dconv_create(dconv **out, const conv_geom *g, int has_bias, int src_block, int dst_block, int threads,
+int dconv_create(dconv **out, const conv_geom *g, int has_bias, int src_block, int dst_block, int wino, int threads,
                  int64_t *ws_floats, char *why, size_t size)
 {
     *out = NULL;
@@ -338,7 +353,8 @@ int dconv_create(dconv **out, const conv_geom *g, int has_bias, int src_block, i
     c->src_block = src_block;
     c->dst_block = dst_block;
     set_threads(threads);
-    dnnl_status_t st = prims_make(&c->set[0], g, has_bias, g->n, src_block, dst_block);
+    c->wino = wino;
+    dnnl_status_t st = prims_make(&c->set[0], g, has_bias, g->n, src_block, dst_block, wino);
     if (st != dnnl_success) {
         snprintf(why, size, "oneDNN has no convolution for this shape (status %d)", (int)st);
         free(c);
@@ -376,7 +392,7 @@ static prims *prims_for(dconv *c, const cpu_par *p, int n, char *why, size_t siz
     conv_geom g = c->g;
     g.n = n;
     set_threads(c->threads);
-    dnnl_status_t st = prims_make(&c->set[at], &g, c->has_bias, n, c->src_block, c->dst_block);
+    dnnl_status_t st = prims_make(&c->set[at], &g, c->has_bias, n, c->src_block, c->dst_block, c->wino);
     if (st != dnnl_success || ws_floats_of(&c->set[at]) > p->ws_size) {
         if (st == dnnl_success)
             prims_free(&c->set[at]);

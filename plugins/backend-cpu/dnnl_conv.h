@@ -30,9 +30,10 @@ int dconv_block(void);
 
 /* The primitives of one convolution at g->n rows; the backend's arrays hold
  * the source and the output plain (NCHW, block 0) or channel-blocked (block
- * dconv_block(), kernels_blk.c's layout). *ws_floats is the scratch it needs
+ * dconv_block(), kernels_blk.c's layout); wino: Winograd for 3x3 stride-1
+ * convolutions where oneDNN has it (else direct). *ws_floats is the scratch it needs
  * from the plan's shared workspace. 0, or -1 with the reason in why. */
-int dconv_create(dconv **c, const conv_geom *g, int has_bias, int src_block, int dst_block, int threads,
+int dconv_create(dconv **c, const conv_geom *g, int has_bias, int src_block, int dst_block, int wino, int threads,
                  int64_t *ws_floats, char *why, size_t size);
 void dconv_free(dconv *c);
 /* oneDNN's name for the implementation it chose ("jit:avx512_core", "gemm:jit"). */

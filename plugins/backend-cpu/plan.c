@@ -306,7 +306,7 @@ int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
             char why[256];
             int64_t dws = 0;
             if (dconv_create(&st->dc, &st->geom, nd->n_in > 2, is_blk(p, nd->in[0]) ? p->block : 0,
-                             is_blk(p, nd->out) ? p->block : 0, p->threads, &dws, why, sizeof why)) {
+                             is_blk(p, nd->out) ? p->block : 0, !dev->no_wino, p->threads, &dws, why, sizeof why)) {
                 free(save_at);
                 free(argmax_at);
                 cpu_release(p);

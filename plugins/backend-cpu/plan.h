@@ -20,6 +20,7 @@ typedef struct cpu_device {
     cpu_conv_family conv;
     int plain_layout; /* layout=plain: every activation NCHW, even between oneDNN convolutions */
     int no_fuse;      /* fuse=off: every relu runs as its own op */
+    int no_wino;      /* wino=off: direct convolutions only */
 } cpu_device;
 
 /* "auto", "dnnl", "im2col". */
