@@ -120,9 +120,47 @@ static void conv_b64(op_ctx *c, double *const *in, const double *out, const doub
     (void)out;
     ref64_conv2d_backward(din[0], din[1], din[2], dout, in[0], in[1], &c->g);
 }
+/* oneDNN on channel-blocked source and output (fast == 3): the plain arrays
+ * converted in and out around the call. */
+static void conv_f32_blocked(op_ctx *c, float *const *in, float *out)
+{
+    const conv_geom *g = &c->g;
+    const int b = dconv_block();
+    float *x = xcalloc(blk_size(g->n, g->c, g->h * g->w, b), 4), *y = xcalloc(blk_size(g->n, g->oc, g->oh * g->ow, b), 4);
+    char why[256] = "";
+    blk_from_plain(&c->par, x, in[0], g->n, g->c, g->h * g->w, b);
+    ck_assert_msg(dconv_forward(c->dc, &c->par, y, x, in[1], in[2], g->n, why, sizeof why) == 0, "%s: %s", c->name,
+                  why);
+    blk_to_plain(&c->par, out, y, g->n, g->oc, g->oh * g->ow, b);
+    free(x);
+    free(y);
+}
+
+static void conv_b32_blocked(op_ctx *c, float *const *in, const float *dout, float *const *din)
+{
+    const conv_geom *g = &c->g;
+    const int b = dconv_block();
+    const int64_t nx = blk_size(g->n, g->c, g->h * g->w, b), ny = blk_size(g->n, g->oc, g->oh * g->ow, b);
+    float *x = xcalloc(nx, 4), *dy = xcalloc(ny, 4), *dx = xcalloc(nx, 4);
+    char why[256] = "";
+    blk_from_plain(&c->par, x, in[0], g->n, g->c, g->h * g->w, b);
+    blk_from_plain(&c->par, dy, dout, g->n, g->oc, g->oh * g->ow, b);
+    blk_from_plain(&c->par, dx, din[0], g->n, g->c, g->h * g->w, b); /* accumulated onto */
+    ck_assert_msg(dconv_backward(c->dc, &c->par, dx, din[1], din[2], dy, x, in[1], g->n, why, sizeof why) == 0,
+                  "%s: %s", c->name, why);
+    blk_to_plain(&c->par, din[0], dx, g->n, g->c, g->h * g->w, b);
+    free(x);
+    free(dy);
+    free(dx);
+}
+
 static void conv_f32(op_ctx *c, float *const *in, float *out)
 {
     char why[256] = "";
+    if (c->fast == 3) {
+        conv_f32_blocked(c, in, out);
+        return;
+    }
     if (c->fast == 2) {
         ck_assert_msg(dconv_forward(c->dc, &c->par, out, in[0], in[1], in[2], c->g.n, why, sizeof why) == 0, "%s: %s",
                       c->name, why);
@@ -134,6 +172,10 @@ static void conv_b32(op_ctx *c, float *const *in, const float *out, const float 
 {
     (void)out;
     char why[256] = "";
+    if (c->fast == 3) {
+        conv_b32_blocked(c, in, dout, din);
+        return;
+    }
     if (c->fast == 2) {
         ck_assert_msg(dconv_backward(c->dc, &c->par, din[0], din[1], din[2], dout, in[0], in[1], c->g.n, why,
                                      sizeof why) == 0,
@@ -757,11 +799,12 @@ static void fast_check_mode(op_ctx c, int threads, int mode, int wino)
     alloc_state(&fast);
     fast.fast = mode;
     fast.par.threads = threads;
-    if (mode == 2) {
+    if (mode >= 2) {
         char why[256] = "";
         int64_t ws = 0;
-        ck_assert_msg(dconv_create(&fast.dc, &c.g, c.n_in > 2, 0, 0, wino, threads, &ws, why, sizeof why) == 0, "%s: %s", c.name,
-                      why);
+        const int b = mode == 3 ? dconv_block() : 0;
+        ck_assert_msg(dconv_create(&fast.dc, &c.g, c.n_in > 2, b, b, wino, threads, &ws, why, sizeof why) == 0,
+                      "%s: %s", c.name, why);
         c.ws_size = ws > c.ws_size ? ws : c.ws_size;
         /* the rule: Winograd exactly for 3x3 stride-1 ungrouped shapes, where oneDNN has it (AVX-512) */
         const int wino_shape = wino && c.g.k == 3 && c.g.stride == 1 && c.g.groups == 1 && c.g.c >= 16 &&
@@ -853,6 +896,7 @@ static const struct {
     {{.n = 1, .c = 4, .h = 5, .w = 5, .oc = 3, .k = 3, .stride = 3, .pad = 0, .groups = 1}, 0},   /* one image */
     {{.n = 3, .c = 16, .h = 9, .w = 10, .oc = 20, .k = 3, .stride = 1, .pad = 1, .groups = 1}, 1}, /* Winograd */
     {{.n = 2, .c = 28, .h = 8, .w = 8, .oc = 32, .k = 3, .stride = 1, .pad = 1, .groups = 1}, 0},  /* Winograd */
+    {{.n = 4, .c = 48, .h = 2, .w = 2, .oc = 48, .k = 3, .stride = 1, .pad = 1, .groups = 48}, 0}, /* 2x2 depthwise */
 };
 #define N_CONV_CASES (int)(sizeof conv_cases / sizeof conv_cases[0])
 
@@ -873,7 +917,8 @@ START_TEST(dnnl_conv_matches_reference)
     rng_seed(300 + (uint64_t)_i);
     for (int threads = 1; threads <= 2; threads++)
         for (int wino = 0; wino <= 1; wino++) /* Winograd where the shape has it (3x3, stride 1) */
-            fast_check_mode(op_conv(conv_cases[_i].g, conv_cases[_i].bias), threads, 2, wino);
+            for (int mode = 2; mode <= 3; mode++) /* plain arrays, channel-blocked arrays */
+                fast_check_mode(op_conv(conv_cases[_i].g, conv_cases[_i].bias), threads, mode, wino);
 }
 END_TEST
 

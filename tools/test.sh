@@ -21,15 +21,35 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 meson test -C "$build" --print-errorlogs --num-processes 2
 status=$?
 
-python3 - "$build/meson-logs/testlog.json" <<'PY'
+# The cpu backend without oneDNN (its own im2col + OpenBLAS convolutions):
+# built again with -Ddnnl=disabled, no sanitizers (quicker), and its kernel
+# and backend suites run.
+nodnnl=${CILSCALE_TEST_BUILD_NODNNL:-build-test-nodnnl}
+logs=("$build/meson-logs/testlog.json")
+if [ ! -f "$nodnnl/build.ninja" ]; then
+  meson setup "$nodnnl" -Dbuildtype=debug -Dwerror=true -Ddnnl=disabled >/dev/null ||
+    { echo "test.sh: meson setup (without oneDNN) failed"; status=1; }
+fi
+if [ -f "$nodnnl/build.ninja" ]; then
+  if ninja -C "$nodnnl" >/dev/null; then
+    meson test -C "$nodnnl" --print-errorlogs --num-processes 2 ops cli || status=1
+    logs+=("$nodnnl/meson-logs/testlog.json")
+  else
+    echo "test.sh: build without oneDNN failed"; status=1
+  fi
+fi
+
+python3 - "${logs[@]}" <<'PY'
 import json, re, sys
 passed = failed = 0
 check = re.compile(r"Checks: (\d+), Failures: (\d+), Errors: (\d+)")
 plain = re.compile(r"^(\d+) passed, (\d+) failed", re.M)
-try:
-    lines = open(sys.argv[1]).read().splitlines()
-except OSError:
-    lines = []
+lines = []
+for path in sys.argv[1:]:
+    try:
+        lines += open(path).read().splitlines()
+    except OSError:
+        pass
 for line in lines:
     t = json.loads(line)
     out = (t.get("stdout") or "") + (t.get("stderr") or "")

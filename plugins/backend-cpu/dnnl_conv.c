@@ -109,11 +109,13 @@ typedef struct prims {
     edge w_src, w_ddst, w_dwei; /* backward weights (w_dwei always a reorder: it accumulates) */
     int w_ddst_same;            /* w_ddst's layout is d_ddst's: reuse slot D */
     dnnl_memory_desc_t scr_f, scr_d, scr_w; /* the scratchpads */
-    size_t slot[5];             /* bytes of A, D, B, C, S */
+    int own_wgrad;  /* depthwise weight gradient on the own kernel (w_src / w_ddst: plain copies) */
+    size_t own_ws;  /* floats of scratch it needs */
+    size_t slot[6];             /* bytes of A, D, B, C, S, O */
     char impl[160]; /* forward / backward data / backward weights */
 } prims;
 
-enum { SLOT_A, SLOT_D, SLOT_B, SLOT_C, SLOT_S, N_SLOTS };
+enum { SLOT_A, SLOT_D, SLOT_B, SLOT_C, SLOT_S, SLOT_O, N_SLOTS }; /* O: the own kernel's scratch */
 #define MAX_SETS 4
 
 struct dconv {
@@ -178,6 +180,15 @@ static dnnl_status_t make_edge(edge *e, const_dnnl_primitive_desc_t pd, dnnl_que
 static size_t scratch_bytes(const_dnnl_primitive_desc_t pd)
 {
     return dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
+}
+
+static int threads_now(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
 }
 
 static void set_threads(int threads)
@@ -268,6 +279,9 @@ static dnnl_status_t prims_try(prims *s, const conv_geom *g, int has_bias, int n
     TRY(dnnl_memory_desc_init_by_tag(&s->user_bias, 1, bias, dnnl_f32, dnnl_x));
     TRY(dnnl_memory_desc_init_by_tag(&any_src, 4, src, dnnl_f32, forced ? act_tag(src_block) : dnnl_format_tag_any));
     TRY(dnnl_memory_desc_init_by_tag(&any_dst, 4, dst, dnnl_f32, forced ? act_tag(dst_block) : dnnl_format_tag_any));
+    dnnl_memory_desc_t free_src, free_dst;
+    TRY(dnnl_memory_desc_init_by_tag(&free_src, 4, src, dnnl_f32, dnnl_format_tag_any));
+    TRY(dnnl_memory_desc_init_by_tag(&free_dst, 4, dst, dnnl_f32, dnnl_format_tag_any));
     TRY(dnnl_memory_desc_init_by_tag(&any_wei, wnd, wei, dnnl_f32, dnnl_format_tag_any));
     bias_md = s->user_bias;
     TRY(dnnl_primitive_attr_create(&attr));
@@ -282,33 +296,68 @@ static dnnl_status_t prims_try(prims *s, const conv_geom *g, int has_bias, int n
     TRY(dnnl_primitive_desc_create(&dpd, &dd, attr, E.engine, fpd));
     TRY(dnnl_convolution_backward_weights_desc_init(&wd, alg, &any_src, &any_wei, NULL, &any_dst,
                                                     strides, pad_l, pad_r));
-    TRY(dnnl_primitive_desc_create(&wpd, &wd, attr, E.engine, fpd));
+    st = dnnl_primitive_desc_create(&wpd, &wd, attr, E.engine, fpd);
+    const char *wimpl = NULL;
+    if (st == dnnl_success)
+        dnnl_primitive_desc_query(wpd, dnnl_query_impl_info_str, 0, &wimpl);
+    if (forced && (st != dnnl_success || (wimpl && strstr(wimpl, "ref")))) {
+        /* the weight gradient alone in the layouts oneDNN prefers (reorders around it) */
+        if (wpd)
+            dnnl_primitive_desc_destroy(wpd);
+        wpd = NULL;
+        TRY(dnnl_convolution_backward_weights_desc_init(&wd, alg, &free_src, &any_wei, NULL, &free_dst, strides,
+                                                        pad_l, pad_r));
+        st = dnnl_primitive_desc_create(&wpd, &wd, attr, E.engine, fpd);
+        wimpl = NULL;
+        if (st == dnnl_success)
+            dnnl_primitive_desc_query(wpd, dnnl_query_impl_info_str, 0, &wimpl);
+    }
+    TRY(st);
+    /* a depthwise weight gradient oneDNN would run as per-channel GEMMs (tiny
+     * planes with padding, where its jit kernel stops) goes to the own direct
+     * kernel instead: ten times faster there */
+    s->own_wgrad = g->groups == g->c && g->groups == g->oc && wimpl && (strstr(wimpl, "gemm") || strstr(wimpl, "ref"));
 
     TRY(dnnl_primitive_create(&s->fwd, fpd));
     TRY(dnnl_primitive_create(&s->bwd_data, dpd));
-    TRY(dnnl_primitive_create(&s->bwd_wei, wpd));
+    if (!s->own_wgrad)
+        TRY(dnnl_primitive_create(&s->bwd_wei, wpd));
     TRY(make_edge(&s->f_src, fpd, dnnl_query_src_md, &s->user_src, 0, 0));
     TRY(make_edge(&s->f_wei, fpd, dnnl_query_weights_md, &s->user_wei, 0, 0));
     TRY(make_edge(&s->f_dst, fpd, dnnl_query_dst_md, &s->user_dst, 1, 0));
     TRY(make_edge(&s->d_ddst, dpd, dnnl_query_diff_dst_md, &s->user_dst, 0, 0));
     TRY(make_edge(&s->d_wei, dpd, dnnl_query_weights_md, &s->user_wei, 0, 0));
     TRY(make_edge(&s->d_dsrc, dpd, dnnl_query_diff_src_md, &s->user_src, 1, 1));
-    TRY(make_edge(&s->w_src, wpd, dnnl_query_src_md, &s->user_src, 0, 0));
-    TRY(make_edge(&s->w_ddst, wpd, dnnl_query_diff_dst_md, &s->user_dst, 0, 0));
-    TRY(make_edge(&s->w_dwei, wpd, dnnl_query_diff_weights_md, &s->user_wei, 1, 1));
-    s->w_ddst_same = dnnl_memory_desc_equal(&s->w_ddst.md, &s->d_ddst.md);
+    if (!s->own_wgrad) {
+        TRY(make_edge(&s->w_src, wpd, dnnl_query_src_md, &s->user_src, 0, 0));
+        TRY(make_edge(&s->w_ddst, wpd, dnnl_query_diff_dst_md, &s->user_dst, 0, 0));
+        TRY(make_edge(&s->w_dwei, wpd, dnnl_query_diff_weights_md, &s->user_wei, 1, 1));
+    } else {
+        /* plain copies of the source and the output gradient, and the own kernel's scratch */
+        s->w_src.bytes = (size_t)n * g->c * g->h * g->w * sizeof(float);
+        s->w_ddst.bytes = (size_t)n * g->oc * g->oh * g->ow * sizeof(float);
+        conv_geom gn = *g;
+        gn.n = n;
+        s->own_ws = (size_t)fast_conv2d_workspace(&gn, threads_now());
+    }
+    s->w_ddst_same = !s->own_wgrad && dnnl_memory_desc_equal(&s->w_ddst.md, &s->d_ddst.md);
     s->slot[SLOT_A] = max_sz(s->f_src.bytes, s->w_src.bytes);
     s->slot[SLOT_D] = max_sz(s->d_ddst.bytes, s->w_ddst.bytes);
     s->slot[SLOT_B] = max_sz(s->f_wei.bytes, s->d_wei.bytes);
     s->slot[SLOT_C] = max_sz(max_sz(s->f_dst.bytes, s->d_dsrc.bytes), s->w_dwei.bytes);
     s->scr_f = *dnnl_primitive_desc_query_md(fpd, dnnl_query_scratchpad_md, 0);
     s->scr_d = *dnnl_primitive_desc_query_md(dpd, dnnl_query_scratchpad_md, 0);
-    s->scr_w = *dnnl_primitive_desc_query_md(wpd, dnnl_query_scratchpad_md, 0);
-    s->slot[SLOT_S] = max_sz(max_sz(scratch_bytes(fpd), scratch_bytes(dpd)), scratch_bytes(wpd));
+    if (!s->own_wgrad)
+        s->scr_w = *dnnl_primitive_desc_query_md(wpd, dnnl_query_scratchpad_md, 0);
+    s->slot[SLOT_S] = max_sz(max_sz(scratch_bytes(fpd), scratch_bytes(dpd)), s->own_wgrad ? 0 : scratch_bytes(wpd));
+    s->slot[SLOT_O] = s->own_ws * sizeof(float);
     const char *fi = NULL, *di = NULL, *wi = NULL;
     dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &fi);
     dnnl_primitive_desc_query(dpd, dnnl_query_impl_info_str, 0, &di);
-    dnnl_primitive_desc_query(wpd, dnnl_query_impl_info_str, 0, &wi);
+    if (s->own_wgrad)
+        wi = "own direct depthwise";
+    else
+        dnnl_primitive_desc_query(wpd, dnnl_query_impl_info_str, 0, &wi);
     snprintf(s->impl, sizeof s->impl, "%s / %s / %s", fi ? fi : "?", di ? di : "?", wi ? wi : "?");
 done:
     if (fpd)
@@ -539,6 +588,22 @@ int dconv_backward(dconv *c, const cpu_par *p, float *din, float *dweight, float
             st = reorder(&s->d_dsrc, &s->user_src, 1, slot[SLOT_C], din);
         if (st != dnnl_success)
             return fail(st, "backward data", why, size);
+    }
+    if (dweight && s->own_wgrad) {
+        conv_geom g = c->g;
+        g.n = n;
+        const cpu_par own = {c->threads, slot[SLOT_O], (int64_t)s->own_ws};
+        const float *x = in, *dy = dout;
+        if (c->src_block) {
+            blk_to_plain(&own, slot[SLOT_A], in, n, g.c, g.h * g.w, c->src_block);
+            x = slot[SLOT_A];
+        }
+        if (c->dst_block) {
+            blk_to_plain(&own, slot[SLOT_D], dout, n, g.oc, g.oh * g.ow, c->dst_block);
+            dy = slot[SLOT_D];
+        }
+        fast_conv2d_backward(&own, NULL, dweight, NULL, dy, x, weight, &g);
+        return 0;
     }
     if (dweight) {
         const void *src = input(&s->w_src, &s->user_src, in, slot[SLOT_A], &st);
