@@ -803,7 +803,7 @@ static void fast_check_mode(op_ctx c, int threads, int mode, int wino)
         char why[256] = "";
         int64_t ws = 0;
         const int b = mode == 3 ? dconv_block() : 0;
-        ck_assert_msg(dconv_create(&fast.dc, &c.g, c.n_in > 2, b, b, wino, threads, &ws, why, sizeof why) == 0,
+        ck_assert_msg(dconv_create(&fast.dc, &c.g, c.n_in > 2, b, b, wino, -1, threads, &ws, why, sizeof why) == 0,
                       "%s: %s", c.name, why);
         c.ws_size = ws > c.ws_size ? ws : c.ws_size;
         /* the rule: Winograd exactly for 3x3 stride-1 ungrouped shapes, where oneDNN has it (AVX-512) */
@@ -1495,6 +1495,64 @@ START_TEST(fused_relu_matches_separate)
 }
 END_TEST
 
+/* residual_net after two training steps (so the running statistics are not
+ * the initial ones), then an inference forward: its loss, its mid tensor. */
+static float residual_eval(const char *device, float *mid_out, int64_t nm)
+{
+    int mid;
+    cs_graph *g = residual_net(8, &mid);
+    run r = start(g, device);
+    init_params(&r, 5);
+    rng_seed(78);
+    float *x = xcalloc(8 * 3 * 64, 4), l[8];
+    for (int i = 0; i < 8 * 3 * 64; i++)
+        x[i] = (float)(sym() + 0.3);
+    for (int i = 0; i < 8; i++)
+        l[i] = (float)(i % 4);
+    OK(cs_plan_set_input(r.plan, cs_graph_find(g, "x"), x, 8, E));
+    OK(cs_plan_set_input(r.plan, cs_graph_find(g, "labels"), l, 8, E));
+    const cs_sgd opt = {.lr = 0.05f, .momentum = 0.9f};
+    for (int k = 0; k < 2; k++)
+        OK(cs_plan_step(r.plan, 8, &opt, E));
+    OK(cs_plan_forward(r.plan, 8, 0, E));
+    const float loss = loss_of(&r, cs_graph_loss(g, 0));
+    OK(cs_plan_read_tensor(r.plan, mid, mid_out, 8, E));
+    /* conv0's output feeds only bn0: folded at inference, so not computed */
+    if (!strstr(device, "fuse=off") && dconv_available()) {
+        cs_error err = {0};
+        ck_assert_int_eq(cs_plan_read_tensor(r.plan, cs_graph_node(g, 0)->out, x, 8, &err), CS_ERR_ARG);
+        ck_assert_msg(strstr(err.msg, "is not computed at inference: the batch norm after it is folded"), "%s",
+                      err.msg);
+    }
+    (void)nm;
+    free(x);
+    stop(&r);
+    return loss;
+}
+
+/* Batch norm folded into the convolution before it at inference (oneDNN, with
+ * the relu after it as a post-op) gives the unfolded numbers within the
+ * tolerance, in both layouts. */
+START_TEST(folded_batchnorm_matches_separate)
+{
+    int mid;
+    cs_graph *g = residual_net(8, &mid);
+    const int64_t nm = 8 * cs_tensor_row(cs_graph_tensor(g, mid));
+    cs_graph_free(g);
+    const char *pairs[2][2] = {{"threads=2,fuse=off", "threads=2"},
+                               {"threads=2,layout=plain,fuse=off", "threads=2,layout=plain"}};
+    for (int k = 0; k < 2; k++) {
+        float *ma = xcalloc(nm, 4), *mb = xcalloc(nm, 4);
+        const float la = residual_eval(pairs[k][0], ma, nm), lb = residual_eval(pairs[k][1], mb, nm);
+        ck_assert_msg(fabsf(la - lb) <= 1e-5f * fabsf(la), "%s: inference loss %.9g vs %.9g folded", pairs[k][0], la,
+                      lb);
+        const double e = nmse(ma, mb, nm);
+        ck_assert_msg(e <= NMSE_TOL, "%s: inference activations NMSE %.3g > %g folded", pairs[k][0], e, NMSE_TOL);
+        free(ma), free(mb);
+    }
+}
+END_TEST
+
 /* kernels_blk.c against the plain fast kernels on the same values, for both
  * block sizes, with channels that leave the last block part padding: which
  * must stay zero. */
@@ -1825,6 +1883,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, blocked_layout_matches_plain);
     tcase_add_test(tc, blocked_kernels_match_plain);
     tcase_add_test(tc, fused_relu_matches_separate);
+    tcase_add_test(tc, folded_batchnorm_matches_separate);
     tcase_add_test(tc, frozen_arenas_drive_frozen_forward);
     tcase_add_test(tc, batchnorm_running_stats);
     tcase_add_test(tc, fewer_rows_than_batch);

@@ -1,6 +1,7 @@
 /* dnnl_conv.c: convolutions on oneDNN (see dnnl_conv.h). */
 #include "dnnl_conv.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,10 +10,10 @@
 int dconv_available(void) { return 0; }
 void dconv_describe(char *buf, size_t size) { snprintf(buf, size, "oneDNN not built in"); }
 int dconv_block(void) { return 0; }
-int dconv_create(dconv **c, const conv_geom *g, int has_bias, int src_block, int dst_block, int wino, int threads,
-                 int64_t *ws_floats, char *why, size_t size)
+int dconv_create(dconv **c, const conv_geom *g, int has_bias, int src_block, int dst_block, int wino, int fold_act,
+                 int threads, int64_t *ws_floats, char *why, size_t size)
 {
-    (void)g, (void)has_bias, (void)src_block, (void)dst_block, (void)wino, (void)threads;
+    (void)g, (void)has_bias, (void)src_block, (void)dst_block, (void)wino, (void)fold_act, (void)threads;
     *c = NULL;
     *ws_floats = 0;
     snprintf(why, size, "the cpu backend was built without oneDNN");
@@ -24,6 +25,15 @@ int dconv_forward(dconv *c, const cpu_par *p, float *out, const float *in, const
                   int n, char *why, size_t size)
 {
     (void)c, (void)p, (void)out, (void)in, (void)weight, (void)bias, (void)n;
+    snprintf(why, size, "the cpu backend was built without oneDNN");
+    return -1;
+}
+int dconv_forward_folded(dconv *c, const cpu_par *p, float *out, const float *in, const float *weight,
+                         const float *bias, const float *gamma, const float *beta, const float *mean,
+                         const float *var, float eps, int n, char *why, size_t size)
+{
+    (void)c, (void)p, (void)out, (void)in, (void)weight, (void)bias, (void)gamma, (void)beta, (void)mean, (void)var;
+    (void)eps, (void)n;
     snprintf(why, size, "the cpu backend was built without oneDNN");
     return -1;
 }
@@ -110,17 +120,24 @@ typedef struct prims {
     int w_ddst_same;            /* w_ddst's layout is d_ddst's: reuse slot D */
     dnnl_memory_desc_t scr_f, scr_d, scr_w; /* the scratchpads */
     int own_wgrad;  /* depthwise weight gradient on the own kernel (w_src / w_ddst: plain copies) */
+    /* inference with the following batch norm folded in (dconv_forward_folded):
+     * bias, the fused activation as a post-op */
+    dnnl_primitive_t fwd_fold;
+    edge ff_src, ff_wei, ff_dst;
+    dnnl_memory_desc_t scr_ff;
     size_t own_ws;  /* floats of scratch it needs */
-    size_t slot[6];             /* bytes of A, D, B, C, S, O */
+    size_t slot[7];             /* bytes of A, D, B, C, S, O, W */
     char impl[160]; /* forward / backward data / backward weights */
 } prims;
 
-enum { SLOT_A, SLOT_D, SLOT_B, SLOT_C, SLOT_S, SLOT_O, N_SLOTS }; /* O: the own kernel's scratch */
+/* O: the own kernel's scratch; W: folded plain weights and bias */
+enum { SLOT_A, SLOT_D, SLOT_B, SLOT_C, SLOT_S, SLOT_O, SLOT_W, N_SLOTS };
 #define MAX_SETS 4
 
 struct dconv {
     conv_geom g;
     int has_bias, threads, src_block, dst_block, wino;
+    int fold_act; /* -1: no folded inference primitive; else its CPU_ACT_* post-op */
     prims set[MAX_SETS];
     int n_sets;
 };
@@ -132,7 +149,7 @@ static void prims_free(prims *s)
 {
     dnnl_primitive_t all[] = {s->fwd,     s->bwd_data, s->bwd_wei,  s->f_src.r,  s->f_wei.r,
                               s->f_dst.r, s->d_ddst.r, s->d_wei.r,  s->d_dsrc.r, s->w_src.r,
-                              s->w_ddst.r, s->w_dwei.r};
+                              s->w_ddst.r, s->w_dwei.r, s->fwd_fold, s->ff_src.r, s->ff_wei.r, s->ff_dst.r};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             dnnl_primitive_destroy(all[i]);
@@ -216,7 +233,7 @@ static dnnl_format_tag_t act_tag(int block)
 }
 
 static dnnl_status_t prims_try(prims *s, const conv_geom *g, int has_bias, int n, int src_block, int dst_block,
-                               int forced, dnnl_alg_kind_t alg);
+                               int forced, dnnl_alg_kind_t alg, int fold_act);
 
 /* The primitives in the arrays' own layouts where oneDNN has them (no
  * reorder of activations), else in the layouts it prefers; Winograd (F(4x4,
@@ -224,7 +241,7 @@ static dnnl_status_t prims_try(prims *s, const conv_geom *g, int has_bias, int n
  * (AVX-512) and wino is set, else direct. A fixed rule: the same shapes get
  * the same algorithm on every run. */
 static dnnl_status_t prims_make(prims *s, const conv_geom *g, int has_bias, int n, int src_block, int dst_block,
-                                int wino)
+                                int wino, int fold_act)
 {
     /* not on few channels (a stem on raw pixels): little work to save there,
      * and Winograd's transforms cost accuracy there the most */
@@ -232,14 +249,14 @@ static dnnl_status_t prims_make(prims *s, const conv_geom *g, int has_bias, int 
     for (int w = wino_shape; w >= 0; w--) {
         const dnnl_alg_kind_t alg = w ? dnnl_convolution_winograd : dnnl_convolution_direct;
         if (src_block || dst_block) {
-            dnnl_status_t st = prims_try(s, g, has_bias, n, src_block, dst_block, 1, alg);
+            dnnl_status_t st = prims_try(s, g, has_bias, n, src_block, dst_block, 1, alg, fold_act);
             /* a reference implementation is no gain over a reorder to a jit one */
             if (st == dnnl_success && !strstr(s->impl, "ref"))
                 return st;
             if (st == dnnl_success)
                 prims_free(s);
         }
-        dnnl_status_t st = prims_try(s, g, has_bias, n, src_block, dst_block, 0, alg);
+        dnnl_status_t st = prims_try(s, g, has_bias, n, src_block, dst_block, 0, alg, fold_act);
         if (st == dnnl_success && (!w || !strstr(s->impl, "ref")))
             return st;
         if (st == dnnl_success)
@@ -249,7 +266,7 @@ static dnnl_status_t prims_make(prims *s, const conv_geom *g, int has_bias, int 
 }
 
 static dnnl_status_t prims_try(prims *s, const conv_geom *g, int has_bias, int n, int src_block, int dst_block,
-                               int forced, dnnl_alg_kind_t alg)
+                               int forced, dnnl_alg_kind_t alg, int fold_act)
 {
     memset(s, 0, sizeof *s);
     s->n = n;
@@ -325,6 +342,44 @@ static dnnl_status_t prims_try(prims *s, const conv_geom *g, int has_bias, int n
     TRY(make_edge(&s->f_src, fpd, dnnl_query_src_md, &s->user_src, 0, 0));
     TRY(make_edge(&s->f_wei, fpd, dnnl_query_weights_md, &s->user_wei, 0, 0));
     TRY(make_edge(&s->f_dst, fpd, dnnl_query_dst_md, &s->user_dst, 1, 0));
+    if (fold_act >= 0) {
+        dnnl_primitive_attr_t fattr = NULL;
+        dnnl_post_ops_t po = NULL;
+        dnnl_convolution_desc_t id;
+        TRY(dnnl_primitive_attr_create(&fattr));
+        st = dnnl_primitive_attr_set_scratchpad_mode(fattr, dnnl_scratchpad_mode_user);
+        if (st == dnnl_success && fold_act != CPU_ACT_NONE) {
+            if ((st = dnnl_post_ops_create(&po)) == dnnl_success)
+                st = fold_act == CPU_ACT_RELU ? dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0, 0)
+                                              : dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip, 0, 6);
+            if (st == dnnl_success)
+                st = dnnl_primitive_attr_set_post_ops(fattr, po);
+        }
+        if (st == dnnl_success)
+            st = dnnl_convolution_forward_desc_init(&id, dnnl_forward_training, alg, &any_src, &any_wei, &bias_md,
+                                                    &any_dst, strides, pad_l, pad_r);
+        dnnl_primitive_desc_t ipd = NULL;
+        if (st == dnnl_success)
+            st = dnnl_primitive_desc_create(&ipd, &id, fattr, E.engine, NULL);
+        if (st == dnnl_success)
+            st = dnnl_primitive_create(&s->fwd_fold, ipd);
+        if (st == dnnl_success)
+            st = make_edge(&s->ff_src, ipd, dnnl_query_src_md, &s->user_src, 0, 0);
+        if (st == dnnl_success)
+            st = make_edge(&s->ff_wei, ipd, dnnl_query_weights_md, &s->user_wei, 0, 0);
+        if (st == dnnl_success)
+            st = make_edge(&s->ff_dst, ipd, dnnl_query_dst_md, &s->user_dst, 1, 0);
+        if (st == dnnl_success) {
+            s->scr_ff = *dnnl_primitive_desc_query_md(ipd, dnnl_query_scratchpad_md, 0);
+            s->slot[SLOT_W] = ((size_t)g->oc * (g->c / g->groups) * g->k * g->k + (size_t)g->oc) * sizeof(float);
+        }
+        if (ipd)
+            dnnl_primitive_desc_destroy(ipd);
+        if (po)
+            dnnl_post_ops_destroy(po);
+        dnnl_primitive_attr_destroy(fattr);
+        TRY(st);
+    }
     TRY(make_edge(&s->d_ddst, dpd, dnnl_query_diff_dst_md, &s->user_dst, 0, 0));
     TRY(make_edge(&s->d_wei, dpd, dnnl_query_weights_md, &s->user_wei, 0, 0));
     TRY(make_edge(&s->d_dsrc, dpd, dnnl_query_diff_src_md, &s->user_src, 1, 1));
@@ -341,16 +396,18 @@ static dnnl_status_t prims_try(prims *s, const conv_geom *g, int has_bias, int n
         s->own_ws = (size_t)fast_conv2d_workspace(&gn, threads_now());
     }
     s->w_ddst_same = !s->own_wgrad && dnnl_memory_desc_equal(&s->w_ddst.md, &s->d_ddst.md);
-    s->slot[SLOT_A] = max_sz(s->f_src.bytes, s->w_src.bytes);
+    s->slot[SLOT_A] = max_sz(max_sz(s->f_src.bytes, s->w_src.bytes), s->ff_src.bytes);
     s->slot[SLOT_D] = max_sz(s->d_ddst.bytes, s->w_ddst.bytes);
-    s->slot[SLOT_B] = max_sz(s->f_wei.bytes, s->d_wei.bytes);
-    s->slot[SLOT_C] = max_sz(max_sz(s->f_dst.bytes, s->d_dsrc.bytes), s->w_dwei.bytes);
+    s->slot[SLOT_B] = max_sz(max_sz(s->f_wei.bytes, s->d_wei.bytes), s->ff_wei.bytes);
+    s->slot[SLOT_C] = max_sz(max_sz(max_sz(s->f_dst.bytes, s->d_dsrc.bytes), s->w_dwei.bytes), s->ff_dst.bytes);
     s->scr_f = *dnnl_primitive_desc_query_md(fpd, dnnl_query_scratchpad_md, 0);
     s->scr_d = *dnnl_primitive_desc_query_md(dpd, dnnl_query_scratchpad_md, 0);
     if (!s->own_wgrad)
         s->scr_w = *dnnl_primitive_desc_query_md(wpd, dnnl_query_scratchpad_md, 0);
     s->slot[SLOT_S] = max_sz(max_sz(scratch_bytes(fpd), scratch_bytes(dpd)), s->own_wgrad ? 0 : scratch_bytes(wpd));
     s->slot[SLOT_O] = s->own_ws * sizeof(float);
+    if (s->fwd_fold)
+        s->slot[SLOT_S] = max_sz(s->slot[SLOT_S], dnnl_memory_desc_get_size(&s->scr_ff));
     const char *fi = NULL, *di = NULL, *wi = NULL;
     dnnl_primitive_desc_query(fpd, dnnl_query_impl_info_str, 0, &fi);
     dnnl_primitive_desc_query(dpd, dnnl_query_impl_info_str, 0, &di);
@@ -382,8 +439,8 @@ static int64_t ws_floats_of(const prims *s)
     return (int64_t)((total + sizeof(float) - 1) / sizeof(float));
 }
 
-int dconv_create(dconv **out, const conv_geom *g, int has_bias, int src_block, int dst_block, int wino, int threads,
-                 int64_t *ws_floats, char *why, size_t size)
+int dconv_create(dconv **out, const conv_geom *g, int has_bias, int src_block, int dst_block, int wino, int fold_act,
+                 int threads, int64_t *ws_floats, char *why, size_t size)
 {
     *out = NULL;
     *ws_floats = 0;
@@ -403,7 +460,8 @@ int dconv_create(dconv **out, const conv_geom *g, int has_bias, int src_block, i
     c->dst_block = dst_block;
     set_threads(threads);
     c->wino = wino;
-    dnnl_status_t st = prims_make(&c->set[0], g, has_bias, g->n, src_block, dst_block, wino);
+    c->fold_act = fold_act;
+    dnnl_status_t st = prims_make(&c->set[0], g, has_bias, g->n, src_block, dst_block, wino, fold_act);
     if (st != dnnl_success) {
         snprintf(why, size, "oneDNN has no convolution for this shape (status %d)", (int)st);
         free(c);
@@ -441,7 +499,7 @@ static prims *prims_for(dconv *c, const cpu_par *p, int n, char *why, size_t siz
     conv_geom g = c->g;
     g.n = n;
     set_threads(c->threads);
-    dnnl_status_t st = prims_make(&c->set[at], &g, c->has_bias, n, c->src_block, c->dst_block, c->wino);
+    dnnl_status_t st = prims_make(&c->set[at], &g, c->has_bias, n, c->src_block, c->dst_block, c->wino, c->fold_act);
     if (st != dnnl_success || ws_floats_of(&c->set[at]) > p->ws_size) {
         if (st == dnnl_success)
             prims_free(&c->set[at]);
@@ -542,6 +600,44 @@ int dconv_forward(dconv *c, const cpu_par *p, float *out, const float *in, const
     if ((st = run(&x, s->fwd)) == dnnl_success && s->f_dst.r)
         st = reorder(&s->f_dst, &s->user_dst, 1, dst, out);
     return st == dnnl_success ? 0 : fail(st, "forward", why, size);
+}
+
+int dconv_forward_folded(dconv *c, const cpu_par *p, float *out, const float *in, const float *weight,
+                         const float *bias, const float *gamma, const float *beta, const float *mean,
+                         const float *var, float eps, int n, char *why, size_t size)
+{
+    prims *s = prims_for(c, p, n, why, size);
+    if (!s)
+        return -1;
+    if (!s->fwd_fold) {
+        snprintf(why, size, "this convolution has no folded inference primitive");
+        return -1;
+    }
+    set_threads(c->threads);
+    void *slot[N_SLOTS];
+    carve(s, p, slot);
+    /* w'[o] = w[o] * gamma[o] / sqrt(var[o] + eps); b'[o] = beta[o] + (b[o] - mean[o]) * that scale */
+    const int64_t per_o = (int64_t)(c->g.c / c->g.groups) * c->g.k * c->g.k;
+    float *fw = slot[SLOT_W], *fb = fw + per_o * c->g.oc;
+    for (int o = 0; o < c->g.oc; o++) {
+        const float k = (float)(gamma[o] / sqrt((double)var[o] + eps));
+        for (int64_t j = 0; j < per_o; j++)
+            fw[o * per_o + j] = weight[o * per_o + j] * k;
+        fb[o] = beta[o] + ((bias ? bias[o] : 0) - mean[o]) * k;
+    }
+    dnnl_status_t st = dnnl_success;
+    const void *src = input(&s->ff_src, &s->user_src, in, slot[SLOT_A], &st);
+    const void *wei = input(&s->ff_wei, &s->user_wei, fw, slot[SLOT_B], &st);
+    void *dst = s->ff_dst.r ? slot[SLOT_C] : out;
+    exec x = {.st = st};
+    arg(&x, DNNL_ARG_SRC, &s->ff_src.md, src);
+    arg(&x, DNNL_ARG_WEIGHTS, &s->ff_wei.md, wei);
+    arg(&x, DNNL_ARG_BIAS, &s->user_bias, fb);
+    arg(&x, DNNL_ARG_DST, &s->ff_dst.md, dst);
+    arg(&x, DNNL_ARG_SCRATCHPAD, &s->scr_ff, slot[SLOT_S]);
+    if ((st = run(&x, s->fwd_fold)) == dnnl_success && s->ff_dst.r)
+        st = reorder(&s->ff_dst, &s->user_dst, 1, dst, out);
+    return st == dnnl_success ? 0 : fail(st, "folded forward", why, size);
 }
 
 /* dbias += the sum of dout over rows and positions (double sums, in a fixed

@@ -31,10 +31,12 @@ int dconv_block(void);
 /* The primitives of one convolution at g->n rows; the backend's arrays hold
  * the source and the output plain (NCHW, block 0) or channel-blocked (block
  * dconv_block(), kernels_blk.c's layout); wino: Winograd for 3x3 stride-1
- * convolutions where oneDNN has it (else direct). *ws_floats is the scratch it needs
+ * convolutions where oneDNN has it (else direct); fold_act >= 0: also an
+ * inference primitive for dconv_forward_folded, with that CPU_ACT_* as its
+ * post-op (-1: none). *ws_floats is the scratch it needs
  * from the plan's shared workspace. 0, or -1 with the reason in why. */
-int dconv_create(dconv **c, const conv_geom *g, int has_bias, int src_block, int dst_block, int wino, int threads,
-                 int64_t *ws_floats, char *why, size_t size);
+int dconv_create(dconv **c, const conv_geom *g, int has_bias, int src_block, int dst_block, int wino, int fold_act,
+                 int threads, int64_t *ws_floats, char *why, size_t size);
 void dconv_free(dconv *c);
 /* oneDNN's name for the implementation it chose ("jit:avx512_core", "gemm:jit"). */
 const char *dconv_impl(const dconv *c);
@@ -44,6 +46,12 @@ const char *dconv_impl(const dconv *c);
  * the reason in why. */
 int dconv_forward(dconv *c, const cpu_par *p, float *out, const float *in, const float *weight, const float *bias,
                   int n, char *why, size_t size);
+/* Inference with the batch norm that reads this convolution's output folded
+ * into its weights and bias (gamma, beta, running mean and var, eps), and the
+ * activation dconv_create was given applied: out = act(bn(conv(in))). */
+int dconv_forward_folded(dconv *c, const cpu_par *p, float *out, const float *in, const float *weight,
+                         const float *bias, const float *gamma, const float *beta, const float *mean,
+                         const float *var, float eps, int n, char *why, size_t size);
 int dconv_backward(dconv *c, const cpu_par *p, float *din, float *dweight, float *dbias, const float *dout,
                    const float *in, const float *weight, int n, char *why, size_t size);
 

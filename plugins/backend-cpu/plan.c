@@ -20,6 +20,9 @@ typedef struct node_state {
      * writes, the relu's output; the relu node itself is then skipped */
     int act, act_out;
     int fused; /* this relu runs inside the node before it */
+    /* conv2d: the batch norm (node index) folded into it at inference, or -1;
+     * that batch norm then skips inference forwards (skip_eval) */
+    int fold_bn, skip_eval;
 } node_state;
 
 typedef struct cpu_plan {
@@ -42,6 +45,8 @@ typedef struct cpu_plan {
     int64_t *blk_off;     /* per tensor */
     float *bact, *bgrad;
     unsigned char *elided; /* per tensor: not kept (a fused relu's input) */
+    unsigned char *elided_eval; /* per tensor: not computed at inference (a folded convolution's output) */
+    int last_eval;              /* the last forward was an inference one */
     int64_t ws_size;
     /* profiling (cpu_profile): wall time, calls, rows and flops per op and direction */
     int profiling;
@@ -88,6 +93,7 @@ void cpu_release(void *plan)
     free(p->bact);
     free(p->bgrad);
     free(p->elided);
+    free(p->elided_eval);
     free(p);
 }
 
@@ -205,7 +211,8 @@ static int fuse_relus(cpu_plan *p, const cpu_device *dev)
     const int nt = cs_graph_n_tensors(g), nn = cs_graph_n_nodes(g);
     int *readers = zalloc(nt, sizeof *readers), *reader = zalloc(nt, sizeof *reader);
     p->elided = zalloc(nt, 1);
-    if (!readers || !reader || !p->elided) {
+    p->elided_eval = zalloc(nt, 1);
+    if (!readers || !reader || !p->elided || !p->elided_eval) {
         free(readers);
         free(reader);
         return -1;
@@ -217,6 +224,7 @@ static int fuse_relus(cpu_plan *p, const cpu_device *dev)
             reader[nd->in[j]] = i;
         }
         p->node[i].act_out = -1;
+        p->node[i].fold_bn = -1;
     }
     for (int l = 0; l < cs_graph_n_losses(g); l++)
         readers[cs_graph_loss(g, l)]++;
@@ -234,6 +242,17 @@ static int fuse_relus(cpu_plan *p, const cpu_device *dev)
         p->node[i].act_out = rn->out;
         p->node[r].fused = 1;
         p->elided[nd->out] = 1;
+    }
+    /* a batch norm that is the only reader of a convolution's output folds
+     * into it at inference (where the convolution runs on oneDNN: cpu_prepare
+     * drops the rest) */
+    for (int i = 0; i < nn && !dev->no_fuse; i++) {
+        const cs_node *nd = cs_graph_node(g, i);
+        if (nd->op != CS_OP_CONV2D || readers[nd->out] != 1)
+            continue;
+        const cs_node *bn = cs_graph_node(g, reader[nd->out]);
+        if (bn->op == CS_OP_BATCHNORM && bn->in[0] == nd->out)
+            p->node[i].fold_bn = reader[nd->out];
     }
     free(readers);
     free(reader);
@@ -301,12 +320,15 @@ int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
         switch (nd->op) {
         case CS_OP_CONV2D: {
             need = fast_conv2d_workspace(&st->geom, p->threads);
-            if (!conv_on_dnnl(dev->conv, &st->geom))
+            if (!conv_on_dnnl(dev->conv, &st->geom)) {
+                st->fold_bn = -1;
                 break;
+            }
             char why[256];
             int64_t dws = 0;
             if (dconv_create(&st->dc, &st->geom, nd->n_in > 2, is_blk(p, nd->in[0]) ? p->block : 0,
-                             is_blk(p, nd->out) ? p->block : 0, !dev->no_wino, p->threads, &dws, why, sizeof why)) {
+                             is_blk(p, nd->out) ? p->block : 0, !dev->no_wino,
+                             st->fold_bn >= 0 ? p->node[st->fold_bn].act : -1, p->threads, &dws, why, sizeof why)) {
                 free(save_at);
                 free(argmax_at);
                 cpu_release(p);
@@ -352,6 +374,11 @@ int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
     }
     free(save_at);
     free(argmax_at);
+    for (int i = 0; i < cs_graph_n_nodes(g); i++)
+        if (p->node[i].fold_bn >= 0) {
+            p->node[p->node[i].fold_bn].skip_eval = 1;
+            p->elided_eval[cs_graph_node(g, i)->out] = 1;
+        }
     *plan = p;
     return CS_OK;
 }
@@ -407,6 +434,9 @@ int cpu_read_tensor(void *plan, int tensor, float *dst, int n, cs_error *err)
     if (p->elided[tensor])
         return cs_error_set(err, CS_ERR_ARG, "cpu backend: tensor '%s' is not kept: the relu after it runs fused "
                             "(device option fuse=off keeps it)", t->name);
+    if (p->last_eval && p->elided_eval[tensor])
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: tensor '%s' is not computed at inference: the batch norm "
+                            "after it is folded into its convolution (device option fuse=off keeps it)", t->name);
     if (is_blk(p, tensor)) {
         const cpu_par par = {p->threads, p->ws, p->ws_size};
         blk_to_plain(&par, dst, act_of(p, tensor), n, t->shape[1], t->shape[2] * t->shape[3], p->block);
@@ -455,6 +485,19 @@ static int node_forward(cpu_plan *p, int i, int n, int train, float *params, flo
     geom.n = n;
     switch (nd->op) {
     case CS_OP_CONV2D:
+        if (st->dc && !train && st->fold_bn >= 0) {
+            const cs_node *bn = cs_graph_node(g, st->fold_bn);
+            const node_state *bs = &p->node[st->fold_bn];
+            float *bn_in[5];
+            for (int j = 1; j < 5; j++)
+                bn_in[j] = tensor_data(p, bn->in[j], params, buffers);
+            char why[256];
+            if (dconv_forward_folded(st->dc, &par, act_of(p, bs->act ? bs->act_out : bn->out), in[0], in[1],
+                                     nd->n_in > 2 ? in[2] : NULL, bn_in[1], bn_in[2], bn_in[3], bn_in[4], bn->a.eps, n,
+                                     why, sizeof why))
+                return node_fail(err, g, i, "%s", why);
+            break;
+        }
         if (st->dc) {
             char why[256];
             if (dconv_forward(st->dc, &par, out, in[0], in[1], nd->n_in > 2 ? in[2] : NULL, n, why, sizeof why))
@@ -526,8 +569,9 @@ int cpu_forward(void *plan, int n, int flags, cs_error *err)
     const int train = flags & CS_FWD_TRAIN, frozen = flags & CS_FWD_FROZEN;
     float *params = p->arena[frozen ? CS_ARENA_FROZEN_PARAMS : CS_ARENA_PARAMS];
     float *buffers = p->arena[frozen ? CS_ARENA_FROZEN_BUFFERS : CS_ARENA_BUFFERS];
+    p->last_eval = !train;
     for (int i = 0; i < cs_graph_n_nodes(p->g); i++) {
-        if (p->node[i].fused)
+        if (p->node[i].fused || (!train && p->node[i].skip_eval))
             continue; /* ran inside the node before it */
         double t0 = p->profiling ? cs_now_s() : 0;
         if ((rc = node_forward(p, i, n, train, params, buffers, err)))
