@@ -37,6 +37,15 @@ static int default_threads(void)
     return n < 1 ? 1 : n > CPU_MAX_THREADS ? CPU_MAX_THREADS : (int)n;
 }
 
+/* key=on|off into *off. */
+static int on_off(const char *device, const char *key, const char *v, int *off, cs_error *err)
+{
+    if (strcmp(v, "on") && strcmp(v, "off"))
+        return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': %s='%s': expected on or off", device, key, v);
+    *off = !strcmp(v, "off");
+    return CS_OK;
+}
+
 /* One "key=value" of the device string into d; 0, or CS_ERR_ARG with the reason. */
 static int device_option(const char *device, const char *opt, size_t len, cpu_device *d, int *have_threads,
                          cs_error *err)
@@ -71,20 +80,10 @@ static int device_option(const char *device, const char *opt, size_t len, cpu_de
         }
         return CS_OK;
     }
-    if (!strncmp(buf, "wino=", 5)) {
-        if (strcmp(buf + 5, "on") && strcmp(buf + 5, "off"))
-            return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': wino='%s': expected on or off", device,
-                                buf + 5);
-        d->no_wino = !strcmp(buf + 5, "off");
-        return CS_OK;
-    }
-    if (!strncmp(buf, "fuse=", 5)) {
-        if (strcmp(buf + 5, "on") && strcmp(buf + 5, "off"))
-            return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': fuse='%s': expected on or off", device,
-                                buf + 5);
-        d->no_fuse = !strcmp(buf + 5, "off");
-        return CS_OK;
-    }
+    if (!strncmp(buf, "wino=", 5))
+        return on_off(device, "wino", buf + 5, &d->no_wino, err);
+    if (!strncmp(buf, "fuse=", 5))
+        return on_off(device, "fuse", buf + 5, &d->no_fuse, err);
     if (!strncmp(buf, "layout=", 7)) {
         if (strcmp(buf + 7, "auto") && strcmp(buf + 7, "plain"))
             return cs_error_set(err, CS_ERR_ARG, "cpu backend: device '%s': layout='%s': expected auto or plain",

@@ -553,6 +553,17 @@ static dnnl_status_t run(exec *x, dnnl_primitive_t prim)
 }
 
 /* Runs edge e from `from` to `to` (plain on one side, e->md on the other). */
+static dnnl_status_t reorder(const edge *e, const dnnl_memory_desc_t *plain, int to_plain, const void *from, void *to);
+
+/* Runs prim on x's arguments, then moves what it wrote at `written` to the
+ * backend's array `to` through edge e (when e is a reorder). */
+static dnnl_status_t run_out(exec *x, dnnl_primitive_t prim, const edge *e, const dnnl_memory_desc_t *user,
+                             void *written, void *to)
+{
+    dnnl_status_t st = run(x, prim);
+    return st == dnnl_success && e->r ? reorder(e, user, 1, written, to) : st;
+}
+
 static dnnl_status_t reorder(const edge *e, const dnnl_memory_desc_t *plain, int to_plain, const void *from, void *to)
 {
     exec x = {.st = dnnl_success};
@@ -597,8 +608,7 @@ int dconv_forward(dconv *c, const cpu_par *p, float *out, const float *in, const
         arg(&x, DNNL_ARG_BIAS, &s->user_bias, bias);
     arg(&x, DNNL_ARG_DST, &s->f_dst.md, dst);
     arg(&x, DNNL_ARG_SCRATCHPAD, &s->scr_f, slot[SLOT_S]);
-    if ((st = run(&x, s->fwd)) == dnnl_success && s->f_dst.r)
-        st = reorder(&s->f_dst, &s->user_dst, 1, dst, out);
+    st = run_out(&x, s->fwd, &s->f_dst, &s->user_dst, dst, out);
     return st == dnnl_success ? 0 : fail(st, "forward", why, size);
 }
 
@@ -635,8 +645,7 @@ int dconv_forward_folded(dconv *c, const cpu_par *p, float *out, const float *in
     arg(&x, DNNL_ARG_BIAS, &s->user_bias, fb);
     arg(&x, DNNL_ARG_DST, &s->ff_dst.md, dst);
     arg(&x, DNNL_ARG_SCRATCHPAD, &s->scr_ff, slot[SLOT_S]);
-    if ((st = run(&x, s->fwd_fold)) == dnnl_success && s->ff_dst.r)
-        st = reorder(&s->ff_dst, &s->user_dst, 1, dst, out);
+    st = run_out(&x, s->fwd_fold, &s->ff_dst, &s->user_dst, dst, out);
     return st == dnnl_success ? 0 : fail(st, "folded forward", why, size);
 }
 
@@ -680,9 +689,7 @@ int dconv_backward(dconv *c, const cpu_par *p, float *din, float *dweight, float
         arg(&x, DNNL_ARG_WEIGHTS, &s->d_wei.md, wei);
         arg(&x, DNNL_ARG_DIFF_SRC, &s->d_dsrc.md, slot[SLOT_C]);
         arg(&x, DNNL_ARG_SCRATCHPAD, &s->scr_d, slot[SLOT_S]);
-        if ((st = run(&x, s->bwd_data)) == dnnl_success)
-            st = reorder(&s->d_dsrc, &s->user_src, 1, slot[SLOT_C], din);
-        if (st != dnnl_success)
+        if ((st = run_out(&x, s->bwd_data, &s->d_dsrc, &s->user_src, slot[SLOT_C], din)) != dnnl_success)
             return fail(st, "backward data", why, size);
     }
     if (dweight && s->own_wgrad) {
@@ -710,9 +717,7 @@ int dconv_backward(dconv *c, const cpu_par *p, float *din, float *dweight, float
         arg(&x, DNNL_ARG_DIFF_DST, &s->w_ddst.md, ddst);
         arg(&x, DNNL_ARG_DIFF_WEIGHTS, &s->w_dwei.md, slot[SLOT_C]);
         arg(&x, DNNL_ARG_SCRATCHPAD, &s->scr_w, slot[SLOT_S]);
-        if ((st = run(&x, s->bwd_wei)) == dnnl_success)
-            st = reorder(&s->w_dwei, &s->user_wei, 1, slot[SLOT_C], dweight);
-        if (st != dnnl_success)
+        if ((st = run_out(&x, s->bwd_wei, &s->w_dwei, &s->user_wei, slot[SLOT_C], dweight)) != dnnl_success)
             return fail(st, "backward weights", why, size);
     }
     return 0;
