@@ -213,8 +213,8 @@ static cs_dataset *load_ok(cs_data_format fmt, const char *dir, int train, int s
 
 START_TEST(test_format_names)
 {
-    static const char *names[] = {"idx", "cifar10", "cifar100", "folder"};
-    for (int i = 0; i < 4; i++) {
+    static const char *names[] = {"idx", "cifar10", "cifar100", "folder", "list"};
+    for (int i = 0; i < 5; i++) {
         cs_data_format f;
         ck_assert_int_eq(cs_data_format_parse(names[i], &f), 0);
         ck_assert_int_eq(f, i);
@@ -611,6 +611,70 @@ START_TEST(test_folder_gray_and_resize)
     for (int k = 0; k < 4; k++)
         ck_assert_int_eq(d->pixels[k], want[k]);
     cs_dataset_free(d);
+}
+END_TEST
+
+/* The AdvisIL authors' image lists: DIR/{train,test}.lst, "relative/path label". */
+START_TEST(test_list)
+{
+    write_folder_fixture(); /* ds/train/cat/a.png, b.PNG, dog/c.png, d.jpg; ds/test/dog/e.jpeg */
+    char abs_line[PATH_MAX + 16];
+    snprintf(abs_line, sizeof abs_line, "%s 1\n", tpath("ds/train/dog/d.jpg"));
+    char text[PATH_MAX + 256];
+    /* a comment, a blank line, tabs, CRLF, an absolute path; order as listed */
+    snprintf(text, sizeof text, "# cats then dogs\n\ntrain/dog/c.png\t1\r\ntrain/cat/a.png 0\ntrain/cat/b.PNG   0\n%s",
+             abs_line);
+    tu_write("ds/train.lst", text);
+    tu_write("ds/test.lst", "test/dog/e.jpeg 1\n");
+    cs_dataset *d = load_ok(CS_DATA_LIST, tpath("ds"), 1, 4, 3);
+    ck_assert_int_eq(d->n, 4);
+    ck_assert_int_eq(d->n_classes, 2);
+    ck_assert_str_eq(d->class_names[1], "1");
+    static const int want[4] = {1, 0, 0, 1};
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(d->labels[i], want[i]);
+    /* the second listed image is a.png: the fixture's gradient, exactly */
+    for (int ch = 0; ch < 3; ch++)
+        for (int y = 0; y < 4; y++)
+            for (int x = 0; x < 4; x++)
+                ck_assert_int_eq(d->pixels[48 + ch * 16 + y * 4 + x], rgb_value(ch, y, x));
+    ck_assert_int_eq(d->pixels[3 * 48], 77); /* d.jpg, gray 77, by its absolute path */
+    cs_dataset_free(d);
+    d = load_ok(CS_DATA_LIST, tpath("ds"), 0, 4, 3);
+    ck_assert_int_eq(d->n, 1);
+    ck_assert_int_eq(d->n_classes, 2); /* the train list's classes */
+    ck_assert_int_eq(d->labels[0], 1);
+    cs_dataset_free(d);
+    cs_data_format f;
+    ck_assert_int_eq(cs_data_format_parse("list", &f), 0);
+    ck_assert_int_eq(f, CS_DATA_LIST);
+}
+END_TEST
+
+START_TEST(test_list_errors)
+{
+    write_folder_fixture();
+    unlink(tpath("ds/train.lst"));
+    expect_load_error(CS_DATA_LIST, tpath("ds"), 1, "ds/train.lst", "missing file", "relative/path label");
+    static const char *bad[] = {"train/cat/a.png\n", "train/cat/a.png x\n", "train/cat/a.png -1\n",
+                                "train/cat/a.png 1.5\n", "train/cat/a.png 2000000\n", "7\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "train/cat/b.PNG 0\n%s", bad[i]);
+        tu_write("ds/train.lst", text);
+        expect_load_error(CS_DATA_LIST, tpath("ds"), 1, "ds/train.lst:2", "expected 'relative/path label'", NULL);
+    }
+    tu_write("ds/train.lst", "# nothing\n\n");
+    expect_load_error(CS_DATA_LIST, tpath("ds"), 1, "ds/train.lst", "no images listed", NULL);
+    tu_write("ds/train.lst", "train/cat/a.png 0\ntrain/dog/c.png 2\n");
+    expect_load_error(CS_DATA_LIST, tpath("ds"), 1, "ds/train.lst", "class 1 has no image", "0 .. 2");
+    tu_write("ds/train.lst", "train/cat/a.png 0\ntrain/cat/missing.png 0\n");
+    expect_load_error(CS_DATA_LIST, tpath("ds"), 1, "ds/train/cat/missing.png", "", NULL);
+    tu_write("ds/train.lst", "train/cat/a.png 0\ntrain/dog/c.png 1\n");
+    tu_write("ds/test.lst", "test/dog/e.jpeg 2\n");
+    expect_load_error(CS_DATA_LIST, tpath("ds"), 0, "ds/test.lst", "label 2, but train.lst has classes 0 .. 1", NULL);
+    unlink(tpath("ds/test.lst"));
+    expect_load_error(CS_DATA_LIST, tpath("ds"), 0, "ds/test.lst", "missing file", NULL);
 }
 END_TEST
 
@@ -1103,6 +1167,8 @@ static Suite *data_suite(void)
     tcase_add_test(tc, test_folder_rgb);
     tcase_add_test(tc, test_folder_gray_and_resize);
     tcase_add_test(tc, test_folder_errors);
+    tcase_add_test(tc, test_list);
+    tcase_add_test(tc, test_list_errors);
     tcase_add_checked_fixture(tc, NULL, tu_remove_tmpdir);
     suite_add_tcase(s, tc);
 

@@ -22,8 +22,8 @@ static const char usage[] =
     "\n"
     "data:\n"
     "  --data DIR         data set folder (default /usr/share/datasets/fashion-mnist)\n"
-    "  --format F         idx, cifar10, cifar100 or folder (default idx)\n"
-    "  --image-size S     folder format: images are resized to S x S (default 32)\n"
+    "  --format F         idx, cifar10, cifar100, folder or list (default idx)\n"
+    "  --image-size S     folder and list formats: images are resized to S x S (default 32)\n"
     "  --limit-train N    use only the first N training images (default all)\n"
     "  --limit-test N     evaluate on only the first N test images (default all)\n"
     "  --no-augment       no random crop or flip\n"
@@ -168,7 +168,7 @@ int cmd_train(int argc, char **argv)
     cs_error err;
     cs_data_format fmt;
     if (cs_data_format_parse(o.format, &fmt)) {
-        fprintf(stderr, "cilscale train: --format '%s': expected idx, cifar10, cifar100 or folder\n", o.format);
+        fprintf(stderr, "cilscale train: --format '%s': expected idx, cifar10, cifar100, folder or list\n", o.format);
         return CLI_USAGE;
     }
     cs_schedule sched;

@@ -23,7 +23,7 @@
 #define MAX_FOLDER_SIZE 4096
 #define IDX_MAX_SIDE 16384
 
-static const char *format_names[] = {"idx", "cifar10", "cifar100", "folder"};
+static const char *format_names[] = {"idx", "cifar10", "cifar100", "folder", "list"};
 
 int cs_data_format_parse(const char *s, cs_data_format *out)
 {
@@ -660,6 +660,154 @@ done:
     return rc;
 }
 
+/* The lines of an image list: path (relative to dir unless absolute) and label. */
+typedef struct list_entries {
+    name_list paths;
+    int *labels;
+    int n, cap, max_label;
+} list_entries;
+
+#define MAX_LIST_LABEL 1000000
+#define MAX_LIST_LINE 8192
+
+static void entries_free(list_entries *l)
+{
+    names_free(&l->paths);
+    free(l->labels);
+    memset(l, 0, sizeof *l);
+}
+
+/* Reads DIR/NAME.lst: one "path label" a line (space or tab between, the label
+ * last), blank lines and lines starting with '#' skipped. */
+static int read_list(const char *dir, const char *name, list_entries *l, cs_error *err)
+{
+    memset(l, 0, sizeof *l);
+    l->max_label = -1;
+    char *path = str_printf("%s/%s.lst", dir, name);
+    if (!path)
+        return nomem(err, dir);
+    FILE *f = fopen(path, "r");
+    int rc = CS_OK;
+    if (!f) {
+        rc = cs_error_set(err, CS_ERR_IO, "%s: %s (expected lines 'relative/path label')",
+                          path, errno == ENOENT ? "missing file" : strerror(errno));
+        free(path);
+        return rc;
+    }
+    char *line = malloc(MAX_LIST_LINE + 2);
+    if (!line)
+        rc = nomem(err, path);
+    for (int ln = 1; rc == CS_OK && fgets(line, MAX_LIST_LINE + 2, f); ln++) {
+        size_t len = strlen(line);
+        if (len > MAX_LIST_LINE && line[len - 1] != '\n') {
+            rc = cs_error_set(err, CS_ERR_IO, "%s:%d: line longer than %d bytes", path, ln, MAX_LIST_LINE);
+            break;
+        }
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ' ||
+                       line[len - 1] == '\t'))
+            line[--len] = '\0';
+        if (!len || line[0] == '#')
+            continue;
+        char *sep = line + len;
+        while (sep > line && sep[-1] != ' ' && sep[-1] != '\t')
+            sep--;
+        char *end = NULL;
+        errno = 0;
+        long label = sep > line ? strtol(sep, &end, 10) : -1;
+        char *pend = sep;
+        while (pend > line && (pend[-1] == ' ' || pend[-1] == '\t'))
+            pend--;
+        if (sep == line || pend == line || !end || *end || errno || label < 0 || label > MAX_LIST_LABEL ||
+            !(*sep >= '0' && *sep <= '9')) {
+            rc = cs_error_set(err, CS_ERR_IO, "%s:%d: expected 'relative/path label' with a label from 0 to %d",
+                              path, ln, MAX_LIST_LABEL);
+            break;
+        }
+        *pend = '\0';
+        char *img = line[0] == '/' ? strdup(line) : str_printf("%s/%s", dir, line);
+        if (!img || names_push(&l->paths, img) != CS_OK) {
+            rc = nomem(err, path);
+            break;
+        }
+        if (l->n == l->cap) {
+            l->cap = l->cap ? 2 * l->cap : 256;
+            int *more = realloc(l->labels, sizeof(int) * (size_t)l->cap);
+            if (!more) {
+                rc = nomem(err, path);
+                break;
+            }
+            l->labels = more;
+        }
+        l->labels[l->n++] = (int)label;
+        l->max_label = (int)label > l->max_label ? (int)label : l->max_label;
+    }
+    if (rc == CS_OK && ferror(f))
+        rc = cs_error_set(err, CS_ERR_IO, "%s: read error: %s", path, strerror(errno));
+    if (rc == CS_OK && l->n == 0)
+        rc = cs_error_set(err, CS_ERR_IO, "%s: no images listed (expected lines 'relative/path label')", path);
+    fclose(f);
+    free(line);
+    free(path);
+    if (rc != CS_OK)
+        entries_free(l);
+    return rc;
+}
+
+static int load_list(cs_dataset *d, const char *dir, int train, int size, int channels, cs_error *err)
+{
+    /* the classes are the train list's labels 0 .. K-1, each with an image */
+    list_entries tr, te;
+    int rc = read_list(dir, "train", &tr, err);
+    if (rc != CS_OK)
+        return rc;
+    const int k = tr.max_label + 1;
+    unsigned char *seen = calloc((size_t)k, 1);
+    if (!seen) {
+        entries_free(&tr);
+        return nomem(err, dir);
+    }
+    for (int i = 0; i < tr.n; i++)
+        seen[tr.labels[i]] = 1;
+    for (int c = 0; c < k && rc == CS_OK; c++)
+        if (!seen[c])
+            rc = cs_error_set(err, CS_ERR_IO, "%s/train.lst: class %d has no image (labels must be 0 .. %d, each used)",
+                              dir, c, k - 1);
+    free(seen);
+    list_entries *l = &tr;
+    if (rc == CS_OK && !train) {
+        if ((rc = read_list(dir, "test", &te, err)) == CS_OK) {
+            l = &te;
+            if (te.max_label >= k)
+                rc = cs_error_set(err, CS_ERR_IO, "%s/test.lst: label %d, but train.lst has classes 0 .. %d", dir,
+                                  te.max_label, k - 1);
+        }
+    }
+    if (rc != CS_OK) {
+        entries_free(&tr);
+        return rc;
+    }
+    size_t img_bytes = (size_t)channels * (size_t)size * (size_t)size;
+    d->c = channels;
+    d->h = d->w = size;
+    d->pixels = malloc(img_bytes * (size_t)l->n);
+    if (!d->pixels)
+        rc = nomem(err, dir);
+    for (int i = 0; rc == CS_OK && i < l->n; i++)
+        rc = load_image(l->paths.v[i], size, channels, d->pixels + img_bytes * (size_t)i, err);
+    if (rc == CS_OK)
+        rc = number_names(d, k, err);
+    if (rc == CS_OK) {
+        d->n = l->n;
+        d->labels = l->labels;
+        l->labels = NULL;
+        d->n_classes = k;
+    }
+    if (l != &tr)
+        entries_free(l);
+    entries_free(&tr);
+    return rc;
+}
+
 int cs_dataset_load(cs_data_format fmt, const char *dir, int train, int size, int channels, cs_dataset **out,
                     cs_error *err)
 {
@@ -668,7 +816,7 @@ int cs_dataset_load(cs_data_format fmt, const char *dir, int train, int size, in
     *out = NULL;
     if (!dir || !*dir)
         return cs_error_set(err, CS_ERR_ARG, "data set folder: empty path");
-    if (fmt == CS_DATA_FOLDER) {
+    if (fmt == CS_DATA_FOLDER || fmt == CS_DATA_LIST) {
         if (size == 0)
             size = 32;
         if (channels == 0)
@@ -687,6 +835,7 @@ int cs_dataset_load(cs_data_format fmt, const char *dir, int train, int size, in
     case CS_DATA_CIFAR10: rc = load_cifar(d, dir, train, 0, err); break;
     case CS_DATA_CIFAR100: rc = load_cifar(d, dir, train, 1, err); break;
     case CS_DATA_FOLDER: rc = load_folder(d, dir, train, size, channels, err); break;
+    case CS_DATA_LIST: rc = load_list(d, dir, train, size, channels, err); break;
     default: rc = cs_error_set(err, CS_ERR_ARG, "%s: unknown data set format %d", dir, (int)fmt); break;
     }
     if (rc != CS_OK) {

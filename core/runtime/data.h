@@ -25,14 +25,16 @@ typedef enum cs_data_format {
     CS_DATA_CIFAR10,   /* DIR/data_batch_{1..5}.bin, DIR/test_batch.bin */
     CS_DATA_CIFAR100,  /* DIR/train.bin, DIR/test.bin (fine labels) */
     CS_DATA_FOLDER,    /* DIR/{train,test}/CLASS/NAME.{png,jpg,jpeg}, resized to size x size */
+    CS_DATA_LIST,      /* DIR/{train,test}.lst: lines "relative/path label" (the AdvisIL authors' image
+                          lists), paths relative to DIR, labels 0 .. K-1; resized like folder */
 } cs_data_format;
 
-/* "idx", "cifar10", "cifar100", "folder"; parse returns CS_ERR_ARG for
+/* "idx", "cifar10", "cifar100", "folder", "list"; parse returns CS_ERR_ARG for
  * another name, name returns NULL for another value. */
 int cs_data_format_parse(const char *s, cs_data_format *out);
 const char *cs_data_format_name(cs_data_format f);
 
-/* Loads the train (train = 1) or test split. For CS_DATA_FOLDER, size is the
+/* Loads the train (train = 1) or test split. For CS_DATA_FOLDER and CS_DATA_LIST, size is the
  * side images are resized to (0 = 32) and channels 1 or 3 (0 = 3); others
  * ignore both. Every problem is one line naming the file: a missing or
  * truncated file, a bad magic number, an image / label count mismatch, a

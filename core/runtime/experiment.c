@@ -25,9 +25,9 @@ typedef struct key {
 #define B(p, f, h) {p, K_BOOL, offsetof(cs_experiment, f), 0, 0, 1, h}
 
 static const key keys[] = {
-    S("data.format", data_format, "idx, cifar10, cifar100 or folder"),
+    S("data.format", data_format, "idx, cifar10, cifar100, folder or list"),
     S("data.path", data_path, "the data set's folder"),
-    I("data.image_size", image_size, 8, 4096, "folder format: side images are resized to"),
+    I("data.image_size", image_size, 8, 4096, "folder and list formats: side images are resized to"),
     I("data.train_per_class", train_per_class, 0, 1 << 30, "training images per class (0 = all)"),
     I("data.test_per_class", test_per_class, 0, 1 << 30, "test images per class (0 = all)"),
     I("scenario.states", states, 1, 64, "number of states"),

@@ -603,7 +603,7 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
     cs_data_format fmt;
     int rc;
     if (cs_data_format_parse(r->e->data_format, &fmt))
-        return cs_error_set(err, CS_ERR_ARG, "data.format '%s': expected idx, cifar10, cifar100 or folder",
+        return cs_error_set(err, CS_ERR_ARG, "data.format '%s': expected idx, cifar10, cifar100, folder or list",
                             r->e->data_format);
     if ((rc = find_plugins(r, reg, &pol, err)) || (rc = configure_cil(r, err)) || (rc = load_data(r, fmt, err)) ||
         (rc = scale_network(r, pol, &net, err)))
