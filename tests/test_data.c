@@ -645,6 +645,18 @@ START_TEST(test_list)
     ck_assert_int_eq(d->n_classes, 2); /* the train list's classes */
     ck_assert_int_eq(d->labels[0], 1);
     cs_dataset_free(d);
+    /* the authors' form: a first line "ROOT -1", paths relative to ROOT */
+    tu_write("ds/test.lst", "test -1\ndog/e.jpeg 1\n");
+    d = load_ok(CS_DATA_LIST, tpath("ds"), 0, 4, 3);
+    ck_assert_int_eq(d->n, 1);
+    ck_assert_int_eq(d->pixels[0], 200); /* e.jpeg: red 200 */
+    cs_dataset_free(d);
+    snprintf(text, sizeof text, "%s -1\ncat/a.png 0\ndog/c.png 1\n", tpath("ds/train"));
+    tu_write("ds/train.lst", text);
+    d = load_ok(CS_DATA_LIST, tpath("ds"), 1, 4, 3);
+    ck_assert_int_eq(d->n, 2);
+    ck_assert_int_eq(d->labels[1], 1);
+    cs_dataset_free(d);
     cs_data_format f;
     ck_assert_int_eq(cs_data_format_parse("list", &f), 0);
     ck_assert_int_eq(f, CS_DATA_LIST);
@@ -657,7 +669,8 @@ START_TEST(test_list_errors)
     unlink(tpath("ds/train.lst"));
     expect_load_error(CS_DATA_LIST, tpath("ds"), 1, "ds/train.lst", "missing file", "relative/path label");
     static const char *bad[] = {"train/cat/a.png\n", "train/cat/a.png x\n", "train/cat/a.png -1\n",
-                                "train/cat/a.png 1.5\n", "train/cat/a.png 2000000\n", "7\n"};
+                                "train/cat/a.png 1.5\n", "train/cat/a.png 2000000\n", "7\n",
+                                "train -1\n"}; /* a root line only comes first */
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char text[128];
         snprintf(text, sizeof text, "train/cat/b.PNG 0\n%s", bad[i]);

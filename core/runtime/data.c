@@ -678,7 +678,9 @@ static void entries_free(list_entries *l)
 }
 
 /* Reads DIR/NAME.lst: one "path label" a line (space or tab between, the label
- * last), blank lines and lines starting with '#' skipped. */
+ * last), blank lines and lines starting with '#' skipped. As in the authors'
+ * lists, a first line "ROOT -1" names the folder the other paths are relative
+ * to (itself relative to DIR unless absolute); without one, DIR is. */
 static int read_list(const char *dir, const char *name, list_entries *l, cs_error *err)
 {
     memset(l, 0, sizeof *l);
@@ -694,7 +696,8 @@ static int read_list(const char *dir, const char *name, list_entries *l, cs_erro
         free(path);
         return rc;
     }
-    char *line = malloc(MAX_LIST_LINE + 2);
+    char *line = malloc(MAX_LIST_LINE + 2), *root = NULL;
+    int first = 1;
     if (!line)
         rc = nomem(err, path);
     for (int ln = 1; rc == CS_OK && fgets(line, MAX_LIST_LINE + 2, f); ln++) {
@@ -713,10 +716,19 @@ static int read_list(const char *dir, const char *name, list_entries *l, cs_erro
             sep--;
         char *end = NULL;
         errno = 0;
-        long label = sep > line ? strtol(sep, &end, 10) : -1;
+        long label = sep > line ? strtol(sep, &end, 10) : -2;
         char *pend = sep;
         while (pend > line && (pend[-1] == ' ' || pend[-1] == '\t'))
             pend--;
+        if (first && label == -1 && !strcmp(sep, "-1") && pend > line) { /* the root line */
+            first = 0;
+            *pend = '\0';
+            root = line[0] == '/' ? strdup(line) : str_printf("%s/%s", dir, line);
+            if (!root)
+                rc = nomem(err, path);
+            continue;
+        }
+        first = 0;
         if (sep == line || pend == line || !end || *end || errno || label < 0 || label > MAX_LIST_LABEL ||
             !(*sep >= '0' && *sep <= '9')) {
             rc = cs_error_set(err, CS_ERR_IO, "%s:%d: expected 'relative/path label' with a label from 0 to %d",
@@ -724,7 +736,7 @@ static int read_list(const char *dir, const char *name, list_entries *l, cs_erro
             break;
         }
         *pend = '\0';
-        char *img = line[0] == '/' ? strdup(line) : str_printf("%s/%s", dir, line);
+        char *img = line[0] == '/' ? strdup(line) : str_printf("%s/%s", root ? root : dir, line);
         if (!img || names_push(&l->paths, img) != CS_OK) {
             rc = nomem(err, path);
             break;
@@ -747,6 +759,7 @@ static int read_list(const char *dir, const char *name, list_entries *l, cs_erro
         rc = cs_error_set(err, CS_ERR_IO, "%s: no images listed (expected lines 'relative/path label')", path);
     fclose(f);
     free(line);
+    free(root);
     free(path);
     if (rc != CS_OK)
         entries_free(l);

@@ -26,7 +26,8 @@ typedef enum cs_data_format {
     CS_DATA_CIFAR100,  /* DIR/train.bin, DIR/test.bin (fine labels) */
     CS_DATA_FOLDER,    /* DIR/{train,test}/CLASS/NAME.{png,jpg,jpeg}, resized to size x size */
     CS_DATA_LIST,      /* DIR/{train,test}.lst: lines "relative/path label" (the AdvisIL authors' image
-                          lists), paths relative to DIR, labels 0 .. K-1; resized like folder */
+                          lists; a first line "ROOT -1" sets the paths' folder, else DIR), labels
+                          0 .. K-1; resized like folder */
 } cs_data_format;
 
 /* "idx", "cifar10", "cifar100", "folder", "list"; parse returns CS_ERR_ARG for
