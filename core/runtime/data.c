@@ -796,6 +796,8 @@ static int load_list(cs_dataset *d, const char *dir, int train, int size, int ch
         }
     }
     if (rc != CS_OK) {
+        if (l != &tr)
+            entries_free(l);
         entries_free(&tr);
         return rc;
     }
