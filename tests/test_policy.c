@@ -35,7 +35,7 @@ static int64_t next_finer(const char *policy, const cs_scale_request *req, const
         return cs_policy_count(req, pow(1.1, phi), depths);
     }
     if (!strcmp(policy, "depth")) {
-        cs_arch_depths_for(req->arch, next_point(res->d), CS_DEPTH_ROUND_HALF_UP, depths);
+        cs_arch_depths_for(req->arch, next_point(res->d), CS_DEPTH_AUTHORS, depths);
         return cs_policy_count(req, 1.0, depths);
     }
     return cs_policy_count(req, next_point(res->w), res->cfg.depths);

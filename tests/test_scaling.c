@@ -54,6 +54,39 @@ START_TEST(depth_rounding)
 }
 END_TEST
 
+/* The AdvisIL authors' depth rule, against block counts computed by running
+ * their own constructors (models/my{ResNet,MobileNet,ShuffleNet}.py; the
+ * table in docs/advisil-reference.md). */
+START_TEST(depths_authors_rule)
+{
+    static const struct {
+        const char *arch;
+        double d;
+        int want[7];
+    } cases[] = {
+        {"resnet18", 0.1, {1, 1, 1, 1}},           {"resnet18", 0.5, {1, 1, 1, 1}},
+        {"resnet18", 0.6, {2, 2, 2, 2}},           {"resnet18", 0.8, {2, 2, 2, 2}},
+        {"resnet18", 1.0, {2, 2, 2, 2}},           {"mobilenetv2", 0.2, {1, 1, 1, 1, 1, 1, 1}},
+        {"mobilenetv2", 0.4, {1, 1, 2, 2, 2, 2, 1}}, {"mobilenetv2", 0.5, {1, 1, 2, 2, 2, 2, 1}},
+        {"mobilenetv2", 0.6, {1, 2, 2, 3, 2, 2, 1}}, {"mobilenetv2", 0.8, {1, 2, 3, 3, 3, 3, 1}},
+        {"mobilenetv2", 1.0, {1, 2, 3, 4, 3, 3, 1}}, {"mobilenetv2", 2.0, {2, 4, 6, 8, 6, 6, 2}},
+        {"shufflenetv2", 0.1, {1, 1, 1}},          {"shufflenetv2", 0.2, {1, 2, 1}},
+        {"shufflenetv2", 0.4, {2, 3, 2}},          {"shufflenetv2", 0.5, {2, 4, 2}},
+        {"shufflenetv2", 0.6, {3, 5, 3}},          {"shufflenetv2", 0.75, {3, 6, 3}},
+        {"shufflenetv2", 0.8, {3, 6, 3}},          {"shufflenetv2", 1.0, {4, 8, 4}},
+        {"shufflenetv2", 2.0, {8, 16, 8}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const cs_arch_iface *a = tu_arch(cases[i].arch);
+        int d[CS_MAX_STAGES];
+        cs_arch_depths_for(a, cases[i].d, CS_DEPTH_AUTHORS, d);
+        for (int s = 0; s < a->n_stages; s++)
+            ck_assert_msg(d[s] == cases[i].want[s], "%s d=%g stage %d: %d blocks, the authors' code has %d",
+                          cases[i].arch, cases[i].d, s, d[s], cases[i].want[s]);
+    }
+}
+END_TEST
+
 START_TEST(depths_for_coefficient)
 {
     const cs_arch_iface *a = tu_arch("mobilenetv2"); /* reference depths 1,2,3,4,3,3,1 */
@@ -178,6 +211,7 @@ int main(void)
     tcase_add_test(t, make_divisible_is_monotone);
     tcase_add_test(t, depth_rounding);
     tcase_add_test(t, depths_for_coefficient);
+    tcase_add_test(t, depths_authors_rule);
     tcase_add_test(t, budget_parsing);
     tcase_add_test(t, grid_search);
     tcase_add_test(t, config_checks_name_the_field);

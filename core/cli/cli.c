@@ -274,7 +274,7 @@ int cli_net_resolve(const char *cmd, const cs_registry *r, const cli_net_opts *o
         if (parse_depths(cmd, o->depths_text, arch, depths))
             return CLI_USAGE;
     } else {
-        cs_arch_depths_for(arch, o->d, CS_DEPTH_ROUND_HALF_UP, depths);
+        cs_arch_depths_for(arch, o->d, CS_DEPTH_AUTHORS, depths);
     }
     if (cs_policy_fill(&req, o->w, depths, res, &err)) {
         fprintf(stderr, "cilscale %s: %s\n", cmd, err.msg);

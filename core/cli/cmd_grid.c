@@ -10,7 +10,8 @@ static const char usage[] =
     "usage: cilscale grid --arch A --budget M [--max-d D] [options]\n"
     "\n"
     "For each distinct depth vector reached by a depth coefficient d in (0, D]\n"
-    "(stage depth = max(1, round_half_up(d * n_ref))), prints the widest width\n"
+    "(stage depth: the AdvisIL authors' rule, round_half_up(d * n_ref), at least 1,\n"
+    "one more when below 0.9 * d * n_ref), prints the widest width\n"
     "coefficient w whose network fits the budget, with its exact count, and marks\n"
     "the network each loaded scaling policy picks. A policy pick that is not on\n"
     "the grid (compound's, depth's) is added as a row of its own.\n"
@@ -58,7 +59,7 @@ static int grid_rows(const cs_scale_request *req, double max_d, row *rows)
     int n_rows = 0;
     for (int64_t k = 1; k <= (int64_t)(max_d * CS_GRID + 0.5) && n_rows < MAX_ROWS; k++) {
         int depths[CS_MAX_STAGES] = {0};
-        cs_arch_depths_for(arch, (double)k / CS_GRID, CS_DEPTH_ROUND_HALF_UP, depths);
+        cs_arch_depths_for(arch, (double)k / CS_GRID, CS_DEPTH_AUTHORS, depths);
         if (n_rows && memcmp(depths, rows[n_rows - 1].depths, sizeof depths) == 0)
             continue;
         memcpy(rows[n_rows++].depths, depths, sizeof depths);

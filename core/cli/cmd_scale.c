@@ -16,7 +16,8 @@ static const char usage[] =
     "  --budget M        the most parameters allowed\n"
     "  --policy P        scaling policy (default psi)\n"
     "  --width W         width coefficient (default 1)\n"
-    "  --depth D         depth coefficient: stage depth = max(1, round_half_up(D * n_ref)) (default 1)\n"
+    "  --depth D         depth coefficient: stage depth round_half_up(D * n_ref), at least 1, one more\n"
+    "                    when below 0.9 * D * n_ref (the AdvisIL authors' rule) (default 1)\n"
     "  --depths LIST     blocks per stage, comma separated, in place of --depth\n" CLI_NET_HELP
     "\n"
     "Exit status: 0 done; 1 no network fits the budget, the configuration given is over\n"

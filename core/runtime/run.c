@@ -553,7 +553,7 @@ static int scale_network(run *r, const cs_plugin *pol, cs_scale_result *net, cs_
                                      .head = r->cil->head}};
     if (e->manual) {
         int depths[CS_MAX_STAGES];
-        cs_arch_depths_for(arch, e->depth, CS_DEPTH_ROUND_HALF_UP, depths);
+        cs_arch_depths_for(arch, e->depth, CS_DEPTH_AUTHORS, depths);
         if ((rc = cs_policy_fill(&req, e->width, depths, net, err)))
             return rc;
         net->d = e->depth;

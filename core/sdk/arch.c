@@ -30,7 +30,16 @@ void cs_arch_depths_for(const cs_arch_iface *a, double d, cs_depth_rounding r, i
 {
     for (int i = 0; i < a->n_stages; i++) {
         double x = d * a->stages[i].ref_depth;
-        int n = r == CS_DEPTH_CEIL ? cs_ceil_tol(x) : cs_round_half_up(x);
+        int n;
+        if (r == CS_DEPTH_AUTHORS) {
+            /* exactly as their Python does it, on the same double product */
+            n = (int)(x + 0.5);
+            n = n < 1 ? 1 : n;
+            if (n < 0.9 * x)
+                n += 1;
+        } else {
+            n = r == CS_DEPTH_CEIL ? cs_ceil_tol(x) : cs_round_half_up(x);
+        }
         depths[i] = n < 1 ? 1 : n;
     }
 }

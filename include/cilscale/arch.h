@@ -79,8 +79,10 @@ int cs_round_half_up(double x);
 int cs_ceil_tol(double x);
 
 typedef enum cs_depth_rounding {
-    CS_DEPTH_ROUND_HALF_UP = 0, /* max(1, round_half_up(d * n_ref)): the paper's code */
+    CS_DEPTH_ROUND_HALF_UP = 0, /* max(1, round_half_up(d * n_ref)): cilscale's rule before 0.2 */
     CS_DEPTH_CEIL = 1,          /* max(1, ceil(d * n_ref)): EfficientNet */
+    CS_DEPTH_AUTHORS = 2,       /* the AdvisIL authors' _make_divisible(d * n_ref, 1): max(1, int(x + 0.5)),
+                                   plus one more block when that is below 0.9 x (docs/advisil-reference.md) */
 } cs_depth_rounding;
 
 /* depths[i] for depth coefficient d under the given rounding. */
