@@ -44,7 +44,8 @@ const char *fast_cpu_isa(void)
 #endif
 }
 
-const char *fast_blas_coretype_for(const char *isa, int amd)
+/* The OPENBLAS_CORETYPE for an extension, or NULL to leave the choice to OpenBLAS. */
+static const char *coretype_for(const char *isa, int amd)
 {
     if (!strcmp(isa, "avx512"))
         return "SkylakeX";
@@ -75,7 +76,7 @@ static void blas_load(void)
     else if (env && *env)
         snprintf(B.how, sizeof B.how, "core type from OPENBLAS_CORETYPE");
     else {
-        const char *ct = fast_blas_coretype_for(fast_cpu_isa(), cpu_is_amd());
+        const char *ct = coretype_for(fast_cpu_isa(), cpu_is_amd());
         if (ct) {
             snprintf(B.coretype, sizeof B.coretype, "%s", ct);
             setenv("OPENBLAS_CORETYPE", ct, 1);

@@ -588,27 +588,47 @@ static int fail(dnnl_status_t st, const char *what, char *why, size_t size)
     return -1;
 }
 
-int dconv_forward(dconv *c, const cpu_par *p, float *out, const float *in, const float *weight, const float *bias,
-                  int n, char *why, size_t size)
+/* What every call starts with: the primitives for n rows, oneDNN's thread
+ * count, and where each slot lies in the plan's workspace. NULL with why. */
+static prims *begin(dconv *c, const cpu_par *p, int n, void *slot[N_SLOTS], char *why, size_t size)
 {
     prims *s = prims_for(c, p, n, why, size);
     if (!s)
-        return -1;
+        return NULL;
     set_threads(c->threads);
-    void *slot[N_SLOTS];
     carve(s, p, slot);
+    return s;
+}
+
+/* A forward primitive (training, or the folded inference one) with its three
+ * edges and scratchpad: out = prim(in, weight, bias). */
+static dnnl_status_t run_forward(const prims *s, dnnl_primitive_t prim, const edge *esrc, const edge *ewei,
+                                 const edge *edst, const dnnl_memory_desc_t *scr, void *slot[N_SLOTS], float *out,
+                                 const float *in, const float *weight, const float *bias)
+{
     dnnl_status_t st = dnnl_success;
-    const void *src = input(&s->f_src, &s->user_src, in, slot[SLOT_A], &st);
-    const void *wei = input(&s->f_wei, &s->user_wei, weight, slot[SLOT_B], &st);
-    void *dst = s->f_dst.r ? slot[SLOT_C] : out;
+    const void *src = input(esrc, &s->user_src, in, slot[SLOT_A], &st);
+    const void *wei = input(ewei, &s->user_wei, weight, slot[SLOT_B], &st);
+    void *dst = edst->r ? slot[SLOT_C] : out;
     exec x = {.st = st};
-    arg(&x, DNNL_ARG_SRC, &s->f_src.md, src);
-    arg(&x, DNNL_ARG_WEIGHTS, &s->f_wei.md, wei);
-    if (c->has_bias)
+    arg(&x, DNNL_ARG_SRC, &esrc->md, src);
+    arg(&x, DNNL_ARG_WEIGHTS, &ewei->md, wei);
+    if (bias)
         arg(&x, DNNL_ARG_BIAS, &s->user_bias, bias);
-    arg(&x, DNNL_ARG_DST, &s->f_dst.md, dst);
-    arg(&x, DNNL_ARG_SCRATCHPAD, &s->scr_f, slot[SLOT_S]);
-    st = run_out(&x, s->fwd, &s->f_dst, &s->user_dst, dst, out);
+    arg(&x, DNNL_ARG_DST, &edst->md, dst);
+    arg(&x, DNNL_ARG_SCRATCHPAD, scr, slot[SLOT_S]);
+    return run_out(&x, prim, edst, &s->user_dst, dst, out);
+}
+
+int dconv_forward(dconv *c, const cpu_par *p, float *out, const float *in, const float *weight, const float *bias,
+                  int n, char *why, size_t size)
+{
+    void *slot[N_SLOTS];
+    prims *s = begin(c, p, n, slot, why, size);
+    if (!s)
+        return -1;
+    dnnl_status_t st = run_forward(s, s->fwd, &s->f_src, &s->f_wei, &s->f_dst, &s->scr_f, slot, out, in, weight,
+                                   c->has_bias ? bias : NULL);
     return st == dnnl_success ? 0 : fail(st, "forward", why, size);
 }
 
@@ -616,16 +636,14 @@ int dconv_forward_folded(dconv *c, const cpu_par *p, float *out, const float *in
                          const float *bias, const float *gamma, const float *beta, const float *mean,
                          const float *var, float eps, int n, char *why, size_t size)
 {
-    prims *s = prims_for(c, p, n, why, size);
+    void *slot[N_SLOTS];
+    prims *s = begin(c, p, n, slot, why, size);
     if (!s)
         return -1;
     if (!s->fwd_fold) {
         snprintf(why, size, "this convolution has no folded inference primitive");
         return -1;
     }
-    set_threads(c->threads);
-    void *slot[N_SLOTS];
-    carve(s, p, slot);
     /* w'[o] = w[o] * gamma[o] / sqrt(var[o] + eps); b'[o] = beta[o] + (b[o] - mean[o]) * that scale */
     const int64_t per_o = (int64_t)(c->g.c / c->g.groups) * c->g.k * c->g.k;
     float *fw = slot[SLOT_W], *fb = fw + per_o * c->g.oc;
@@ -635,17 +653,8 @@ int dconv_forward_folded(dconv *c, const cpu_par *p, float *out, const float *in
             fw[o * per_o + j] = weight[o * per_o + j] * k;
         fb[o] = beta[o] + ((bias ? bias[o] : 0) - mean[o]) * k;
     }
-    dnnl_status_t st = dnnl_success;
-    const void *src = input(&s->ff_src, &s->user_src, in, slot[SLOT_A], &st);
-    const void *wei = input(&s->ff_wei, &s->user_wei, fw, slot[SLOT_B], &st);
-    void *dst = s->ff_dst.r ? slot[SLOT_C] : out;
-    exec x = {.st = st};
-    arg(&x, DNNL_ARG_SRC, &s->ff_src.md, src);
-    arg(&x, DNNL_ARG_WEIGHTS, &s->ff_wei.md, wei);
-    arg(&x, DNNL_ARG_BIAS, &s->user_bias, fb);
-    arg(&x, DNNL_ARG_DST, &s->ff_dst.md, dst);
-    arg(&x, DNNL_ARG_SCRATCHPAD, &s->scr_ff, slot[SLOT_S]);
-    st = run_out(&x, s->fwd_fold, &s->ff_dst, &s->user_dst, dst, out);
+    dnnl_status_t st = run_forward(s, s->fwd_fold, &s->ff_src, &s->ff_wei, &s->ff_dst, &s->scr_ff, slot, out, in,
+                                   fw, fb);
     return st == dnnl_success ? 0 : fail(st, "folded forward", why, size);
 }
 
@@ -673,12 +682,10 @@ int dconv_backward(dconv *c, const cpu_par *p, float *din, float *dweight, float
         bias_grad(dbias, dout, n, c->g.oc, (int64_t)c->g.oh * c->g.ow, c->dst_block);
     if (!din && !dweight)
         return 0;
-    prims *s = prims_for(c, p, n, why, size);
+    void *slot[N_SLOTS];
+    prims *s = begin(c, p, n, slot, why, size);
     if (!s)
         return -1;
-    set_threads(c->threads);
-    void *slot[N_SLOTS];
-    carve(s, p, slot);
     dnnl_status_t st = dnnl_success;
     const void *ddst = NULL;
     if (din) {

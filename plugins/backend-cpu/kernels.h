@@ -175,9 +175,7 @@ void fast_blas_sgemm(int ta, int tb, int m, int n, int k, float alpha, const flo
  * "avx512" (x86-64-v4: F, BW, CD, DQ, VL), "avx2" (x86-64-v3: with FMA),
  * "sse2" (the baseline), or "generic" off x86; the fast kernels' clone. */
 const char *fast_cpu_isa(void);
-/* The OPENBLAS_CORETYPE for that extension ("SkylakeX", "Haswell"; "Zen" on
- * AMD), or NULL to leave the choice to OpenBLAS. */
-const char *fast_blas_coretype_for(const char *isa, int amd);
+
 
 /* ---- kernels_blk.c: channel-blocked activations (x[n][c / b][h][w][c % b], b = 8 or 16,
  * the last block's lanes past c zero) ---- */

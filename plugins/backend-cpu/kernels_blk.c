@@ -20,6 +20,17 @@ static inline int64_t blocks(int c, int b) { return (c + b - 1) / b; }
 
 int64_t blk_size(int n, int c, int hw, int b) { return (int64_t)n * blocks(c, b) * b * hw; }
 
+/* s[l] = the sum over the plane's hw positions of lane l (float, in order). */
+static inline void lane_sums(float *s, const float *x, int hw, int b)
+{
+    for (int l = 0; l < b; l++)
+        s[l] = 0;
+    for (int j = 0; j < hw; j++)
+#pragma omp simd
+        for (int l = 0; l < b; l++)
+            s[l] += x[(int64_t)j * b + l];
+}
+
 CPU_CLONES void blk_batchnorm_forward_train(const cpu_par *p, float *out, float *save, float *running_mean, float *running_var,
                                  const float *in, const float *gamma, const float *beta, int n, int c, int hw, int b,
                                  float eps, float momentum, int act)
@@ -32,12 +43,8 @@ CPU_CLONES void blk_batchnorm_forward_train(const cpu_par *p, float *out, float 
         double sum[MAXB] = {0}, sq[MAXB] = {0};
         float mu[MAXB] = {0}, scale[MAXB] = {0}, shift[MAXB] = {0};
         for (int i = 0; i < n; i++) {
-            const float *x = in + ((int64_t)i * cbs + cb) * plane;
-            float s[MAXB] = {0};
-            for (int j = 0; j < hw; j++)
-#pragma omp simd
-                for (int l = 0; l < b; l++)
-                    s[l] += x[(int64_t)j * b + l];
+            float s[MAXB];
+            lane_sums(s, in + ((int64_t)i * cbs + cb) * plane, hw, b);
             for (int l = 0; l < b; l++)
                 sum[l] += s[l];
         }
@@ -169,12 +176,8 @@ CPU_CLONES void blk_avgpool_forward(const cpu_par *p, float *out, const float *i
 #pragma omp parallel for schedule(static) num_threads(p->threads) if (blk_size(n, c, hw, b) > 32768)
     for (int i = 0; i < n; i++)
         for (int64_t cb = 0; cb < cbs; cb++) {
-            const float *x = in + ((int64_t)i * cbs + cb) * plane;
-            float s[MAXB] = {0};
-            for (int j = 0; j < hw; j++)
-#pragma omp simd
-                for (int l = 0; l < b; l++)
-                    s[l] += x[(int64_t)j * b + l];
+            float s[MAXB];
+            lane_sums(s, in + ((int64_t)i * cbs + cb) * plane, hw, b);
             for (int l = 0; l < b && cb * b + l < c; l++)
                 out[(int64_t)i * c + cb * b + l] = s[l] / (float)hw;
         }

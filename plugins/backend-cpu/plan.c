@@ -109,9 +109,8 @@ const char *cpu_conv_family_name(cpu_conv_family f)
  * every convolution where it is built in, depthwise ones too (faster than the
  * own direct kernel on all three nets, docs/benchmarks.md); conv=im2col
  * forces the own kernels. */
-static int conv_on_dnnl(cpu_conv_family f, const conv_geom *g)
+static int conv_on_dnnl(cpu_conv_family f)
 {
-    (void)g;
     if (f == CPU_CONV_IM2COL || !dconv_available())
         return f == CPU_CONV_DNNL; /* dnnl without oneDNN: dconv_create says why */
     return 1;
@@ -320,7 +319,7 @@ int cpu_prepare(void *ctx, const cs_graph *g, void **plan, cs_error *err)
         switch (nd->op) {
         case CS_OP_CONV2D: {
             need = fast_conv2d_workspace(&st->geom, p->threads);
-            if (!conv_on_dnnl(dev->conv, &st->geom)) {
+            if (!conv_on_dnnl(dev->conv)) {
                 st->fold_bn = -1;
                 break;
             }
@@ -416,6 +415,12 @@ static int64_t stored_size(const cpu_plan *p, int id, int n)
 static float *act_of(cpu_plan *p, int id)
 {
     return is_blk(p, id) ? p->bact + p->blk_off[id] : p->act + cs_graph_tensor(p->g, id)->offset;
+}
+
+/* Where activation id's gradient is stored (the same layout as act_of). */
+static float *grad_at(cpu_plan *p, int id)
+{
+    return is_blk(p, id) ? p->bgrad + p->blk_off[id] : p->act_grad + cs_graph_tensor(p->g, id)->offset;
 }
 
 int cpu_set_input(void *plan, int tensor, const float *src, int n, cs_error *err)
@@ -597,7 +602,7 @@ static float *grad_of(cpu_plan *p, int id, int n)
         return NULL;
     if (t->kind == CS_TENSOR_PARAM)
         return p->arena[CS_ARENA_GRADS] + t->offset;
-    float *d = is_blk(p, id) ? p->bgrad + p->blk_off[id] : p->act_grad + t->offset;
+    float *d = grad_at(p, id);
     if (!p->has_grad[id]) {
         const cpu_par par = {p->threads, p->ws, p->ws_size};
         fast_zero(&par, d, stored_size(p, id, n));
@@ -620,7 +625,7 @@ static int node_backward(cpu_plan *p, int i, int n, cs_error *err)
     const cs_tensor *x = cs_graph_tensor(g, nd->in[0]), *y = cs_graph_tensor(g, nd->out);
     const int eff = st->act ? st->act_out : nd->out; /* whose gradient flows in */
     const float *out = act_of(p, eff);
-    const float *dout = is_blk(p, eff) ? p->bgrad + p->blk_off[eff] : p->act_grad + cs_graph_tensor(g, eff)->offset;
+    const float *dout = grad_at(p, eff);
     const int64_t count = stored_size(p, nd->in[0], n);
     const int blk = is_blk(p, nd->in[0]);
     const int hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
