@@ -31,6 +31,21 @@ static inline void lane_sums(float *s, const float *x, int hw, int b)
             s[l] += x[(int64_t)j * b + l];
 }
 
+/* y = act((x - mu) * scale + shift) on channel block cb of every row. */
+static inline void normalize_block(float *out, const float *in, int n, int64_t cbs, int64_t cb, int hw, int b,
+                                   const float *mu, const float *scale, const float *shift, int act)
+{
+    const int64_t plane = (int64_t)hw * b;
+    for (int i = 0; i < n; i++) {
+        const float *x = in + ((int64_t)i * cbs + cb) * plane;
+        float *y = out + ((int64_t)i * cbs + cb) * plane;
+        for (int j = 0; j < hw; j++)
+#pragma omp simd
+            for (int l = 0; l < b; l++)
+                y[(int64_t)j * b + l] = cpu_act((x[(int64_t)j * b + l] - mu[l]) * scale[l] + shift[l], act);
+    }
+}
+
 CPU_CLONES void blk_batchnorm_forward_train(const cpu_par *p, float *out, float *save, float *running_mean, float *running_var,
                                  const float *in, const float *gamma, const float *beta, int n, int c, int hw, int b,
                                  float eps, float momentum, int act)
@@ -74,14 +89,7 @@ CPU_CLONES void blk_batchnorm_forward_train(const cpu_par *p, float *out, float 
             running_var[ch] = (float)(momentum * (sq[l] / (m - 1)) + (1 - momentum) * (double)running_var[ch]);
         }
         /* padding lanes: mu = scale = shift = 0, so their outputs stay 0 */
-        for (int i = 0; i < n; i++) {
-            const float *x = in + ((int64_t)i * cbs + cb) * plane;
-            float *y = out + ((int64_t)i * cbs + cb) * plane;
-            for (int j = 0; j < hw; j++)
-#pragma omp simd
-                for (int l = 0; l < b; l++)
-                    y[(int64_t)j * b + l] = cpu_act((x[(int64_t)j * b + l] - mu[l]) * scale[l] + shift[l], act);
-        }
+        normalize_block(out, in, n, cbs, cb, hw, b, mu, scale, shift, act);
     }
 }
 
@@ -89,7 +97,7 @@ CPU_CLONES void blk_batchnorm_forward_eval(const cpu_par *p, float *out, const f
                                 const float *running_mean, const float *running_var, int n, int c, int hw, int b,
                                 float eps, int act)
 {
-    const int64_t cbs = blocks(c, b), plane = (int64_t)hw * b;
+    const int64_t cbs = blocks(c, b);
 #pragma omp parallel for schedule(static) num_threads(p->threads) if (blk_size(n, c, hw, b) > 32768)
     for (int64_t cb = 0; cb < cbs; cb++) {
         const int lanes = (int)(c - cb * b < b ? c - cb * b : b);
@@ -100,14 +108,7 @@ CPU_CLONES void blk_batchnorm_forward_eval(const cpu_par *p, float *out, const f
             scale[l] = (float)(1 / sqrt((double)running_var[ch] + eps)) * gamma[ch];
             shift[l] = beta[ch];
         }
-        for (int i = 0; i < n; i++) {
-            const float *x = in + ((int64_t)i * cbs + cb) * plane;
-            float *y = out + ((int64_t)i * cbs + cb) * plane;
-            for (int j = 0; j < hw; j++)
-#pragma omp simd
-                for (int l = 0; l < b; l++)
-                    y[(int64_t)j * b + l] = cpu_act((x[(int64_t)j * b + l] - mu[l]) * scale[l] + shift[l], act);
-        }
+        normalize_block(out, in, n, cbs, cb, hw, b, mu, scale, shift, act);
     }
 }
 
