@@ -22,6 +22,11 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 # library that uses it, oneDNN's (google/sanitizers#1170 and its kin): leave
 # __tls_get_addr alone. Leak checking itself stays on.
 export LSAN_OPTIONS=${LSAN_OPTIONS:-intercept_tls_get_addr=0}
+# meson runs two suites at once on CI's 2 cores, each with 2 OpenMP threads
+# (the cpu backend's and oneDNN's): libgomp's default busy-waiting then makes
+# them fight for the cores (the whole run 1m51s, the cil suite 78 s and once
+# past its 120 s timeout), passive waiting 52 s and 6 s.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 meson test -C "$build" --print-errorlogs --num-processes 2
 status=$?
