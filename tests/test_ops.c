@@ -1454,10 +1454,13 @@ START_TEST(blocked_layout_matches_plain)
 }
 END_TEST
 
-/* A relu fused into the batch norm or add before it gives the same numbers,
- * float for float, as the separate relu (its mask is read from its output),
- * in both layouts; the tensor between them is no longer kept, and reading it
- * says so. */
+/* A relu fused into the batch norm or add before it gives the same numbers
+ * as the separate relu (its mask is read from its output), in both layouts,
+ * to rounding: loss within 1e-6 relative, gradients and the relu output
+ * within NMSE 1e-12. Not float for float: with a tensor elided the others sit
+ * at other offsets, and a reduction the compiler vectorised may then start
+ * its lanes elsewhere (seen on an AMX Xeon: gradient 0 off by 3e-6 relative).
+ * The tensor between them is no longer kept, and reading it says so. */
 START_TEST(fused_relu_matches_separate)
 {
     int mid;
@@ -1469,11 +1472,11 @@ START_TEST(fused_relu_matches_separate)
     for (int k = 0; k < 2; k++) {
         float la, lb, *ma = xcalloc(nm, 4), *mb = xcalloc(nm, 4);
         float *a = residual_grads(pairs[k][0], 8, &la, ma), *b = residual_grads(pairs[k][1], 8, &lb, mb);
-        ck_assert_msg(la == lb, "%s: loss %.9g vs %.9g fused", pairs[k][0], la, lb);
-        for (int64_t i = 0; i < np; i++)
-            ck_assert_msg(a[i] == b[i], "%s: gradient %lld: %.9g vs %.9g fused", pairs[k][0], (long long)i, a[i], b[i]);
-        for (int64_t i = 0; i < nm; i++)
-            ck_assert_msg(ma[i] == mb[i], "%s: relu output %lld differs fused", pairs[k][0], (long long)i);
+        ck_assert_msg(fabsf(la - lb) <= 1e-6f * fabsf(la), "%s: loss %.9g vs %.9g fused", pairs[k][0], la, lb);
+        double e = nmse(a, b, np);
+        ck_assert_msg(e <= 1e-12, "%s: gradients NMSE %.3g fused > 1e-12", pairs[k][0], e);
+        e = nmse(ma, mb, nm);
+        ck_assert_msg(e <= 1e-12, "%s: relu output NMSE %.3g fused > 1e-12", pairs[k][0], e);
         free(a), free(b), free(ma), free(mb);
     }
     /* bn0's output feeds only a relu: fused away */
