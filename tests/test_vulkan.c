@@ -751,7 +751,7 @@ START_TEST(resnet18_trains_like_cpu) { arch_steps("resnet18", 0.1, 16); }
 END_TEST
 START_TEST(mobilenetv2_trains_like_cpu) { arch_steps("mobilenetv2", 0.25, 32); }
 END_TEST
-START_TEST(shufflenetv2_trains_like_cpu) { arch_steps("shufflenetv2", 0.1, 16); }
+START_TEST(shufflenetv2_trains_like_cpu) { arch_steps("shufflenetv2", 0.25, 16); }
 END_TEST
 
 /* ---- a whole class-incremental run ---- */

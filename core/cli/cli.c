@@ -181,6 +181,23 @@ int cli_net_option(const char *cmd, cli_net_opts *o, int opt, const char *arg)
         }
         o->have_stem = 1;
         return 1;
+    case CLI_OPT_CONVENTION:
+        if (cs_convention_parse(arg, &o->convention)) {
+            fprintf(stderr, "cilscale %s: --convention '%s': expected authors or cilscale-0.1\n", cmd, arg);
+            return -1;
+        }
+        return 1;
+    case CLI_OPT_COUNT_AS:
+        if (strcmp(arg, "authors-100") && strcmp(arg, "authors-1000")) {
+            fprintf(stderr, "cilscale %s: --count-as '%s': expected authors-100 or authors-1000\n", cmd, arg);
+            return -1;
+        }
+        o->classes = strcmp(arg, "authors-100") ? 1000 : 100;
+        o->in_channels = 3;
+        o->stem = CS_STEM_IMAGENET;
+        o->have_stem = 1;
+        o->head = CS_HEAD_LINEAR;
+        return 1;
     case 'H':
         if (cs_head_parse(arg, &o->head)) {
             fprintf(stderr, "cilscale %s: --head '%s': expected linear or cosine\n", cmd, arg);
@@ -258,7 +275,8 @@ int cli_net_resolve(const char *cmd, const cs_registry *r, const cli_net_opts *o
         .arch = arch,
         .policy_name = policy,
         .budget = o->have_budget ? o->budget : INT64_MAX,
-        .base = {.in_channels = o->in_channels, .n_classes = o->classes, .stem = o->stem, .head = o->head},
+        .base = {.in_channels = o->in_channels, .n_classes = o->classes, .stem = o->stem, .head = o->head,
+                 .convention = o->convention},
     };
     memset(res, 0, sizeof *res);
     cs_error err;
@@ -274,7 +292,7 @@ int cli_net_resolve(const char *cmd, const cs_registry *r, const cli_net_opts *o
         if (parse_depths(cmd, o->depths_text, arch, depths))
             return CLI_USAGE;
     } else {
-        cs_arch_depths_for(arch, o->d, CS_DEPTH_AUTHORS, depths);
+        cs_arch_depths_for(arch, o->d, cs_convention_depths(o->convention), depths);
     }
     if (cs_policy_fill(&req, o->w, depths, res, &err)) {
         fprintf(stderr, "cilscale %s: %s\n", cmd, err.msg);

@@ -61,6 +61,7 @@ struct cli_net_opts {
     int json;
     /* a configuration given by hand instead of a policy */
     int manual, have_depth, have_stem;
+    cs_convention convention;
     double w, d;
     const char *depths_text;
 };
@@ -79,15 +80,20 @@ int cli_net_validate(const char *cmd, const cli_net_opts *o);
  * --depths) or CLI_FAIL (over budget), after printing why. */
 int cli_net_resolve(const char *cmd, const cs_registry *r, const cli_net_opts *o, const cs_plugin **arch,
                     cs_scale_result *res);
+enum { CLI_OPT_CONVENTION = 1001, CLI_OPT_COUNT_AS = 1002 };
 #define CLI_NET_LONG_OPTIONS                                                                                  \
     {"arch", required_argument, 0, 'a'}, {"budget", required_argument, 0, 'm'},                              \
         {"policy", required_argument, 0, 'p'}, {"classes", required_argument, 0, 'k'},                        \
         {"in-channels", required_argument, 0, 'c'}, {"stem", required_argument, 0, 's'},                     \
         {"head", required_argument, 0, 'H'}, {"plugins", required_argument, 0, 'P'},                          \
         {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {"width", required_argument, 0, 'w'},       \
-        {"depth", required_argument, 0, 'd'}, {"depths", required_argument, 0, 'D'}
+        {"depth", required_argument, 0, 'd'}, {"depths", required_argument, 0, 'D'},                          \
+        {"convention", required_argument, 0, CLI_OPT_CONVENTION}, {"count-as", required_argument, 0, CLI_OPT_COUNT_AS}
 #define CLI_NET_HELP                                                                                          \
     "  --arch A          architecture plugin (cilscale plugins lists them)\n"                               \
+    "  --convention C    scaling rules: authors (the AdvisIL code's, default) or cilscale-0.1\n"             \
+    "  --count-as N      count as the authors' scripts do: authors-100 or authors-1000 (3 input\n"         \
+    "                    channels, imagenet stem, linear head, 100 or 1000 classes)\n"                       \
     "  --classes K       classifier outputs (default 100)\n"                                                  \
     "  --in-channels C   input image channels (default 3)\n"                                                  \
     "  --stem S          imagenet (torchvision's) or small (28-32 px images) (default imagenet)\n"            \
@@ -109,5 +115,6 @@ int cmd_report(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
 
 #endif

@@ -59,7 +59,7 @@ static int grid_rows(const cs_scale_request *req, double max_d, row *rows)
     int n_rows = 0;
     for (int64_t k = 1; k <= (int64_t)(max_d * CS_GRID + 0.5) && n_rows < MAX_ROWS; k++) {
         int depths[CS_MAX_STAGES] = {0};
-        cs_arch_depths_for(arch, (double)k / CS_GRID, CS_DEPTH_AUTHORS, depths);
+        cs_arch_depths_for(arch, (double)k / CS_GRID, cs_convention_depths(req->base.convention), depths);
         if (n_rows && memcmp(depths, rows[n_rows - 1].depths, sizeof depths) == 0)
             continue;
         memcpy(rows[n_rows++].depths, depths, sizeof depths);
@@ -214,7 +214,8 @@ int cmd_grid(int argc, char **argv)
             .arch_name = ap->name,
             .arch = arch,
             .budget = o.budget,
-            .base = {.in_channels = o.in_channels, .n_classes = o.classes, .stem = o.stem, .head = o.head},
+            .base = {.in_channels = o.in_channels, .n_classes = o.classes, .stem = o.stem, .head = o.head,
+                     .convention = o.convention},
         };
         int n_rows = mark_picks(reg, req, rows, grid_rows(&req, max_d, rows));
         qsort(rows, (size_t)n_rows, sizeof *rows, cmp_rows);

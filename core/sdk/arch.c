@@ -44,6 +44,21 @@ void cs_arch_depths_for(const cs_arch_iface *a, double d, cs_depth_rounding r, i
     }
 }
 
+cs_depth_rounding cs_convention_depths(cs_convention c)
+{
+    return c == CS_CONVENTION_CILSCALE_01 ? CS_DEPTH_ROUND_HALF_UP : CS_DEPTH_AUTHORS;
+}
+
+int cs_arch_is_reference(const cs_arch_iface *a, const cs_arch_config *cfg)
+{
+    if (cfg->w != 1.0)
+        return 0;
+    for (int i = 0; i < a->n_stages; i++)
+        if (cfg->depths[i] != a->stages[i].ref_depth)
+            return 0;
+    return 1;
+}
+
 void cs_arch_widths(const cs_arch_iface *a, const cs_arch_config *cfg, int *widths)
 {
     if (a->stage_widths) {
@@ -89,6 +104,8 @@ int cs_arch_check(const cs_arch_iface *a, const cs_arch_config *cfg, cs_error *e
         return cs_error_set(err, CS_ERR_ARG, "stem %d: expected imagenet or small", (int)cfg->stem);
     if (cfg->head != CS_HEAD_LINEAR && cfg->head != CS_HEAD_COSINE)
         return cs_error_set(err, CS_ERR_ARG, "head %d: expected linear or cosine", (int)cfg->head);
+    if (cfg->convention != CS_CONVENTION_AUTHORS && cfg->convention != CS_CONVENTION_CILSCALE_01)
+        return cs_error_set(err, CS_ERR_ARG, "convention %d: expected authors or cilscale-0.1", (int)cfg->convention);
     return CS_OK;
 }
 
@@ -137,6 +154,20 @@ static const char *const head_names[] = {"linear", "cosine"};
 
 const char *cs_stem_name(cs_stem s) { return (unsigned)s < 2 ? stem_names[s] : "?"; }
 const char *cs_head_name(cs_head h) { return (unsigned)h < 2 ? head_names[h] : "?"; }
+
+static const char *const convention_names[] = {"authors", "cilscale-0.1"};
+
+const char *cs_convention_name(cs_convention c) { return (unsigned)c < 2 ? convention_names[c] : "?"; }
+
+int cs_convention_parse(const char *s, cs_convention *out)
+{
+    for (int i = 0; i < 2; i++)
+        if (strcmp(s, convention_names[i]) == 0) {
+            *out = (cs_convention)i;
+            return CS_OK;
+        }
+    return CS_ERR_ARG;
+}
 
 int cs_stem_parse(const char *s, cs_stem *out)
 {

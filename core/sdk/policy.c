@@ -120,3 +120,16 @@ int cs_budget_parse(const char *s, int64_t *out, cs_error *err)
     *out = (int64_t)r;
     return CS_OK;
 }
+
+void cs_budget_short(int64_t budget, char *buf, size_t size)
+{
+    static const struct { int64_t unit; const char *suffix; } units[] = {{1000000000, "G"}, {1000000, "M"}, {1000, "k"}};
+    for (int i = 0; i < 3; i++) {
+        /* exact, with at most three decimals and three digits before the point */
+        if (budget < units[i].unit || budget % (units[i].unit / 1000) || budget / units[i].unit >= 1000)
+            continue;
+        snprintf(buf, size, "%.10g%s", (double)budget / (double)units[i].unit, units[i].suffix);
+        return;
+    }
+    snprintf(buf, size, "%lld", (long long)budget);
+}

@@ -19,6 +19,15 @@ typedef enum cs_stem {
     CS_STEM_SMALL = 1,    /* for 28-32 px images: first conv 3x3 stride 1, no max-pool */
 } cs_stem;
 
+/* Which scaling rules turn (w, d) into a network. */
+typedef enum cs_convention {
+    CS_CONVENTION_AUTHORS = 0, /* the AdvisIL authors' code (docs/advisil-reference.md): depth
+                                  _make_divisible(d * n, 1); ShuffleNetV2 widths, stem included, to
+                                  multiples of 8 whenever (w, depths) is not the reference */
+    CS_CONVENTION_CILSCALE_01 = 1, /* cilscale 0.1: depth max(1, round_half_up(d * n)); ShuffleNetV2
+                                  widths to multiples of 4 (exact at w = 1 at every depth) */
+} cs_convention;
+
 typedef enum cs_head {
     CS_HEAD_LINEAR = 0, /* linear classifier with bias */
     CS_HEAD_COSINE = 1, /* cosine-normalised classifier: no bias, one learnable scale */
@@ -41,6 +50,7 @@ typedef struct cs_arch_config {
     cs_stem stem;
     cs_head head;
     int no_last_relu;           /* build: leave out the ReLU right before the features (LUCIR) */
+    cs_convention convention;   /* the scaling rules (0: the authors') */
 } cs_arch_config;
 
 typedef struct cs_arch_iface {
@@ -88,6 +98,14 @@ typedef enum cs_depth_rounding {
 /* depths[i] for depth coefficient d under the given rounding. */
 void cs_arch_depths_for(const cs_arch_iface *a, double d, cs_depth_rounding r, int *depths);
 
+/* The depth rounding a convention uses for a depth coefficient
+ * (CS_DEPTH_AUTHORS or CS_DEPTH_ROUND_HALF_UP). */
+cs_depth_rounding cs_convention_depths(cs_convention c);
+
+/* 1 when cfg is the reference network's shape: w == 1 and every stage at
+ * its reference depth (an architecture's width rule may special-case it). */
+int cs_arch_is_reference(const cs_arch_iface *a, const cs_arch_config *cfg);
+
 /* The width divisor in force (a->width_divisor or 8). */
 int cs_arch_divisor(const cs_arch_iface *a);
 
@@ -116,6 +134,8 @@ int cs_arch_build(const cs_arch_iface *a, const char *arch_name, cs_graph *g, co
                   int *features, int *logits, cs_error *err);
 
 const char *cs_stem_name(cs_stem s); /* "imagenet", "small" */
+const char *cs_convention_name(cs_convention c); /* "authors", "cilscale-0.1" */
+int cs_convention_parse(const char *s, cs_convention *out);
 const char *cs_head_name(cs_head h); /* "linear", "cosine" */
 int cs_stem_parse(const char *s, cs_stem *out);
 int cs_head_parse(const char *s, cs_head *out);

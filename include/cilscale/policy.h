@@ -2,6 +2,7 @@
 #ifndef CILSCALE_POLICY_H
 #define CILSCALE_POLICY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "arch.h"
@@ -65,6 +66,10 @@ int cs_policy_budget_error(const cs_scale_request *req, int64_t smallest, cs_err
 /* Parses a parameter budget: "1M", "2.5M", "1500k", "3e6", "1000000"
  * (suffixes k, M, G; case-insensitive). It must be a whole number > 0. */
 int cs_budget_parse(const char *s, int64_t *out, cs_error *err);
+
+/* A budget as the shortest text cs_budget_parse reads back to it: "1M",
+ * "2.5M", "1500k", "123457". */
+void cs_budget_short(int64_t budget, char *buf, size_t size);
 
 /* The grid the shipped policies search (documented in the user guide):
  * w, d and phi are multiples of 1/CS_GRID; w and d lie in

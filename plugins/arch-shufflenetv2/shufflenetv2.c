@@ -12,12 +12,33 @@ static const cs_stage stages[] = {
 
 #define STEM_WIDTH 24
 #define LAST_WIDTH 1024
-/* 116, 232 and 464 are not multiples of 8, so rounding to 8 would change the
- * reference network itself (116 -> 120). Multiples of 4 keep it exact and keep
- * each stage's channel split into two even halves. */
-#define DIVISOR 4
 
 static const cs_arch_iface iface;
+
+/* The channel divisor for cfg. The authors' code (models/myShuffleNet.py)
+ * rounds the stem and every stage to multiples of 8 unless (w, d) = (1, 1),
+ * where it keeps torchvision's 24/116/232/464 (116 is no multiple of 8): so
+ * w = 1 at any other depth has 120 channels in stage2. cilscale 0.1 used
+ * multiples of 4, exact at w = 1 at every depth. Either way each stage splits
+ * into two even halves. 1 means "the reference widths as they are". */
+static int divisor(const cs_arch_config *cfg)
+{
+    if (cfg->convention == CS_CONVENTION_CILSCALE_01)
+        return 4;
+    return cs_arch_is_reference(&iface, cfg) ? 1 : 8;
+}
+
+static int scaled(const cs_arch_config *cfg, int ref)
+{
+    int div = divisor(cfg);
+    return div == 1 ? ref : cs_make_divisible(ref * cfg->w, div);
+}
+
+static void stage_widths(const cs_arch_config *cfg, int *widths)
+{
+    for (int s = 0; s < 3; s++)
+        widths[s] = scaled(cfg, stages[s].ref_width);
+}
 
 static int64_t conv_bn(int64_t in, int64_t out, int64_t k) { return k * k * in * out + 2 * out; }
 static int64_t dw_bn(int64_t c) { return 9 * c + 2 * c; }
@@ -26,7 +47,7 @@ static int64_t count_params(const cs_arch_config *cfg)
 {
     int widths[CS_MAX_STAGES];
     cs_arch_widths(&iface, cfg, widths);
-    int64_t in = cs_make_divisible(STEM_WIDTH * cfg->w, DIVISOR);
+    int64_t in = scaled(cfg, STEM_WIDTH);
     int64_t n = conv_bn(cfg->in_channels, in, 3);
     for (int s = 0; s < 3; s++) {
         int64_t out = widths[s], half = out / 2;
@@ -77,7 +98,7 @@ static int build(cs_graph *g, const cs_arch_config *cfg, int x)
 {
     int widths[CS_MAX_STAGES];
     cs_arch_widths(&iface, cfg, widths);
-    int stem = cs_make_divisible(STEM_WIDTH * cfg->w, DIVISOR);
+    int stem = scaled(cfg, STEM_WIDTH);
     cs_graph_scope(g, NULL);
     if (cfg->stem == CS_STEM_IMAGENET) {
         x = cs_relu(g, cs_batchnorm(g, "conv1.1", cs_conv2d(g, "conv1.0", x, stem, 3, 2, 1, 1, 0)));
@@ -100,7 +121,8 @@ static int build(cs_graph *g, const cs_arch_config *cfg, int x)
 static const cs_arch_iface iface = {
     .n_stages = 3,
     .stages = stages,
-    .width_divisor = DIVISOR,
+    .width_divisor = 8,
+    .stage_widths = stage_widths,
     .count_params = count_params,
     .build = build,
     .head_name = "fc",

@@ -6,7 +6,7 @@ static int fits(double d, void *ctx)
 {
     const cs_scale_request *req = ctx;
     int depths[CS_MAX_STAGES];
-    cs_arch_depths_for(req->arch, d, CS_DEPTH_AUTHORS, depths);
+    cs_arch_depths_for(req->arch, d, cs_convention_depths(req->base.convention), depths);
     return cs_policy_count(req, 1.0, depths) <= req->budget;
 }
 
@@ -15,11 +15,11 @@ static int scale(const cs_scale_request *req, cs_scale_result *res, cs_error *er
     int depths[CS_MAX_STAGES];
     int64_t k = cs_search_last(1, (int64_t)CS_COEF_MAX * CS_GRID, CS_GRID, fits, (void *)req);
     if (k < 1) {
-        cs_arch_depths_for(req->arch, 1.0 / CS_GRID, CS_DEPTH_AUTHORS, depths);
+        cs_arch_depths_for(req->arch, 1.0 / CS_GRID, cs_convention_depths(req->base.convention), depths);
         return cs_policy_budget_error(req, cs_policy_count(req, 1.0, depths), err);
     }
     double d = (double)k / CS_GRID;
-    cs_arch_depths_for(req->arch, d, CS_DEPTH_AUTHORS, depths);
+    cs_arch_depths_for(req->arch, d, cs_convention_depths(req->base.convention), depths);
     int rc = cs_policy_fill(req, 1.0, depths, res, err);
     if (rc)
         return rc;
