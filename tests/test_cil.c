@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -405,7 +406,7 @@ START_TEST(run_writes_results_and_resume_matches)
     snprintf(b, sizeof b, "%s/b", tu_tmpdir());
     int rc = tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", a, NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
-    ck_assert_ptr_nonnull(strstr(o, "lucir none resnet18 seed 3"));
+    ck_assert_ptr_nonnull(strstr(o, "lucir resnet18 w=0.1 [1,1,1,1] seed 3"));
     ck_assert_ptr_nonnull(strstr(e, "state 3/3: 10 classes seen"));
     const char *files[] = {"results.json", "results.csv", "accuracy.svg", "run.cfg", "state-0.safetensors",
                            "state-2.safetensors"};
@@ -496,6 +497,161 @@ START_TEST(sigterm_saves)
 }
 END_TEST
 
+/* The folders `sweep --list` names, one per line, and how many say `state`. */
+static int count_lines(const char *text, const char *prefix)
+{
+    int n = 0;
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        n += !strncmp(p, prefix, strlen(prefix));
+    return n;
+}
+
+/* The product of --set lists and seeds; figure 1 points per distinct depth
+ * vector; shards that split the list; every bad value refused before any run. */
+START_TEST(sweep_lists_and_refuses)
+{
+    const char *cfg = tiny_cfg(tiny_data(), "lucir");
+    char d[700], o[16384], e[8192];
+    snprintf(d, sizeof d, "%s/sw", tu_tmpdir());
+    int rc = tu_run(o, sizeof o, e, sizeof e, "sweep", cfg, "--set", "model.budget=100k,200k", "--set",
+                    "model.policy=psi,width", "--seeds", "1,2", "--out", d, "--list", NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
+    ck_assert_int_eq(count_lines(o, "new "), 8);
+    ck_assert_ptr_nonnull(strstr(o, "/resnet18-psi-100k-"));
+    ck_assert_ptr_nonnull(strstr(o, "/resnet18-width-200k-"));
+    ck_assert_ptr_nonnull(strstr(o, "-s2\n"));
+    /* figure 1: ResNet18's d grid gives [1,1,1,1] and [2,2,2,2] */
+    rc = tu_run(o, sizeof o, e, sizeof e, "sweep", cfg, "--set", "model.budget=100k", "--figure1", "--out", d,
+                "--list", NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
+    ck_assert_int_eq(count_lines(o, "new "), 2);
+    ck_assert_ptr_nonnull(strstr(o, "/resnet18-widest-100k-d1.1.1.1-"));
+    ck_assert_ptr_nonnull(strstr(o, "/resnet18-widest-100k-d2.2.2.2-"));
+    /* shards 1/3..3/3 cover the 8 runs once */
+    int total = 0;
+    for (int k = 1; k <= 3; k++) {
+        char shard[16];
+        snprintf(shard, sizeof shard, "%d/3", k);
+        rc = tu_run(o, sizeof o, e, sizeof e, "sweep", cfg, "--set", "model.budget=100k,200k", "--set",
+                    "model.policy=psi,width", "--seeds", "1,2", "--out", d, "--list", "--shard", shard, NULL);
+        ck_assert_int_eq(rc, 0);
+        total += count_lines(o, "new ");
+    }
+    ck_assert_int_eq(total, 8);
+    /* refused, one line each, exit 2, nothing made */
+    static const char *const bad[][3] = {
+        {"--set", "model.budgett=1M,2M", "unknown key 'model.budgett'"},
+        {"--set", "model.budget=1M,,2M", "an empty value"},
+        {"--set", "model.depths=[1,1,1,1", "unbalanced brackets"},
+        {"--shard", "3/2", "--shard '3/2': expected K/N with 1 <= K <= N"},
+        {"--seeds", "1,x", "--seeds '1,x': expected seeds"},
+        {"--jobs", "0", "--jobs '0': expected a whole number from 1 to 256"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rc = tu_run(o, sizeof o, e, sizeof e, "sweep", cfg, bad[i][0], bad[i][1], "--out", d, NULL);
+        ck_assert_msg(rc == 2, "%s %s: exit %d", bad[i][0], bad[i][1], rc);
+        ck_assert_msg(strstr(e, bad[i][2]) && strchr(e, '\n') == e + strlen(e) - 1, "%s %s: %s", bad[i][0],
+                      bad[i][1], e);
+    }
+    rc = tu_run(o, sizeof o, e, sizeof e, "sweep", cfg, "--figure1", "--out", d, NULL);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_ptr_nonnull(strstr(e, "--figure1 needs a budget"));
+    rc = tu_run(o, sizeof o, e, sizeof e, "sweep", cfg, "--set", "seed=1,2", NULL);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_ptr_nonnull(strstr(e, "--out DIR is required"));
+    rc = tu_run(o, sizeof o, e, sizeof e, "sweep", cfg, "--set", "model.budget=1M", "--set", "model.convention=paper",
+                "--figure1", "--out", d, NULL);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_ptr_nonnull(strstr(e, "model.convention 'paper': expected authors or cilscale-0.1"));
+    struct stat st;
+    ck_assert_int_ne(stat(d, &st), 0); /* nothing was made */
+}
+END_TEST
+
+/* A sweep runs its product (two at a time), skips what is done, refuses a
+ * folder of other settings, resumes a run stopped by SIGTERM to the same
+ * numbers as an unstopped run, and writes its report. */
+START_TEST(sweep_runs_skips_and_resumes)
+{
+    const char *cfg = tiny_cfg(tiny_data(), "finetune");
+    char d[700], o[16384], e[8192];
+    snprintf(d, sizeof d, "%s/sw", tu_tmpdir());
+    int rc = tu_run(o, sizeof o, e, sizeof e, "sweep", cfg, "--set", "model.width=0.1,0.15", "--out", d, "--jobs",
+                    "2", NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s\n%s", rc, o, e);
+    ck_assert_ptr_nonnull(strstr(o, "2 runs in"));
+    ck_assert_int_eq(count_lines(o, "[1/2] done") + count_lines(o, "[2/2] done"), 2);
+    ck_assert_ptr_nonnull(strstr(o, "report in"));
+    char path[900];
+    snprintf(path, sizeof path, "%s/report/report.csv", d);
+    char *csv = slurp_file(path);
+    ck_assert_ptr_nonnull(csv);
+    ck_assert_msg(strstr(csv, "finetune resnet18 w=0.15 [1,1,1,1] seed 3"), "%s", csv);
+    /* again: nothing to do */
+    rc = tu_run(o, sizeof o, e, sizeof e, "sweep", cfg, "--set", "model.width=0.1,0.15", "--out", d, NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
+    ck_assert_ptr_nonnull(strstr(o, "(2 done already, 0 to go)"));
+    /* a folder holding another run is refused, not overwritten */
+    rc = tu_run(o, sizeof o, e, sizeof e, "sweep", cfg, "--set", "model.width=0.1", "--out", d, "--list", NULL);
+    char first[700];
+    ck_assert_int_eq(sscanf(o, "done %699s", first), 1);
+    char cmd[2400];
+    snprintf(cmd, sizeof cmd, "sed -i 's/^# seed: 3$/# seed: 4/' %s/results.csv", first);
+    ck_assert_int_eq(system(cmd), 0);
+    rc = tu_run(o, sizeof o, e, sizeof e, "sweep", cfg, "--set", "model.width=0.1", "--out", d, NULL);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_ptr_nonnull(strstr(e, "holds a run of other settings or another seed"));
+
+    /* SIGTERM to the sweep: the run saves, the sweep says how to go on */
+    char ref[700], sw2[700];
+    snprintf(ref, sizeof ref, "%s/ref", tu_tmpdir());
+    snprintf(sw2, sizeof sw2, "%s/sw2", tu_tmpdir());
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(getenv("CILSCALE_EXE"), "cilscale", "sweep", cfg, "--set", "train.epochs=12", "--out", sw2,
+              "--no-report", (char *)NULL);
+        _exit(127);
+    }
+    struct timespec tick = {0, 10000000};
+    char runcfg[900] = "";
+    for (int i = 0; i < 2000 && !runcfg[0]; i++) {
+        nanosleep(&tick, NULL);
+        DIR *dp = opendir(sw2);
+        struct dirent *de;
+        while (dp && (de = readdir(dp)))
+            if (de->d_name[0] != '.') {
+                struct stat st;
+                snprintf(path, sizeof path, "%s/%s/run.cfg", sw2, de->d_name);
+                if (stat(path, &st) == 0)
+                    snprintf(runcfg, sizeof runcfg, "%s", path);
+            }
+        if (dp)
+            closedir(dp);
+    }
+    ck_assert_msg(runcfg[0], "the sweep's run never started");
+    kill(pid, SIGTERM);
+    int status;
+    waitpid(pid, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 143, "status %d", status);
+    rc = tu_run(o, sizeof o, e, sizeof e, "sweep", cfg, "--set", "train.epochs=12", "--out", sw2, "--list", NULL);
+    ck_assert_int_eq(count_lines(o, "resume "), 1);
+    rc = tu_run(o, sizeof o, e, sizeof e, "sweep", cfg, "--set", "train.epochs=12", "--out", sw2, "--no-report",
+                NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
+    ck_assert_ptr_nonnull(strstr(o, "resume "));
+    rc = tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--set", "train.epochs=12", "--out", ref, NULL);
+    ck_assert_int_eq(rc, 0);
+    char rows_a[4096], rows_b[4096];
+    accuracy_rows(ref, rows_a, sizeof rows_a);
+    runcfg[strlen(runcfg) - strlen("/run.cfg")] = '\0';
+    accuracy_rows(runcfg, rows_b, sizeof rows_b);
+    ck_assert_str_eq(rows_b, rows_a);
+}
+END_TEST
+
 START_TEST(run_config_errors)
 {
     char o[4096], e[4096];
@@ -549,6 +705,8 @@ int main(void)
     tcase_add_test(t, interrupt_saves_and_resume_finishes);
     tcase_add_test(t, sigterm_saves);
     tcase_add_test(t, run_config_errors);
+    tcase_add_test(t, sweep_lists_and_refuses);
+    tcase_add_test(t, sweep_runs_skips_and_resumes);
     suite_add_tcase(s, t);
     return tu_run_suite(s) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -180,6 +180,28 @@ START_TEST(test_summary_best_later)
 }
 END_TEST
 
+/* top-5 is not applicable (NaN) while five or fewer classes are seen: its
+ * means count only the states where it is. */
+START_TEST(test_summary_top5_not_applicable)
+{
+    static const double top1[] = {0.9, 0.7, 0.5, 0.4};
+    static const double g[][8] = {{0.9}, {0.6, 0.8}, {0.4, 0.5, 0.6}, {0.3, 0.4, 0.5, 0.4}};
+    cs_run_result *r = make_run("t5", 4, top1, g);
+    r->states[0].top5 = r->states[1].top5 = NAN;
+    r->states[2].top5 = 0.9;
+    r->states[3].top5 = 0.8;
+    cs_run_summary s;
+    cs_run_summarize(r, &s);
+    ck_assert_double_eq_tol(s.last5, 0.8, TOL);
+    ck_assert_double_eq_tol(s.avg_inc5, (0.9 + 0.8) / 2, TOL);
+    ck_assert_double_eq_tol(s.avg_inc5_all, (0.9 + 0.8) / 2, TOL);
+    r->states[2].top5 = r->states[3].top5 = NAN;
+    cs_run_summarize(r, &s);
+    ck_assert(isnan(s.last5) && isnan(s.avg_inc5) && isnan(s.avg_inc5_all));
+    ck_assert_double_eq_tol(s.avg_inc, (0.7 + 0.5 + 0.4) / 3, TOL); /* top-1 untouched */
+}
+END_TEST
+
 START_TEST(test_summary_one_state)
 {
     static const double top1[] = {0.8125};
@@ -206,6 +228,9 @@ START_TEST(test_json)
     cs_run_result *r = make_run("lucir psi \"resnet18\" seed 1", 3, top1, g);
     r->config_text = "experiment = {\n  seed = 1;\n};\n";
     r->states[1].train_loss = NAN;
+    r->counted = r->params;
+    snprintf(r->count, sizeof r->count, "trained: linear head, 100 classes, 3 input channels, imagenet stem");
+    snprintf(r->settings, sizeof r->settings, "model.arch=resnet18; seed=\"x\"");
     const char *dir = subdir("json");
     cs_error e;
     ck_assert_msg(cs_results_write(dir, r, &e) == 0, "%s", e.msg);
@@ -221,6 +246,10 @@ START_TEST(test_json)
         "\"data\": \"/data/cifar100\"",
         "\"budget\": 1000000",
         "\"params\": 988500",
+        "\"budget_counted\": 988500",
+        "\"budget_counts\": \"trained: linear head, 100 classes, 3 input channels, imagenet stem\"",
+        "\"budget_use\": 0.9885",
+        "\"settings\": \"model.arch=resnet18; seed=\\\"x\\\"\"",
         "\"w\": 0.445",
         "\"d\": 0.5",
         "\"resolution\": 1",
@@ -231,7 +260,8 @@ START_TEST(test_json)
         "\"n_states_planned\": 4",
         "\"seconds\": 1234.5",
         "\"summary\": {\"last_top1\": 0.5, \"avg_incremental_top1\": 0.6, \"avg_incremental_top1_all\": 0.7, "
-        "\"forgetting\": 0.4}",
+        "\"forgetting\": 0.4, \"last_top5\": 0.65, \"avg_incremental_top5\": 0.75, "
+        "\"avg_incremental_top5_all\": 0.833333}",
         "\"states\": [\n    {\"state\": 0, \"n_new\": 10, \"n_seen\": 10, \"top1\": 0.9, \"top5\": 1, "
         "\"train_loss\": 2.5, \"train_seconds\": 100.25, \"eval_seconds\": 3.125, \"group_top1\": [0.9]}",
         "{\"state\": 1, \"n_new\": 10, \"n_seen\": 20, \"top1\": 0.7, \"top5\": 0.85, \"train_loss\": null",
@@ -254,8 +284,10 @@ START_TEST(test_json)
     j = slurp(path_in(dir, "results.json"));
     assert_contains(j, "\"policy\": null");
     assert_contains(j, "\"budget\": null");
+    assert_contains(j, "\"budget_use\": null");
     assert_contains(j, "\"summary\": {\"last_top1\": 0.9, \"avg_incremental_top1\": null, "
-                       "\"avg_incremental_top1_all\": 0.9, \"forgetting\": null}");
+                       "\"avg_incremental_top1_all\": 0.9, \"forgetting\": null, \"last_top5\": 1, "
+                       "\"avg_incremental_top5\": null, \"avg_incremental_top5_all\": 1}");
     assert_contains(j, "\"config\": null\n}\n");
     assert_no_temps(dir);
 }
@@ -279,6 +311,8 @@ START_TEST(test_csv_roundtrip)
     r->states[2].top5 = NAN;
     r->states[3].group_top1[1] = NAN;
     r->w = 0.123456789;
+    snprintf(r->count, sizeof r->count, "count: a\nb");
+    snprintf(r->settings, sizeof r->settings, "data.path=/x; model.arch=resnet18");
     const char *dir = subdir("csv");
     cs_error e;
     ck_assert_msg(cs_results_write(dir, r, &e) == 0, "%s", e.msg);
@@ -286,7 +320,10 @@ START_TEST(test_csv_roundtrip)
     static const char head[] =
         "# label: psi, seed 7: B50 # with commas\n# arch: resnet18\n# policy: psi\n"
         "# cil: lucir\n# backend: cpu\n# params: 988500\n# budget: 1000000\n"
-        "# w: 0.123457\n# seed: 18446744073709551615\n# n_states_planned: 5\n"
+        "# budget_counted: 0\n# budget_counts: count: a b\n"
+        "# w: 0.123457\n# d: 0.5\n# resolution: 1\n# depths: 1,1,1,1\n# widths: 32,56,112,224\n"
+        "# settings: data.path=/x; model.arch=resnet18\n"
+        "# seed: 18446744073709551615\n# n_states_planned: 5\n"
         "# version: 0.1.0\n"
         "state,n_new,n_seen,top1,top5,train_loss,train_seconds,eval_seconds,group_top1\n"
         "0,10,10,0.123457,0.273457,2.5,100.25,3.125,0.123457\n";
@@ -309,6 +346,12 @@ START_TEST(test_csv_roundtrip)
     ck_assert_int_eq(back.n_states, 4);
     ck_assert_ptr_null(back.config_text);
     assert_close(back.w, r->w, "w", 0);
+    assert_close(back.d, r->d, "d", 0);
+    ck_assert_str_eq(back.settings, r->settings);
+    ck_assert_str_eq(back.count, "count: a b"); /* one line */
+    ck_assert_int_eq(back.n_stages, 4);
+    ck_assert_int_eq(back.depths[3], 1);
+    ck_assert_int_eq(back.widths[3], 224);
     for (int i = 0; i < 4; i++) {
         const cs_state_result *a = &r->states[i], *b = &back.states[i];
         ck_assert_int_eq(b->state, i);
@@ -593,22 +636,22 @@ START_TEST(test_report_table)
     ck_assert_int_eq(RUN("report", runs), 0);
     ck_assert_str_eq(err, "");
     ck_assert_str_eq(table_row(out, "label"),
-                     "label arch policy cil params states last avg inc avg all forgetting");
+                     "label arch policy cil params use states last avg inc avg all avg inc5 forgetting");
     ck_assert_str_eq(table_row(out, "compound, seed=1"),
-                     "compound, seed=1 resnet18 compound lucir 1,000,000 2 50.00 50.00 60.00 30.00");
+                     "compound, seed=1 resnet18 compound lucir 1,000,000 100.0% 2 50.00 50.00 60.00 50.00 30.00");
     ck_assert_str_eq(table_row(out, "compound, seed=2"),
-                     "compound, seed=2 resnet18 compound lucir 1,000,000 2 56.00 56.00 65.00 26.00");
-    ck_assert_str_eq(table_row(out, "psi seed 1"), "psi seed 1 resnet18 psi lucir 1,000,000 2 60.00 60.00 70.00 30.00");
-    ck_assert_str_eq(table_row(out, "psi seed 2"), "psi seed 2 resnet18 psi lucir 1,000,000 2 62.00 62.00 72.00 28.00");
-    ck_assert_str_eq(table_row(out, "psi seed 3"), "psi seed 3 resnet18 psi lucir 1,000,000 2 64.00 64.00 74.00 26.00");
-    ck_assert_str_eq(table_row(out, "solo"), "solo resnet18 width lucir 1,000,000 1/3 90.00 - 90.00 -");
+                     "compound, seed=2 resnet18 compound lucir 1,000,000 100.0% 2 56.00 56.00 65.00 56.00 26.00");
+    ck_assert_str_eq(table_row(out, "psi seed 1"), "psi seed 1 resnet18 psi lucir 1,000,000 100.0% 2 60.00 60.00 70.00 60.00 30.00");
+    ck_assert_str_eq(table_row(out, "psi seed 2"), "psi seed 2 resnet18 psi lucir 1,000,000 100.0% 2 62.00 62.00 72.00 62.00 28.00");
+    ck_assert_str_eq(table_row(out, "psi seed 3"), "psi seed 3 resnet18 psi lucir 1,000,000 100.0% 2 64.00 64.00 74.00 64.00 26.00");
+    ck_assert_str_eq(table_row(out, "solo"), "solo resnet18 width lucir 1,000,000 100.0% 1/3 90.00 - 90.00 - -");
     /* groups: mean ± sample std; compound: sqrt(18), sqrt(12.5), sqrt(8) */
     ck_assert_str_eq(table_row(out, "compound (2 seeds)"),
-                     "compound (2 seeds) resnet18 compound lucir 1,000,000 2 53.00 \xc2\xb1 4.24 "
-                     "53.00 \xc2\xb1 4.24 62.50 \xc2\xb1 3.54 28.00 \xc2\xb1 2.83");
+                     "compound (2 seeds) resnet18 compound lucir 1,000,000 100.0% 2 53.00 \xc2\xb1 4.24 "
+                     "53.00 \xc2\xb1 4.24 62.50 \xc2\xb1 3.54 53.00 \xc2\xb1 4.24 28.00 \xc2\xb1 2.83");
     ck_assert_str_eq(table_row(out, "psi (3 seeds)"),
-                     "psi (3 seeds) resnet18 psi lucir 1,000,000 2 62.00 \xc2\xb1 2.00 62.00 \xc2\xb1 2.00 "
-                     "72.00 \xc2\xb1 2.00 28.00 \xc2\xb1 2.00");
+                     "psi (3 seeds) resnet18 psi lucir 1,000,000 100.0% 2 62.00 \xc2\xb1 2.00 62.00 \xc2\xb1 2.00 "
+                     "72.00 \xc2\xb1 2.00 62.00 \xc2\xb1 2.00 28.00 \xc2\xb1 2.00");
     /* the runs in folder order, then the groups, after a rule */
     const char *a = strstr(out, "compound, seed=1"), *b = strstr(out, "psi seed 1"), *c = strstr(out, "solo"),
                *rule = strstr(out, "\n---"), *d = strstr(out, "compound (2 seeds)"), *e = strstr(out, "psi (3");
@@ -631,16 +674,16 @@ START_TEST(test_report_table)
 END_TEST
 
 static const char want_csv[] =
-    "label,runs,arch,policy,cil,params,states,last_top1,last_top1_std,avg_inc_top1,avg_inc_top1_std,"
-    "avg_inc_all_top1,avg_inc_all_top1_std,forgetting,forgetting_std\n"
-    "\"compound, seed=1\",1,resnet18,compound,lucir,1000000,2,50.00,,50.00,,60.00,,30.00,\n"
-    "\"compound, seed=2\",1,resnet18,compound,lucir,1000000,2,56.00,,56.00,,65.00,,26.00,\n"
-    "psi seed 1,1,resnet18,psi,lucir,1000000,2,60.00,,60.00,,70.00,,30.00,\n"
-    "psi seed 2,1,resnet18,psi,lucir,1000000,2,62.00,,62.00,,72.00,,28.00,\n"
-    "psi seed 3,1,resnet18,psi,lucir,1000000,2,64.00,,64.00,,74.00,,26.00,\n"
-    "solo,1,resnet18,width,lucir,1000000,1/3,90.00,,,,90.00,,,\n"
-    "compound (2 seeds),2,resnet18,compound,lucir,1000000,2,53.00,4.24,53.00,4.24,62.50,3.54,28.00,2.83\n"
-    "psi (3 seeds),3,resnet18,psi,lucir,1000000,2,62.00,2.00,62.00,2.00,72.00,2.00,28.00,2.00\n";
+    "label,runs,arch,policy,cil,params,budget_use,states,last_top1,last_top1_std,avg_inc_top1,avg_inc_top1_std,"
+    "avg_inc_all_top1,avg_inc_all_top1_std,avg_inc_top5,avg_inc_top5_std,forgetting,forgetting_std\n"
+    "\"compound, seed=1\",1,resnet18,compound,lucir,1000000,1.0000,2,50.00,,50.00,,60.00,,50.00,,30.00,\n"
+    "\"compound, seed=2\",1,resnet18,compound,lucir,1000000,1.0000,2,56.00,,56.00,,65.00,,56.00,,26.00,\n"
+    "psi seed 1,1,resnet18,psi,lucir,1000000,1.0000,2,60.00,,60.00,,70.00,,60.00,,30.00,\n"
+    "psi seed 2,1,resnet18,psi,lucir,1000000,1.0000,2,62.00,,62.00,,72.00,,62.00,,28.00,\n"
+    "psi seed 3,1,resnet18,psi,lucir,1000000,1.0000,2,64.00,,64.00,,74.00,,64.00,,26.00,\n"
+    "solo,1,resnet18,width,lucir,1000000,1.0000,1/3,90.00,,,,90.00,,,,,\n"
+    "compound (2 seeds),2,resnet18,compound,lucir,1000000,1.0000,2,53.00,4.24,53.00,4.24,62.50,3.54,53.00,4.24,28.00,2.83\n"
+    "psi (3 seeds),3,resnet18,psi,lucir,1000000,1.0000,2,62.00,2.00,62.00,2.00,72.00,2.00,62.00,2.00,28.00,2.00\n";
 
 START_TEST(test_report_csv)
 {
@@ -655,12 +698,13 @@ START_TEST(test_report_csv)
     ck_assert_int_eq(RUN("report", "--csv", path_in(runs, "solo"), path_in(runs, "psi-s2/results.csv"),
                          path_in(runs, "psi-s1")),
                      0);
-    ck_assert_str_eq(out, "label,runs,arch,policy,cil,params,states,last_top1,last_top1_std,avg_inc_top1,"
-                          "avg_inc_top1_std,avg_inc_all_top1,avg_inc_all_top1_std,forgetting,forgetting_std\n"
-                          "solo,1,resnet18,width,lucir,1000000,1/3,90.00,,,,90.00,,,\n"
-                          "psi seed 2,1,resnet18,psi,lucir,1000000,2,62.00,,62.00,,72.00,,28.00,\n"
-                          "psi seed 1,1,resnet18,psi,lucir,1000000,2,60.00,,60.00,,70.00,,30.00,\n"
-                          "psi (2 seeds),2,resnet18,psi,lucir,1000000,2,61.00,1.41,61.00,1.41,71.00,1.41,29.00,1.41\n");
+    ck_assert_str_eq(out, "label,runs,arch,policy,cil,params,budget_use,states,last_top1,last_top1_std,avg_inc_top1,"
+                          "avg_inc_top1_std,avg_inc_all_top1,avg_inc_all_top1_std,avg_inc_top5,avg_inc_top5_std,"
+                          "forgetting,forgetting_std\n"
+                          "solo,1,resnet18,width,lucir,1000000,1.0000,1/3,90.00,,,,90.00,,,,,\n"
+                          "psi seed 2,1,resnet18,psi,lucir,1000000,1.0000,2,62.00,,62.00,,72.00,,62.00,,28.00,\n"
+                          "psi seed 1,1,resnet18,psi,lucir,1000000,1.0000,2,60.00,,60.00,,70.00,,60.00,,30.00,\n"
+                          "psi (2 seeds),2,resnet18,psi,lucir,1000000,1.0000,2,61.00,1.41,61.00,1.41,71.00,1.41,61.00,1.41,29.00,1.41\n");
 }
 END_TEST
 
@@ -673,9 +717,12 @@ START_TEST(test_report_out)
     assert_contains(out, "psi (3 seeds)");
     const char *svg = slurp(path_in(dir, "report.svg"));
     ck_assert_int_eq(strncmp(svg, "<svg", 4), 0);
-    ck_assert_int_eq(count(svg, "<polyline"), 6);
+    /* the runs not in a group get a line; a group, its mean line and band */
+    ck_assert_int_eq(count(svg, "<polyline"), 3);
+    ck_assert_int_eq(count(svg, "<polygon"), 2);
     assert_contains(svg, "psi &amp; compound &lt;B50&gt;");
-    assert_contains(svg, ">compound, seed=1</text>");
+    assert_contains(svg, ">compound (2 seeds)</text>");
+    assert_contains(svg, ">solo</text>");
     ck_assert_str_eq(slurp(path_in(dir, "report.csv")), want_csv);
     assert_no_temps(dir);
 }
@@ -713,13 +760,93 @@ START_TEST(test_report_errors)
     snprintf(want, sizeof want, "cilscale report: %s/psi-s2/results.csv:3: 8 columns, expected 9", runs);
     assert_one_line(err, want);
     ck_assert_str_eq(table_row(out, "psi (2 seeds)"),
-                     "psi (2 seeds) resnet18 psi lucir 1,000,000 2 62.00 \xc2\xb1 2.83 62.00 \xc2\xb1 2.83 "
-                     "72.00 \xc2\xb1 2.83 28.00 \xc2\xb1 2.83");
+                     "psi (2 seeds) resnet18 psi lucir 1,000,000 100.0% 2 62.00 \xc2\xb1 2.83 62.00 \xc2\xb1 2.83 "
+                     "72.00 \xc2\xb1 2.83 62.00 \xc2\xb1 2.83 28.00 \xc2\xb1 2.83");
     assert_lacks(out, "psi seed 2");
 
     /* the top-level usage names the command */
     ck_assert_int_eq(RUN("--help"), 0);
     assert_contains(out, "  report ");
+}
+END_TEST
+
+/* A results.csv as cilscale writes it now: settings, budget count, depths. */
+static void set_run(const char *folder, const char *label, const char *policy, unsigned seed, const char *settings,
+                    long long params, long long budget, const char *depths, double top1a, double top1b)
+{
+    char rel[256], text[4096];
+    snprintf(rel, sizeof rel, "grid/%s", folder);
+    subdir(rel);
+    snprintf(text, sizeof text,
+             "# label: %s\n# arch: resnet18\n# policy: %s\n# cil: lucir\n# backend: cpu\n# params: %lld\n"
+             "# budget: %lld\n# budget_counted: %lld\n# w: 0.5\n# depths: %s\n# settings: %s\n# seed: %u\n"
+             "# n_states_planned: 2\n# version: 0.1.0\n" HDR "0,5,5,%g,nan,1.5,10,1,%g\n1,5,10,%g,%g,1.25,10,1,%g;%g\n",
+             label, policy, params, budget, params, depths, settings, seed, top1a, top1a, top1b, top1b, top1b, top1b);
+    snprintf(rel, sizeof rel, "grid/%s/results.csv", folder);
+    tu_write(rel, text);
+}
+
+/* Groups are runs of equal settings; equal labels of other settings are kept
+ * apart and told apart; a repeated seed stays out of the mean. */
+START_TEST(test_report_groups_by_settings)
+{
+    subdir("grid");
+    const char *a = "model.arch=resnet18; model.budget=1000000; train.epochs=4";
+    const char *b = "model.arch=resnet18; model.budget=1000000; train.epochs=8";
+    set_run("a1", "psi 1M seed 1", "psi", 1, a, 959409, 1000000, "1,1,1,1", 0.8, 0.5);
+    set_run("a2", "psi 1M seed 2", "psi", 2, a, 959409, 1000000, "1,1,1,1", 0.8, 0.6);
+    set_run("a2again", "psi 1M seed 2", "psi", 2, a, 959409, 1000000, "1,1,1,1", 0.8, 0.9);
+    set_run("b1", "psi 1M seed 1", "psi", 1, b, 959409, 1000000, "1,1,1,1", 0.8, 0.3);
+    set_run("b2", "psi 1M seed 2", "psi", 2, b, 959409, 1000000, "1,1,1,1", 0.8, 0.4);
+    const char *dir = path_in(tu_tmpdir(), "grid");
+    ck_assert_int_eq(RUN("report", dir), 0);
+    /* two groups, each of two runs: 0.5/0.6 (a, the repeat of seed 2 kept out) and 0.3/0.4 (b) */
+    assert_contains(out, "psi 1M (2 seeds) {train.epochs=4}");
+    assert_contains(out, "psi 1M (2 seeds) {train.epochs=8}");
+    ck_assert_str_eq(table_row(out, "psi 1M (2 seeds) {train.epochs=4}"),
+                     "psi 1M (2 seeds) {train.epochs=4} resnet18 psi lucir 959,409 95.9% 2 55.00 \xc2\xb1 7.07 "
+                     "55.00 \xc2\xb1 7.07 67.50 \xc2\xb1 3.54 55.00 \xc2\xb1 7.07 25.00 \xc2\xb1 7.07");
+    ck_assert_str_eq(table_row(out, "psi 1M (2 seeds) {train.epochs=8}"),
+                     "psi 1M (2 seeds) {train.epochs=8} resnet18 psi lucir 959,409 95.9% 2 35.00 \xc2\xb1 7.07 "
+                     "35.00 \xc2\xb1 7.07 57.50 \xc2\xb1 3.54 35.00 \xc2\xb1 7.07 45.00 \xc2\xb1 7.07");
+    assert_contains(err, "warning: 'psi 1M seed 2' and 'psi 1M seed 2' are the same settings and seed 2");
+    assert_contains(err, "warning: two groups are labelled 'psi 1M (2 seeds)' but their settings differ "
+                         "(train.epochs=4 vs train.epochs=8)");
+}
+END_TEST
+
+/* --figure1: one chart per architecture, a line per depth vector, psi's point ringed, the budget marked. */
+START_TEST(test_report_figure1)
+{
+    subdir("grid");
+    const char *s1 = "model.arch=resnet18; model.budget=1000000; model.depths=1,1,1,1";
+    const char *s2 = "model.arch=resnet18; model.budget=1000000; model.depths=2,2,2,2";
+    const char *s3 = "model.arch=resnet18; model.budget=1000000; model.policy=compound";
+    for (unsigned k = 1; k <= 2; k++) {
+        char f[32];
+        snprintf(f, sizeof f, "d1-s%u", k);
+        set_run(f, "widest 1M [1,1,1,1]", "widest", k, s1, 959409, 1000000, "1,1,1,1", 0.8, 0.5 + 0.1 * k);
+        snprintf(f, sizeof f, "d2-s%u", k);
+        set_run(f, "widest 1M [2,2,2,2]", "widest", k, s2, 990833, 1000000, "2,2,2,2", 0.8, 0.4);
+        snprintf(f, sizeof f, "c-s%u", k);
+        set_run(f, "compound 1M", "compound", k, s3, 959409, 1000000, "1,1,1,1", 0.8, 0.45);
+    }
+    const char *dir = path_in(tu_tmpdir(), "grid"), *outdir = path_in(tu_tmpdir(), "fig");
+    ck_assert_int_eq(RUN("report", dir, "--figure1"), 2);
+    assert_one_line(err, "cilscale report: --figure1 writes DIR/figure1-ARCH.svg: give --out DIR");
+    ck_assert_int_eq(RUN("report", dir, "--out", outdir, "--figure1", "--metric", "top7"), 2);
+    assert_one_line(err, "cilscale report: --metric 'top7': expected top1 or top5");
+    ck_assert_int_eq(RUN("report", dir, "--out", outdir, "--figure1"), 0);
+    const char *svg = slurp(path_in(outdir, "figure1-resnet18.svg"));
+    assert_contains(svg, ">depths [1,1,1,1]</text>");
+    assert_contains(svg, ">depths [2,2,2,2]</text>");
+    assert_contains(svg, ">compound</text>");
+    assert_contains(svg, ">budget 1M</text>");
+    ck_assert_int_eq(count(svg, "class=\"highlight\""), 1); /* the one-block-per-stage point */
+    ck_assert_int_eq(count(svg, "class=\"series\""), 3);
+    /* [1,1,1,1]: mean 65 +- 7.07 over the two seeds: an error bar */
+    assert_contains(svg, "stroke-width=\"1.5\"");
+    assert_no_temps(outdir);
 }
 END_TEST
 
@@ -730,6 +857,7 @@ static Suite *results_suite(void)
     tcase_add_test(tc, test_summary_three_states);
     tcase_add_test(tc, test_summary_best_later);
     tcase_add_test(tc, test_summary_one_state);
+    tcase_add_test(tc, test_summary_top5_not_applicable);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("files");
@@ -750,6 +878,8 @@ static Suite *results_suite(void)
     tcase_add_test(tc, test_report_csv);
     tcase_add_test(tc, test_report_out);
     tcase_add_test(tc, test_report_errors);
+    tcase_add_test(tc, test_report_groups_by_settings);
+    tcase_add_test(tc, test_report_figure1);
     tcase_add_checked_fixture(tc, NULL, tu_remove_tmpdir);
     suite_add_tcase(s, tc);
     return s;

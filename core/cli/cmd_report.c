@@ -13,24 +13,38 @@
 
 #include "runtime/atomic.h"
 #include "runtime/results.h"
+#include "runtime/svgplot.h"
 #include "cli/cli.h"
 
 static const char usage[] =
-    "usage: cilscale report DIR... [--out DIR] [--title T] [--csv]\n"
+    "usage: cilscale report DIR... [--out DIR] [--title T] [--csv] [--figure1] [--metric top1|top5]\n"
     "\n"
     "Reads the results.csv of each run folder DIR (or, when DIR has none, of each\n"
     "of its immediate subfolders that has one, in name order) and prints one table:\n"
-    "label, architecture, policy, CIL algorithm, parameters, states finished, and\n"
-    "in %: top-1 after the last state (last), mean top-1 over the states after the\n"
-    "first (avg inc), mean top-1 over all states (avg all), and forgetting (mean\n"
-    "over the earlier states' classes of their best top-1 before the last state\n"
-    "less their top-1 after it). '-' marks a value that is not defined (avg inc and\n"
-    "forgetting need two states). Runs whose labels differ only in a trailing\n"
-    "'seed N' also get a row of their own: mean +- sample standard deviation over\n"
-    "the seeds.\n"
+    "label, architecture, policy, CIL algorithm, parameters, budget use (the count\n"
+    "the budget was held to / the budget), states finished, and in %: top-1 after\n"
+    "the last state (last), mean top-1 over the states after the first (avg inc),\n"
+    "mean top-1 over all states (avg all), mean top-5 over the states after the\n"
+    "first with more than 5 classes seen (avg inc5), and forgetting (mean over the\n"
+    "earlier states' classes of their best top-1 before the last state less their\n"
+    "top-1 after it). '-' marks a value that is not defined.\n"
     "\n"
-    "  --out DIR         also write DIR/report.svg (top-1 against classes seen, one\n"
-    "                    line per run) and DIR/report.csv (the table); makes DIR\n"
+    "Runs whose resolved settings are equal except for the seed also get a row of\n"
+    "their own: mean +- sample standard deviation over the seeds. Runs of other\n"
+    "settings are never merged: when two groups would share a label, a warning\n"
+    "names the settings that differ and the labels show them. A seed that appears\n"
+    "twice in a group is warned about and its second run kept apart. Runs written\n"
+    "before settings were recorded group by their label less a trailing 'seed N'.\n"
+    "\n"
+    "  --out DIR         also write DIR/report.csv (the table), DIR/report.svg (top-1\n"
+    "                    against classes seen: a line per run, mean +- std bands for\n"
+    "                    groups); makes DIR\n"
+    "  --figure1         with --out: DIR/figure1-ARCH.svg per architecture: the metric\n"
+    "                    against parameters (log), one line per depth vector, the\n"
+    "                    budgets marked, psi's point ringed, error bars over seeds;\n"
+    "                    other policies as points\n"
+    "  --metric M        figure 1's metric: top1 (average incremental top-1, default) or\n"
+    "                    top5 (average incremental top-5, the paper's)\n"
     "  --title T         the plot's title (default: top-1 accuracy against classes seen)\n"
     "  --csv             print the table as CSV (values in %, std columns for groups)\n"
     "  --help            this text\n"
@@ -38,7 +52,7 @@ static const char usage[] =
     "Exit status: 0 done; 1 a run could not be read (each named on one line; the\n"
     "others are still reported) or the output could not be written; 2 bad usage.\n";
 
-#define N_METRICS 4
+#define N_METRICS 5
 
 typedef struct run {
     cs_run_result *r;
@@ -47,8 +61,12 @@ typedef struct run {
 
 /* One row of the table: a run, or the mean of runs that differ in their seed. */
 typedef struct row {
-    char label[sizeof((cs_run_result *)0)->label + 32];
+    char label[sizeof((cs_run_result *)0)->label + 256];
     int runs;
+    int first;      /* index of its first run */
+    int *members;   /* groups: the runs' indices (owned) */
+    int in_group;   /* a single run's row whose run also counts in a group row */
+    double use;     /* budget use, NaN without a budget */
     const char *arch, *policy, *cil; /* "" when the runs differ */
     int64_t params;                  /* -1 when the runs differ */
     char states[32];
@@ -201,7 +219,13 @@ static void metrics(const cs_run_summary *s, double v[N_METRICS])
     v[0] = 100 * s->last;
     v[1] = 100 * s->avg_inc;
     v[2] = 100 * s->avg_inc_all;
-    v[3] = 100 * s->forgetting;
+    v[3] = 100 * s->avg_inc5;
+    v[4] = 100 * s->forgetting;
+}
+
+static double budget_use(const cs_run_result *r)
+{
+    return r->budget > 0 ? (double)(r->counted ? r->counted : r->params) / (double)r->budget : NAN;
 }
 
 static void run_row(const run *u, row *w)
@@ -212,6 +236,7 @@ static void run_row(const run *u, row *w)
     w->policy = u->r->policy;
     w->cil = u->r->cil;
     w->params = u->r->params;
+    w->use = budget_use(u->r);
     snprintf(w->states, sizeof w->states, "%d", u->r->n_states);
     if (u->r->n_states_planned > u->r->n_states)
         snprintf(w->states, sizeof w->states, "%d/%d", u->r->n_states, u->r->n_states_planned);
@@ -232,6 +257,7 @@ static void group_row(const run *runs, const int *idx, int n, const char *base, 
     w->policy = a->policy;
     w->cil = a->cil;
     w->params = a->params;
+    w->use = budget_use(a);
     int smin = a->n_states, smax = a->n_states;
     for (int i = 1; i < n; i++) {
         const cs_run_result *b = runs[idx[i]].r;
@@ -291,13 +317,14 @@ static void cell(FILE *f, const char *s, int width, int right, int last)
             fputc(' ', f);
 }
 
-#define N_COLS 10
-static const char *const col_names[N_COLS] = {"label",  "arch", "policy",  "cil",     "params",
-                                              "states", "last", "avg inc", "avg all", "forgetting"};
+#define N_COLS 12
+#define FIRST_METRIC 7
+static const char *const col_names[N_COLS] = {"label", "arch",    "policy",  "cil",      "params",     "use",
+                                              "states", "last",   "avg inc", "avg all",  "avg inc5",   "forgetting"};
 
-static void format_row(const row *w, char cells[N_COLS][224])
+static void format_row(const row *w, char cells[N_COLS][480])
 {
-    snprintf(cells[0], 224, "%s", w->label);
+    snprintf(cells[0], 480, "%s", w->label);
     snprintf(cells[1], 224, "%s", *w->arch ? w->arch : "-");
     snprintf(cells[2], 224, "%s", *w->policy ? w->policy : "-");
     snprintf(cells[3], 224, "%s", *w->cil ? w->cil : "-");
@@ -305,9 +332,13 @@ static void format_row(const row *w, char cells[N_COLS][224])
         cli_thousands(w->params, cells[4], 224);
     else
         snprintf(cells[4], 224, "-");
-    snprintf(cells[5], 224, "%s", w->states);
+    if (isnan(w->use))
+        snprintf(cells[5], 224, "-");
+    else
+        snprintf(cells[5], 224, "%.1f%%", 100 * w->use);
+    snprintf(cells[6], 224, "%s", w->states);
     for (int k = 0; k < N_METRICS; k++) {
-        char *c = cells[6 + k];
+        char *c = cells[FIRST_METRIC + k];
         if (!w->defined[k])
             snprintf(c, 224, "-");
         else if (w->runs > 1 && !isnan(w->sd[k]))
@@ -319,7 +350,7 @@ static void format_row(const row *w, char cells[N_COLS][224])
 
 static void print_table(FILE *f, const row *rows, int n_runs, int n_rows)
 {
-    static char cells[N_COLS][224];
+    static char cells[N_COLS][480];
     int width[N_COLS];
     for (int c = 0; c < N_COLS; c++)
         width[c] = columns(col_names[c]);
@@ -371,8 +402,9 @@ static void csv_field(FILE *f, const char *s)
 
 static void print_csv(FILE *f, const row *rows, int n_rows)
 {
-    fputs("label,runs,arch,policy,cil,params,states,last_top1,last_top1_std,avg_inc_top1,avg_inc_top1_std,"
-          "avg_inc_all_top1,avg_inc_all_top1_std,forgetting,forgetting_std\n",
+    fputs("label,runs,arch,policy,cil,params,budget_use,states,last_top1,last_top1_std,avg_inc_top1,"
+          "avg_inc_top1_std,avg_inc_all_top1,avg_inc_all_top1_std,avg_inc_top5,avg_inc_top5_std,forgetting,"
+          "forgetting_std\n",
           f);
     for (int i = 0; i < n_rows; i++) {
         const row *w = &rows[i];
@@ -386,6 +418,9 @@ static void print_csv(FILE *f, const row *rows, int n_rows)
         fputc(',', f);
         if (w->params >= 0)
             fprintf(f, "%lld", (long long)w->params);
+        fputc(',', f);
+        if (!isnan(w->use))
+            fprintf(f, "%.4f", w->use);
         fprintf(f, ",%s", w->states);
         for (int k = 0; k < N_METRICS; k++) {
             fputc(',', f);
@@ -400,7 +435,190 @@ static void print_csv(FILE *f, const row *rows, int n_rows)
 }
 
 /* DIR/report.csv and DIR/report.svg, each through the atomic writer. */
-static int write_out(const char *dir, const char *title, const run *runs, int n_runs, const row *rows, int n_rows)
+typedef struct report_opts {
+    const char *out, *title;
+    int csv, figure1, metric5;
+} report_opts;
+
+/* Row i is a single run that also counts in a group row (its line is then the group's band). */
+static int grouped(const row *rows, int n_runs, int n_rows, int i)
+{
+    for (int g = n_runs; g < n_rows; g++)
+        for (int k = 0; k < rows[g].runs; k++)
+            if (rows[g].members && rows[g].members[k] == i)
+                return 1;
+    return 0;
+}
+
+/* report.svg: top-1 against classes seen; a group is its mean with a +- std band. */
+static int bands_svg(const char *path, const char *title, const run *runs, const row *rows, int n_runs, int n_rows)
+{
+    cs_plot_series *se = calloc((size_t)n_rows + 1, sizeof *se);
+    cs_plot_point *pts = calloc(((size_t)n_rows + 1) * CS_MAX_STATES, sizeof *pts);
+    int ns = 0, rc = CLI_OK;
+    if (!se || !pts) {
+        fprintf(stderr, "cilscale report: out of memory\n");
+        rc = CLI_FAIL;
+        goto out;
+    }
+    for (int i = 0; i < n_rows; i++) {
+        const row *w = &rows[i];
+        if (i < n_runs && grouped(rows, n_runs, n_rows, i))
+            continue;
+        cs_plot_point *p = pts + (size_t)ns * CS_MAX_STATES;
+        int np = 0;
+        for (int st = 0; st < CS_MAX_STATES; st++) {
+            double sum = 0, ss = 0, x = NAN;
+            int m = 0;
+            for (int k = 0; k < w->runs; k++) {
+                const cs_run_result *r = runs[w->members ? w->members[k] : w->first].r;
+                if (st < r->n_states && isfinite(r->states[st].top1)) {
+                    sum += 100 * r->states[st].top1, m++;
+                    x = r->states[st].n_seen;
+                }
+            }
+            if (!m)
+                continue;
+            double mean = sum / m;
+            for (int k = 0; k < w->runs; k++) {
+                const cs_run_result *r = runs[w->members ? w->members[k] : w->first].r;
+                if (st < r->n_states && isfinite(r->states[st].top1))
+                    ss += (100 * r->states[st].top1 - mean) * (100 * r->states[st].top1 - mean);
+            }
+            p[np++] = (cs_plot_point){x, mean, m >= 2 ? sqrt(ss / (m - 1)) : NAN, 0};
+        }
+        se[ns++] = (cs_plot_series){w->label, p, np, 1, w->runs > 1};
+    }
+    cs_plot plot = {.title = title && *title ? title : "top-1 accuracy against classes seen",
+                    .xlabel = "classes seen", .ylabel = "top-1 accuracy (%)", .series = se, .n_series = ns,
+                    .note = n_rows > n_runs ? "groups: mean over seeds, shaded +- one sample standard deviation"
+                                            : NULL};
+    cs_error err;
+    if (cs_plot_write(path, &plot, &err)) {
+        fprintf(stderr, "cilscale report: %s\n", err.msg);
+        rc = CLI_FAIL;
+    }
+out:
+    free(se);
+    free(pts);
+    return rc;
+}
+
+static int all_ones(const cs_run_result *r)
+{
+    for (int i = 0; i < r->n_stages; i++)
+        if (r->depths[i] != 1)
+            return 0;
+    return r->n_stages > 0;
+}
+
+static int cmp_x(const void *a, const void *b)
+{
+    double x = ((const cs_plot_point *)a)->x, y = ((const cs_plot_point *)b)->x;
+    return x < y ? -1 : x > y;
+}
+
+/* DIR/figure1-ARCH.svg: the metric against parameters, a line per depth
+ * vector (widest-with-depths and hand-given runs), a point set per policy,
+ * the budgets as dashed lines, psi's point (psi, or one block per stage under
+ * a budget) ringed, error bars over seeds. */
+static int figure1_svg(const char *dir, const char *arch, int top5, const run *runs, const row *rows, int n_rows)
+{
+    int n_runs = 0;
+    while (n_runs < n_rows && !rows[n_runs].members)
+        n_runs++;
+    cs_plot_series *se = calloc((size_t)n_rows + 1, sizeof *se);
+    cs_plot_point *pts = calloc((size_t)n_rows + 1, sizeof *pts);
+    char (*names)[160] = calloc((size_t)n_rows + 1, sizeof *names);
+    cs_plot_vline *vl = calloc((size_t)n_rows + 1, sizeof *vl);
+    char (*vnames)[48] = calloc((size_t)n_rows + 1, sizeof *vnames);
+    int *order = calloc((size_t)n_rows + 1, sizeof *order);
+    int ns = 0, nv = 0, np = 0, rc = CLI_OK;
+    if (!se || !pts || !names || !vl || !vnames || !order) {
+        fprintf(stderr, "cilscale report: out of memory\n");
+        rc = CLI_FAIL;
+        goto out;
+    }
+    /* the series, each a run of consecutive points */
+    for (int pass = 0; pass < 2; pass++) /* first the depth vectors, then the policies */
+        for (int i = 0; i < n_rows; i++) {
+            const row *w = &rows[i];
+            const cs_run_result *r = runs[w->first].r;
+            if (strcmp(r->arch, arch) || (i < n_runs && grouped(rows, n_runs, n_rows, i)))
+                continue;
+            int by_depths = !strcmp(r->policy, "widest") || !strcmp(r->policy, "none");
+            if (by_depths != (pass == 0))
+                continue;
+            char name[160];
+            if (by_depths) {
+                size_t u = (size_t)snprintf(name, sizeof name, "depths [");
+                for (int k = 0; k < r->n_stages && u < sizeof name; k++)
+                    u += (size_t)snprintf(name + u, sizeof name - u, "%s%d", k ? "," : "", r->depths[k]);
+                snprintf(name + (u < sizeof name ? u : sizeof name - 1), sizeof name - (u < sizeof name ? u : sizeof name - 1), "]");
+            } else {
+                snprintf(name, sizeof name, "%s%s", r->policy, strstr(w->label, "keep-res") ? " (input kept)" : "");
+            }
+            int s;
+            for (s = 0; s < ns && strcmp(names[s], name); s++)
+                ;
+            if (s == ns) {
+                snprintf(names[ns], sizeof names[ns], "%s", name);
+                se[ns] = (cs_plot_series){names[ns], NULL, 0, by_depths, 0};
+                ns++;
+            }
+            order[np] = s;
+            double y = w->mean[top5 ? 3 : 1], sd = w->runs > 1 ? w->sd[top5 ? 3 : 1] : NAN;
+            pts[np++] = (cs_plot_point){(double)r->params, y, sd, !strcmp(r->policy, "psi") || (by_depths && all_ones(r) && r->budget)};
+            if (r->budget) {
+                int v;
+                for (v = 0; v < nv && vl[v].x != (double)r->budget; v++)
+                    ;
+                if (v == nv) {
+                    cs_budget_short(r->budget, vnames[nv], sizeof vnames[nv]);
+                    char tmp[48];
+                    snprintf(tmp, sizeof tmp, "budget %s", vnames[nv]);
+                    snprintf(vnames[nv], sizeof vnames[nv], "%s", tmp);
+                    vl[nv] = (cs_plot_vline){(double)r->budget, vnames[nv]};
+                    nv++;
+                }
+            }
+        }
+    /* points grouped by series (stable), each series sorted by parameters */
+    cs_plot_point *sorted = calloc((size_t)np + 1, sizeof *sorted);
+    if (!sorted) {
+        rc = CLI_FAIL;
+        goto out;
+    }
+    int u = 0;
+    for (int s = 0; s < ns; s++) {
+        int start = u;
+        for (int k = 0; k < np; k++)
+            if (order[k] == s)
+                sorted[u++] = pts[k];
+        qsort(sorted + start, (size_t)(u - start), sizeof *sorted, cmp_x);
+        se[s].pts = sorted + start;
+        se[s].n = u - start;
+    }
+    char title[160], path[PATH_MAX], ylabel[96];
+    snprintf(title, sizeof title, "%s: average incremental top-%d against parameters", arch, top5 ? 5 : 1);
+    snprintf(ylabel, sizeof ylabel, "average incremental top-%d (%%)", top5 ? 5 : 1);
+    snprintf(path, sizeof path, "%s/figure1-%s.svg", dir, arch);
+    cs_plot plot = {.title = title, .xlabel = "parameters", .ylabel = ylabel, .log_x = 1, .series = se,
+                    .n_series = ns, .vlines = vl, .n_vlines = nv,
+                    .note = "ringed: psi's pick (one block per stage, widest under the budget); bars: +- one sample "
+                            "std over seeds"};
+    cs_error err;
+    if (cs_plot_write(path, &plot, &err)) {
+        fprintf(stderr, "cilscale report: %s\n", err.msg);
+        rc = CLI_FAIL;
+    }
+    free(sorted);
+out:
+    free(se), free(pts), free(names), free(vl), free(vnames), free(order);
+    return rc;
+}
+
+static int write_out(const char *dir, const report_opts *o, const run *runs, int n_runs, const row *rows, int n_rows)
 {
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "cilscale report: %s: cannot make the folder (%s)\n", dir, strerror(errno));
@@ -423,27 +641,147 @@ static int write_out(const char *dir, const char *title, const run *runs, int n_
         fprintf(stderr, "cilscale report: %s\n", err.msg);
         return CLI_FAIL;
     }
-    const cs_run_result **rs = malloc((size_t)(n_runs ? n_runs : 1) * sizeof *rs);
-    if (!rs) {
-        fprintf(stderr, "cilscale report: out of memory\n");
-        return CLI_FAIL;
-    }
-    for (int i = 0; i < n_runs; i++)
-        rs[i] = runs[i].r;
     snprintf(path, sizeof path, "%s/report.svg", dir);
-    rc = cs_results_svg(path, rs, n_runs, title, &err);
-    free(rs);
-    if (rc) {
-        fprintf(stderr, "cilscale report: %s\n", err.msg);
+    if (bands_svg(path, o->title, runs, rows, n_runs, n_rows))
         return CLI_FAIL;
-    }
+    if (o->figure1)
+        for (int i = 0; i < n_rows; i++) { /* one figure per architecture, in the order they come */
+            int seen = 0;
+            for (int k = 0; k < i; k++)
+                seen |= !strcmp(runs[rows[k].first].r->arch, runs[rows[i].first].r->arch);
+            if (!seen && figure1_svg(dir, runs[rows[i].first].r->arch, o->metric5, runs, rows, n_rows))
+                return CLI_FAIL;
+        }
     return CLI_OK;
 }
 
-typedef struct report_opts {
-    const char *out, *title;
-    int csv;
-} report_opts;
+/* The key a run groups by: its settings, or (runs written before settings
+ * were kept) its label less a trailing "seed N"; 0 when it groups with none. */
+static int group_key(const cs_run_result *r, char *key, size_t size)
+{
+    if (r->settings[0]) {
+        snprintf(key, size, "S%s", r->settings);
+        return 1;
+    }
+    key[0] = 'L';
+    return seed_base(r->label, key + 1, size - 1);
+}
+
+/* "train.epochs=1; model.budget=2M": the settings of a that b lacks or has otherwise. */
+static void settings_diff(const char *a, const char *b, char *out, size_t size)
+{
+    size_t u = 0;
+    out[0] = '\0';
+    const char *p = a;
+    while (*p) {
+        const char *end = strstr(p, "; ");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        int found = 0;
+        for (const char *q = b; *q;) {
+            const char *e2 = strstr(q, "; ");
+            size_t l2 = e2 ? (size_t)(e2 - q) : strlen(q);
+            if (l2 == len && !strncmp(p, q, len))
+                found = 1;
+            q = e2 ? e2 + 2 : q + l2;
+        }
+        if (!found && u < size)
+            u += (size_t)snprintf(out + u, size - u, "%s%.*s", u ? "; " : "", (int)len, p);
+        p = end ? end + 2 : p + len;
+    }
+}
+
+/* The group rows, after one row per run: runs of equal settings (or, for old
+ * runs, equal label bases), in the order their first run came. A seed seen
+ * twice in a group keeps its later run out of the mean, with a warning; groups
+ * that would share a label get the settings that set them apart in it. */
+static int group_runs(const run *rv, int n, list *rows)
+{
+    size_t cap = n > 0 ? (size_t)n : 1;
+    char *taken = calloc(cap, 1);
+    int *idx = malloc(cap * sizeof *idx);
+    if (!taken || !idx) {
+        free(taken), free(idx);
+        return -1;
+    }
+    int first_group = rows->n;
+    static char key[sizeof((cs_run_result *)0)->settings + 8], other[sizeof key];
+    for (int i = 0; i < n; i++) {
+        if (taken[i] || !group_key(rv[i].r, key, sizeof key))
+            continue;
+        int m = 0;
+        for (int j = i; j < n; j++) {
+            if (taken[j] || !group_key(rv[j].r, other, sizeof other) || strcmp(key, other))
+                continue;
+            int repeat = -1;
+            for (int k = 0; k < m && key[0] == 'S'; k++)
+                if (rv[idx[k]].r->seed == rv[j].r->seed)
+                    repeat = idx[k];
+            if (repeat >= 0) { /* left as a row of its own */
+                fprintf(stderr, "cilscale report: warning: '%s' and '%s' are the same settings and seed %llu: "
+                                "the second is kept out of the mean\n",
+                        rv[repeat].r->label, rv[j].r->label, (unsigned long long)rv[j].r->seed);
+                continue;
+            }
+            idx[m++] = j;
+            taken[j] = 1;
+        }
+        if (m < 2)
+            continue;
+        row *w = list_push(rows);
+        if (!w) {
+            free(taken), free(idx);
+            return -1;
+        }
+        char base[sizeof rv[i].r->label];
+        if (!seed_base(rv[i].r->label, base, sizeof base))
+            snprintf(base, sizeof base, "%s", rv[i].r->label);
+        group_row(rv, idx, m, base, w);
+        w->first = idx[0];
+        w->members = malloc((size_t)m * sizeof(int));
+        if (!w->members) {
+            free(taken), free(idx);
+            return -1;
+        }
+        memcpy(w->members, idx, (size_t)m * sizeof(int));
+    }
+    /* groups whose labels collide: say what differs, and show it */
+    row *r = rows->v;
+    for (int a = first_group; a < rows->n; a++)
+        for (int b = a + 1; b < rows->n; b++) {
+            if (strcmp(r[a].label, r[b].label))
+                continue;
+            const char *sa = rv[r[a].first].r->settings, *sb = rv[r[b].first].r->settings;
+            char da[512], db[512];
+            settings_diff(sa, sb, da, sizeof da);
+            settings_diff(sb, sa, db, sizeof db);
+            fprintf(stderr, "cilscale report: warning: two groups are labelled '%s' but their settings differ "
+                            "(%s vs %s): kept apart\n",
+                    r[a].label, *da ? da : "-", *db ? db : "-");
+        }
+    int ng = rows->n - first_group;
+    char (*extra)[512] = calloc((size_t)(ng > 0 ? ng : 1), sizeof *extra);
+    if (!extra) {
+        free(taken), free(idx);
+        return -1;
+    }
+    for (int a = first_group; a < rows->n; a++)
+        for (int b = first_group; b < rows->n; b++) /* the first other group with its label says what to show */
+            if (b != a && !strcmp(r[a].label, r[b].label)) {
+                settings_diff(rv[r[a].first].r->settings, rv[r[b].first].r->settings, extra[a - first_group], 512);
+                if (!extra[a - first_group][0])
+                    snprintf(extra[a - first_group], 512, "?");
+                break;
+            }
+    for (int a = first_group; a < rows->n; a++)
+        if (extra[a - first_group][0]) {
+            size_t l = strlen(r[a].label);
+            snprintf(r[a].label + l, sizeof r[a].label - l, " {%s}", extra[a - first_group]);
+        }
+    free(extra);
+    free(taken);
+    free(idx);
+    return 0;
+}
 
 static int take_option(void *ctx, int opt, const char *arg)
 {
@@ -452,6 +790,14 @@ static int take_option(void *ctx, int opt, const char *arg)
     case 'o': o->out = arg; return CLI_OPT_TAKEN;
     case 't': o->title = arg; return CLI_OPT_TAKEN;
     case 'c': o->csv = 1; return CLI_OPT_TAKEN;
+    case 'f': o->figure1 = 1; return CLI_OPT_TAKEN;
+    case 'M':
+        if (strcmp(arg, "top1") && strcmp(arg, "top5")) {
+            fprintf(stderr, "cilscale report: --metric '%s': expected top1 or top5\n", arg);
+            return CLI_OPT_BAD;
+        }
+        o->metric5 = !strcmp(arg, "top5");
+        return CLI_OPT_TAKEN;
     default: return CLI_OPT_UNKNOWN;
     }
 }
@@ -462,6 +808,8 @@ int cmd_report(int argc, char **argv)
         {"out", required_argument, 0, 'o'},
         {"title", required_argument, 0, 't'},
         {"csv", no_argument, 0, 'c'},
+        {"figure1", no_argument, 0, 'f'},
+        {"metric", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -469,10 +817,14 @@ int cmd_report(int argc, char **argv)
     int prc = cli_getopt("report", argc, argv, longopts, usage, NULL, take_option, &ro, -1);
     if (prc != CLI_CONTINUE)
         return prc;
-    const char *out = ro.out, *title = ro.title;
+    const char *out = ro.out;
     int csv = ro.csv;
     if (optind == argc) {
         fprintf(stderr, "cilscale report: no run folders given (see cilscale report --help)\n");
+        return CLI_USAGE;
+    }
+    if (ro.figure1 && !out) {
+        fprintf(stderr, "cilscale report: --figure1 writes DIR/figure1-ARCH.svg: give --out DIR\n");
         return CLI_USAGE;
     }
     if (out && !*out) {
@@ -515,45 +867,16 @@ int cmd_report(int argc, char **argv)
         if (!w)
             goto nomem;
         run_row(&rv[i], w);
+        w->first = i;
     }
-    /* runs that differ only in their seed, in the order their first run came */
-    size_t n_runs = runs.n > 0 ? (size_t)runs.n : 1;
-    int *idx = malloc(n_runs * sizeof *idx);
-    char *done_flags = calloc(n_runs, 1);
-    if (!idx || !done_flags) {
-        free(idx);
-        free(done_flags);
+    if (group_runs(rv, runs.n, &rows))
         goto nomem;
-    }
-    for (int i = 0; i < runs.n; i++) {
-        char base[sizeof rv[i].r->label], other[sizeof base];
-        if (done_flags[i] || !seed_base(rv[i].r->label, base, sizeof base))
-            continue;
-        int n = 0;
-        for (int j = i; j < runs.n; j++)
-            if (!done_flags[j] && seed_base(rv[j].r->label, other, sizeof other) && !strcmp(base, other)) {
-                idx[n++] = j;
-                done_flags[j] = 1;
-            }
-        if (n < 2)
-            continue;
-        row *w = list_push(&rows);
-        if (!w) {
-            free(idx);
-            free(done_flags);
-            goto nomem;
-        }
-        group_row(rv, idx, n, base, w);
-    }
-    free(idx);
-    free(done_flags);
-
     if (csv)
         print_csv(stdout, rows.v, rows.n);
     else
         print_table(stdout, rows.v, runs.n, rows.n);
     fflush(stdout);
-    if (out && write_out(out, title, rv, runs.n, rows.v, rows.n))
+    if (out && write_out(out, &ro, rv, runs.n, rows.v, rows.n))
         rc = CLI_FAIL;
     goto done;
 nomem:
@@ -566,6 +889,8 @@ done:
         free(((run *)runs.v)[i].r);
     free(dirs.v);
     free(runs.v);
+    for (int i = 0; i < rows.n; i++)
+        free(((row *)rows.v)[i].members);
     free(rows.v);
     return rc;
 }

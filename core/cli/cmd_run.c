@@ -164,15 +164,25 @@ int cmd_run(int argc, char **argv)
     if (res.n_states) {
         cs_run_summary sum;
         cs_run_summarize(&res, &sum);
-        printf("%s (%lld parameters)\n", res.label, (long long)res.params);
-        printf("  state  classes   top-1   top-5\n");
-        for (int s = 0; s < res.n_states; s++)
-            printf("  %5d  %7d  %5.2f%%  %5.2f%%\n", s + 1, res.states[s].n_seen, 100 * res.states[s].top1,
-                   100 * res.states[s].top5);
+        printf("%s (%lld parameters", res.label, (long long)res.params);
+        if (res.budget)
+            printf("; budget %lld, %.1f%% used, counting %s", (long long)res.budget,
+                   100.0 * (double)res.counted / (double)res.budget, res.count);
+        printf(")\n  state  classes   top-1   top-5\n");
+        for (int s = 0; s < res.n_states; s++) {
+            char t[2][16];
+            const double v[2] = {res.states[s].top1, res.states[s].top5};
+            for (int k = 0; k < 2; k++)
+                snprintf(t[k], sizeof t[k], isnan(v[k]) ? "n/a" : "%.2f%%", 100 * v[k]);
+            printf("  %5d  %7d  %6s  %6s\n", s + 1, res.states[s].n_seen, t[0], t[1]);
+        }
         printf("  last top-1 %.2f%%", 100 * sum.last);
         if (!isnan(sum.avg_inc))
             printf(", average incremental top-1 %.2f%% (states after the first; %.2f%% with it)", 100 * sum.avg_inc,
                    100 * sum.avg_inc_all);
+        if (!isnan(sum.avg_inc5))
+            printf(", top-5 %.2f%% (%.2f%%; states with more than 5 classes)", 100 * sum.avg_inc5,
+                   100 * sum.avg_inc5_all);
         if (!isnan(sum.forgetting))
             printf(", forgetting %.2f%%", 100 * sum.forgetting);
         printf("\n  results: %s/results.json, results.csv, accuracy.svg (%s)\n", e.out, cli_duration(res.seconds));

@@ -9,7 +9,7 @@
 #include "runtime/experiment.h"
 #include "cilscale/policy.h"
 
-typedef enum { K_STR, K_INT, K_DBL, K_BOOL, K_BUDGET, K_ORDER, K_SEED } key_type;
+typedef enum { K_STR, K_INT, K_DBL, K_BOOL, K_BUDGET, K_ORDER, K_SEED, K_DEPTHS } key_type;
 
 typedef struct key {
     const char *path; /* "group.key" or "key" */
@@ -38,7 +38,11 @@ static const key keys[] = {
     {"model.budget", K_BUDGET, 0, 0, 0, 0, "parameter budget: 1M, 2.5M, 1500k, 3e6, 1000000"},
     D("model.width", width, 1e-3, 64, "width coefficient (instead of a budget and policy)"),
     D("model.depth", depth, 1e-3, 64, "depth coefficient (instead of a budget and policy)"),
+    {"model.depths", K_DEPTHS, 0, 0, 0, 0, "blocks per stage, [1, 1, 2, 2] or \"1,1,2,2\" (instead of depth)"},
     S("model.stem", stem, "imagenet, small or auto (small for images up to 64 px)"),
+    S("model.convention", convention, "scaling rules: authors (the AdvisIL code's) or cilscale-0.1"),
+    S("model.count", count, "what the budget counts: trained, authors-100 or authors-1000"),
+    S("model.resolution", resolution, "policy (the policy's input resolution) or keep (the data's)"),
     S("cil.algorithm", cil, "CIL algorithm plugin"),
     I("train.epochs", epochs, 1, 100000, "epochs per incremental state"),
     I("train.first_epochs", first_epochs, 0, 100000, "epochs of the first state (0 = epochs)"),
@@ -69,6 +73,9 @@ void cs_experiment_defaults(cs_experiment *e)
     snprintf(e->stem, sizeof e->stem, "auto");
     e->budget = 1000000;
     e->width = e->depth = 1;
+    snprintf(e->convention, sizeof e->convention, "authors");
+    snprintf(e->count, sizeof e->count, "trained");
+    snprintf(e->resolution, sizeof e->resolution, "policy");
     snprintf(e->cil, sizeof e->cil, "lucir");
     e->epochs = 10;
     e->batch = 128;
@@ -163,6 +170,8 @@ static int set_from_text(cs_experiment *e, const key *k, const char *v, const ch
         *(double *)p = x;
         if (!strcmp(k->path, "model.width") || !strcmp(k->path, "model.depth"))
             e->manual = 1;
+        if (!strcmp(k->path, "model.depth"))
+            e->n_depths = 0;
         return CS_OK;
     }
     case K_BOOL:
@@ -185,6 +194,23 @@ static int set_from_text(cs_experiment *e, const key *k, const char *v, const ch
         if (end == v || *end || errno || v[0] == '-')
             return cs_error_set(err, CS_ERR_ARG, "%sseed: '%s': expected a whole number >= 0", where, v);
         e->seed = x;
+        return CS_OK;
+    }
+    case K_DEPTHS: {
+        int n = 0;
+        const char *q = v;
+        while (*q) {
+            long x = strtol(q, &end, 10);
+            if (end == q || x < 1 || x > 100000 || n == CS_EXP_MAX_STAGES || (*end && *end != ',') ||
+                (*end == ',' && !end[1]))
+                return cs_error_set(err, CS_ERR_ARG, "%smodel.depths: '%s': expected blocks per stage (whole "
+                                    "numbers >= 1) separated by commas", where, v);
+            e->depths[n++] = (int)x;
+            q = *end ? end + 1 : end;
+        }
+        if (!n)
+            return cs_error_set(err, CS_ERR_ARG, "%smodel.depths: expected at least one stage", where);
+        e->n_depths = n;
         return CS_OK;
     }
     case K_ORDER: {
@@ -231,6 +257,7 @@ static const char *type_word(key_type t)
     case K_BOOL: return "true or false";
     case K_BUDGET: return "a budget (\"1M\" or a number)";
     case K_ORDER: return "\"seed\" or a list [3, 1, ...]";
+    case K_DEPTHS: return "a list of blocks per stage [1, 1, 2, 2]";
     }
     return "?";
 }
@@ -288,6 +315,20 @@ static int load_setting(cs_experiment *e, const char *file, const config_setting
         e->n_order = n;
         return CS_OK;
     }
+    if (k->type == K_DEPTHS && (t == CONFIG_TYPE_ARRAY || t == CONFIG_TYPE_LIST)) {
+        int n = config_setting_length(s);
+        char buf[CS_EXP_MAX_STAGES * 12] = "";
+        size_t u = 0;
+        if (n < 1 || n > CS_EXP_MAX_STAGES)
+            return cs_error_set(err, CS_ERR_ARG, "%s%s: expected 1 to %d stages", where, path, CS_EXP_MAX_STAGES);
+        for (int i = 0; i < n; i++) {
+            const config_setting_t *el = config_setting_get_elem(s, (unsigned)i);
+            if (config_setting_type(el) != CONFIG_TYPE_INT || config_setting_get_int(el) < 1)
+                return cs_error_set(err, CS_ERR_ARG, "%s%s[%d]: expected a block count >= 1", where, path, i);
+            u += (size_t)snprintf(buf + u, sizeof buf - u, "%s%d", i ? "," : "", config_setting_get_int(el));
+        }
+        return set_from_text(e, k, buf, where, err);
+    }
     int ok_type = 1;
     switch (k->type) {
     case K_STR: ok_type = t == CONFIG_TYPE_STRING; break;
@@ -296,7 +337,7 @@ static int load_setting(cs_experiment *e, const char *file, const config_setting
     case K_BOOL: ok_type = t == CONFIG_TYPE_BOOL; break;
     case K_BUDGET: ok_type = t == CONFIG_TYPE_STRING || t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64 ||
                              t == CONFIG_TYPE_FLOAT; break;
-    case K_ORDER: ok_type = t == CONFIG_TYPE_STRING; break;
+    case K_ORDER: case K_DEPTHS: ok_type = t == CONFIG_TYPE_STRING; break;
     }
     if (!ok_type || scalar_text(s, text, sizeof text))
         return cs_error_set(err, CS_ERR_ARG, "%s%s: expected %s", where, path, type_word(k->type));
@@ -316,7 +357,7 @@ int cs_experiment_load(const char *path, cs_experiment *e, cs_error *err)
         goto out;
     }
     config_setting_t *root = config_root_setting(&cfg);
-    int have_budget = 0, have_manual = 0;
+    int have_budget = 0, have_manual = 0, have_depth = 0, have_depths = 0;
     for (int i = 0; i < config_setting_length(root) && !rc; i++) {
         config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
         if (config_setting_is_group(s)) {
@@ -338,6 +379,10 @@ int cs_experiment_load(const char *path, cs_experiment *e, cs_error *err)
                 if (!strcmp(g, "model")) {
                     have_budget |= !strcmp(config_setting_name(c), "budget");
                     have_manual |= !strcmp(config_setting_name(c), "width") || !strcmp(config_setting_name(c), "depth");
+                    if (!strcmp(config_setting_name(c), "depth"))
+                        have_depth = 1;
+                    if (!strcmp(config_setting_name(c), "depths"))
+                        have_depths = 1;
                 }
             }
         } else {
@@ -345,7 +390,10 @@ int cs_experiment_load(const char *path, cs_experiment *e, cs_error *err)
         }
     }
     if (!rc && have_budget && have_manual)
-        rc = cs_error_set(err, CS_ERR_ARG, "%s: model: give budget (with policy) or width/depth, not both", path);
+        rc = cs_error_set(err, CS_ERR_ARG, "%s: model: give budget (with policy or depths) or width/depth, not both",
+                          path);
+    if (!rc && have_depth && have_depths)
+        rc = cs_error_set(err, CS_ERR_ARG, "%s: model: give depth or depths, not both", path);
     if (!rc)
         e->manual = have_manual;
 out:
@@ -376,6 +424,56 @@ int cs_experiment_set(cs_experiment *e, const char *assignment, cs_error *err)
     return set_from_text(e, k, v, "--set ", err);
 }
 
+size_t cs_experiment_settings(const cs_experiment *e, char *buf, size_t size)
+{
+    size_t u = 0;
+#define PUT(...) (u += (size_t)snprintf(buf + (u < size ? u : size), u < size ? size - u : 0, __VA_ARGS__))
+    if (size)
+        buf[0] = '\0';
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const key *k = &keys[i];
+        const char *p = (const char *)e + k->offset;
+        if (!strcmp(k->path, "seed") || !strcmp(k->path, "out") || !strcmp(k->path, "backend.device"))
+            continue;
+        /* by hand: width with depth or depths; under a budget: depths (the widest
+         * network with them) or the policy */
+        int by_depths = e->n_depths > 0;
+        if (e->manual ? !strcmp(k->path, "model.policy") || k->type == K_BUDGET ||
+                            (!strcmp(k->path, "model.depth") && by_depths) || (k->type == K_DEPTHS && !by_depths)
+                      : !strcmp(k->path, "model.width") || !strcmp(k->path, "model.depth") ||
+                            (k->type == K_DEPTHS && !by_depths) || (!strcmp(k->path, "model.policy") && by_depths))
+            continue;
+        PUT("%s%s=", u ? "; " : "", k->path);
+        switch (k->type) {
+        case K_STR: PUT("%s", p); break;
+        case K_INT: PUT("%d", *(const int *)p); break;
+        case K_DBL: PUT("%.15g", *(const double *)p); break;
+        case K_BOOL: PUT("%s", *(const int *)p ? "true" : "false"); break;
+        case K_BUDGET: PUT("%lld", (long long)e->budget); break;
+        case K_SEED: break;
+        case K_ORDER:
+            if (!e->n_order)
+                PUT("seed");
+            for (int j = 0; j < e->n_order; j++)
+                PUT("%s%d", j ? "," : "", e->order[j]);
+            break;
+        case K_DEPTHS:
+            for (int j = 0; j < e->n_depths; j++)
+                PUT("%s%d", j ? "," : "", e->depths[j]);
+            break;
+        }
+        if (!strcmp(k->path, "cil.algorithm"))
+            for (int j = 0; j < e->n_cil_opts; j++) { /* the algorithm's own options, as given */
+                const char *dot = strchr(e->cil_keys[j], '.');
+                if (!dot || ((size_t)(dot - e->cil_keys[j]) == strlen(e->cil) &&
+                             !strncmp(e->cil_keys[j], e->cil, strlen(e->cil))))
+                    PUT("; cil.%s=%s", e->cil_keys[j], e->cil_values[j]);
+            }
+    }
+#undef PUT
+    return u < size ? u : (size ? size - 1 : 0);
+}
+
 static void write_str(FILE *f, const char *name, const char *v)
 {
     fprintf(f, "  %s = \"", name);
@@ -404,12 +502,22 @@ void cs_experiment_write(const cs_experiment *e, FILE *f)
     fputs("};\nmodel = {\n", f);
     write_str(f, "arch", e->arch);
     if (e->manual)
-        fprintf(f, "  width = %.17g;\n  depth = %.17g;\n", e->width, e->depth);
+        fprintf(f, "  width = %.17g;\n", e->width);
     else {
         write_str(f, "policy", e->policy);
         fprintf(f, "  budget = %lldL;\n", (long long)e->budget);
     }
+    if (e->n_depths) {
+        fputs("  depths = [", f);
+        for (int i = 0; i < e->n_depths; i++)
+            fprintf(f, "%s%d", i ? ", " : "", e->depths[i]);
+        fputs("];\n", f);
+    } else if (e->manual)
+        fprintf(f, "  depth = %.17g;\n", e->depth);
     write_str(f, "stem", e->stem);
+    write_str(f, "convention", e->convention);
+    write_str(f, "count", e->count);
+    write_str(f, "resolution", e->resolution);
     fputs("};\ncil = {\n", f);
     write_str(f, "algorithm", e->cil);
     for (int i = 0; i < e->n_cil_opts; i++) {

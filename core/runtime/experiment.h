@@ -17,6 +17,7 @@ extern "C" {
 
 #define CS_EXP_MAX_ORDER 4096
 #define CS_EXP_MAX_CIL_OPTS 16
+#define CS_EXP_MAX_STAGES 16 /* = CS_MAX_STAGES */
 
 typedef struct cs_experiment {
     /* data */
@@ -34,7 +35,12 @@ typedef struct cs_experiment {
     char arch[64], policy[64], stem[16];
     int64_t budget;         /* 0 with a hand-given width/depth */
     double width, depth;    /* used when manual */
+    int depths[CS_EXP_MAX_STAGES]; /* manual: blocks per stage, in place of depth (n_depths > 0) */
+    int n_depths;
     int manual;
+    char convention[16];    /* authors or cilscale-0.1: the scaling rules */
+    char count[16];         /* what the budget counts: trained, authors-100 or authors-1000 */
+    char resolution[16];    /* policy (the policy's input resolution factor) or keep */
     /* cil */
     char cil[64];
     int n_cil_opts;
@@ -65,6 +71,14 @@ int cs_experiment_set(cs_experiment *e, const char *assignment, cs_error *err);
 /* Writes the resolved experiment as an experiment file that loads back to
  * the same values. */
 void cs_experiment_write(const cs_experiment *e, FILE *f);
+
+/* The resolved settings that decide a run's numbers, as "key=value" pairs
+ * joined by "; " in the key table's order: every key except seed, out and
+ * backend.device (threads: the same numbers), and only the model keys in use
+ * (width and depth or depths by hand, else policy and budget). Two runs whose
+ * settings are equal differ only in their seed. Returns the length (it is
+ * cut at size - 1). */
+size_t cs_experiment_settings(const cs_experiment *e, char *buf, size_t size);
 
 /* What a run reports while it works. */
 typedef struct cs_run_callbacks {

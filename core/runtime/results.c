@@ -19,25 +19,36 @@
 
 /* ---- metrics ---- */
 
+/* The mean of top-k (k = 1 or 5) over states [from, n), skipping NaN; NaN when none counts. */
+static double mean_top(const cs_state_result *st, int from, int n, int k)
+{
+    double sum = 0;
+    int m = 0;
+    for (int i = from; i < n; i++) {
+        double v = k == 1 ? st[i].top1 : st[i].top5;
+        if (!isnan(v))
+            sum += v, m++;
+    }
+    return m ? sum / m : NAN;
+}
+
 void cs_run_summarize(const cs_run_result *r, cs_run_summary *s)
 {
     s->last = s->avg_inc = s->avg_inc_all = s->forgetting = NAN;
+    s->last5 = s->avg_inc5 = s->avg_inc5_all = NAN;
     int n = r->n_states;
     if (n < 1 || n > CS_MAX_STATES)
         return;
     const cs_state_result *st = r->states;
     int last = n - 1;
     s->last = st[last].top1;
-    double all = 0;
-    for (int i = 0; i < n; i++)
-        all += st[i].top1;
-    s->avg_inc_all = all / n;
+    s->last5 = st[last].top5;
+    s->avg_inc_all = mean_top(st, 0, n, 1);
+    s->avg_inc5_all = mean_top(st, 0, n, 5);
     if (n < 2)
         return;
-    double inc = 0;
-    for (int i = 1; i < n; i++)
-        inc += st[i].top1;
-    s->avg_inc = inc / (n - 1);
+    s->avg_inc = mean_top(st, 1, n, 1);
+    s->avg_inc5 = mean_top(st, 1, n, 5);
     /* Group j (the classes state j added) for j < last: the best top-1 it had in
      * states j .. last-1, less its top-1 after the last state. */
     double drop = 0;
@@ -82,6 +93,17 @@ static void write_json(FILE *f, const cs_run_result *r)
         cs_json_null(&j);
     cs_json_key(&j, "params");
     cs_json_int(&j, (long long)r->params);
+    cs_json_key(&j, "budget_counted");
+    cs_json_int(&j, (long long)r->counted);
+    cs_json_key(&j, "budget_counts");
+    cs_json_text(&j, r->count);
+    cs_json_key(&j, "budget_use");
+    if (r->budget)
+        cs_json_double(&j, (double)r->counted / (double)r->budget, 6);
+    else
+        cs_json_null(&j);
+    cs_json_key(&j, "settings");
+    cs_json_string(&j, r->settings);
     cs_json_key(&j, "w");
     cs_json_double(&j, r->w, 6);
     cs_json_key(&j, "d");
@@ -102,9 +124,11 @@ static void write_json(FILE *f, const cs_run_result *r)
     cs_json_double(&j, r->seconds, 6);
     cs_json_key(&j, "summary");
     cs_json_object(&j, &cs_json_spaced);
-    const char *const keys[] = {"last_top1", "avg_incremental_top1", "avg_incremental_top1_all", "forgetting"};
-    const double vals[] = {s.last, s.avg_inc, s.avg_inc_all, s.forgetting};
-    for (int i = 0; i < 4; i++) {
+    const char *const keys[] = {"last_top1",        "avg_incremental_top1",     "avg_incremental_top1_all",
+                                "forgetting",       "last_top5",                "avg_incremental_top5",
+                                "avg_incremental_top5_all"};
+    const double vals[] = {s.last, s.avg_inc, s.avg_inc_all, s.forgetting, s.last5, s.avg_inc5, s.avg_inc5_all};
+    for (int i = 0; i < 7; i++) {
         cs_json_key(&j, keys[i]);
         cs_json_double(&j, vals[i], 6);
     }
@@ -179,8 +203,26 @@ static void write_csv(FILE *f, const cs_run_result *r)
     else
         snprintf(num, sizeof num, "none");
     csv_comment(f, "budget", num);
+    snprintf(num, sizeof num, "%lld", (long long)r->counted);
+    csv_comment(f, "budget_counted", num);
+    csv_comment(f, "budget_counts", r->count);
     snprintf(num, sizeof num, "%.6g", r->w);
     csv_comment(f, "w", num);
+    snprintf(num, sizeof num, "%.6g", r->d);
+    csv_comment(f, "d", num);
+    snprintf(num, sizeof num, "%.6g", r->resolution);
+    csv_comment(f, "resolution", num);
+    {
+        char list[2][CS_MAX_STATES * 8] = {"", ""};
+        size_t u[2] = {0, 0};
+        for (int i = 0; i < r->n_stages && i < MAX_STAGES_KEPT; i++) {
+            u[0] += (size_t)snprintf(list[0] + u[0], sizeof list[0] - u[0], "%s%d", i ? "," : "", r->depths[i]);
+            u[1] += (size_t)snprintf(list[1] + u[1], sizeof list[1] - u[1], "%s%d", i ? "," : "", r->widths[i]);
+        }
+        csv_comment(f, "depths", list[0]);
+        csv_comment(f, "widths", list[1]);
+    }
+    csv_comment(f, "settings", r->settings);
     snprintf(num, sizeof num, "%llu", (unsigned long long)r->seed);
     csv_comment(f, "seed", num);
     snprintf(num, sizeof num, "%d", r->n_states_planned);
@@ -499,6 +541,28 @@ static int read_comment(reader *rd, char *line, cs_run_result *r)
         return read_text(rd, key, value, r->backend, sizeof r->backend);
     if (!strcmp(key, "version"))
         return read_text(rd, key, value, r->version, sizeof r->version);
+    if (!strcmp(key, "settings"))
+        return read_text(rd, key, value, r->settings, sizeof r->settings);
+    if (!strcmp(key, "budget_counts"))
+        return read_text(rd, key, value, r->count, sizeof r->count);
+    if (!strcmp(key, "depths") || !strcmp(key, "widths")) {
+        int *dst = key[0] == 'd' ? r->depths : r->widths, n = 0;
+        char *p = (char *)value;
+        while (*p) {
+            char *end;
+            errno = 0;
+            long x = strtol(p, &end, 10);
+            if (end == p || errno || x < 1 || x > INT_MAX || n == MAX_STAGES_KEPT || (*end && *end != ','))
+                return BAD(rd, "%s:%d: %s '%s': expected whole numbers >= 1 joined by ','", rd->path, rd->line,
+                           key, value);
+            dst[n++] = (int)x;
+            p = *end ? end + 1 : end;
+        }
+        if (r->n_stages && n != r->n_stages)
+            return BAD(rd, "%s:%d: %s has %d stages, depths %d", rd->path, rd->line, key, n, r->n_stages);
+        r->n_stages = n;
+        return CS_OK;
+    }
     if (!strcmp(key, "params")) {
         if (parse_int64(value, 0, &v))
             return BAD(rd, "%s:%d: params '%s': expected a whole number >= 0", rd->path, rd->line, value);
@@ -509,9 +573,14 @@ static int read_comment(reader *rd, char *line, cs_run_result *r)
         else if (parse_int64(value, 0, &v))
             return BAD(rd, "%s:%d: budget '%s': expected a whole number >= 0 or none", rd->path, rd->line, value);
         r->budget = v;
-    } else if (!strcmp(key, "w")) {
-        if (parse_double(value, &r->w))
-            return BAD(rd, "%s:%d: w '%s': expected a number", rd->path, rd->line, value);
+    } else if (!strcmp(key, "budget_counted")) {
+        if (parse_int64(value, 0, &v))
+            return BAD(rd, "%s:%d: budget_counted '%s': expected a whole number >= 0", rd->path, rd->line, value);
+        r->counted = v;
+    } else if (!strcmp(key, "w") || !strcmp(key, "d") || !strcmp(key, "resolution")) {
+        double *dst = key[0] == 'w' ? &r->w : key[0] == 'd' ? &r->d : &r->resolution;
+        if (parse_double(value, dst))
+            return BAD(rd, "%s:%d: %s '%s': expected a number", rd->path, rd->line, key, value);
     } else if (!strcmp(key, "seed")) {
         errno = 0;
         char *end;

@@ -16,7 +16,8 @@ extern "C" {
 typedef struct cs_state_result {
     int state;          /* 0-based */
     int n_new, n_seen;  /* classes added in this state, seen so far */
-    double top1, top5;  /* on the test images of all classes seen so far, in [0, 1] */
+    double top1, top5;  /* on the test images of all classes seen so far, in [0, 1];
+                           NaN (not applicable) while k or fewer classes have been seen */
     double train_loss;  /* mean loss of the state's last epoch */
     double train_seconds, eval_seconds;
     /* top-1 on the test images of the classes of each state j <= state, in [0, 1] */
@@ -28,6 +29,9 @@ typedef struct cs_run_result {
     char arch[64], policy[64], cil[64], backend[64];
     char device[256], version[32], data[256];
     int64_t budget, params; /* budget 0: none (hand-given network) */
+    int64_t counted;        /* the count the budget was held to (model.count; = params when trained) */
+    char count[128];        /* what that count counts: "trained: cosine head, 10 classes, ..." */
+    char settings[3072];    /* cs_experiment_settings: equal for runs that differ only in their seed */
     double w, d, resolution;
     int n_stages, depths[16], widths[16];
     uint64_t seed;
@@ -45,9 +49,13 @@ typedef struct cs_run_result {
  * forgetting: mean over the groups of classes j < last of (best top-1 the
  * group ever had before the last state - its top-1 after the last state).
  * Fractions in [0, 1]; NaN where not defined: avg_inc and forgetting with
- * fewer than 2 states, all four with none. */
+ * fewer than 2 states, all four with none. A state whose top-1 is NaN (one
+ * class seen) is left out of the means. */
 typedef struct cs_run_summary {
     double last, avg_inc, avg_inc_all, forgetting;
+    /* the same means of top-5, over the states where it applies (more than 5
+     * classes seen); NaN when no state counts */
+    double last5, avg_inc5, avg_inc5_all;
 } cs_run_summary;
 void cs_run_summarize(const cs_run_result *r, cs_run_summary *s);
 

@@ -28,6 +28,8 @@ typedef struct run {
     void *cil_ctx;
     cs_device *dev;
     cs_arch_config cfg; /* the scaled network; n_classes set per state */
+    int64_t counted;          /* the parameters the budget was held to (model.count) */
+    cs_arch_config counted_cfg; /* the configuration counted */
     cs_image_input in; /* input size; training and evaluation augmentations */
     /* the previous state's model, on the host */
     cs_graph *prev_g;
@@ -404,8 +406,9 @@ static int evaluate_state(run *r, int s, cs_state_result *sr, cs_error *err)
         }
         goto out;
     }
-    sr->top1 = es.seen ? (double)es.top1 / (double)es.seen : 0;
-    sr->top5 = es.seen ? (double)es.top5 / (double)es.seen : 0;
+    /* top-k of k or fewer classes is 100% whatever the model does: not applicable */
+    sr->top1 = k <= 1 ? NAN : es.seen ? (double)es.top1 / (double)es.seen : 0;
+    sr->top5 = k <= 5 ? NAN : es.seen ? (double)es.top5 / (double)es.seen : 0;
     for (int j = 0; j <= s; j++) {
         int64_t hit = 0, cnt = 0;
         for (int l = r->sc.first[j]; l < r->sc.first[j] + r->sc.count[j]; l++) {
@@ -415,8 +418,13 @@ static int evaluate_state(run *r, int s, cs_state_result *sr, cs_error *err)
         sr->group_top1[j] = cnt ? (double)hit / (double)cnt : 0;
     }
     sr->eval_seconds = cs_now_s() - t0;
-    say(r, "state %d/%d: %d classes seen: top-1 %.2f%%, top-5 %.2f%% (train %.0fs, loss %.4f)", s + 1,
-        r->sc.n_states, sr->n_seen, 100 * sr->top1, 100 * sr->top5, sr->train_seconds, sr->train_loss);
+    char t1[16] = "n/a", t5[16] = "n/a";
+    if (!isnan(sr->top1))
+        snprintf(t1, sizeof t1, "%.2f%%", 100 * sr->top1);
+    if (!isnan(sr->top5))
+        snprintf(t5, sizeof t5, "%.2f%%", 100 * sr->top5);
+    say(r, "state %d/%d: %d classes seen: top-1 %s, top-5 %s (train %.0fs, loss %.4f)", s + 1, r->sc.n_states,
+        sr->n_seen, t1, t5, sr->train_seconds, sr->train_loss);
 out:
     cs_batcher_free(eb);
     free(per);
@@ -536,33 +544,88 @@ static int load_data(run *r, cs_data_format fmt, cs_error *err)
                             err);
 }
 
+/* What model.count names: the network trained (head, classes, channels and
+ * stem of the run), or the authors' scripts' count (models/scaler.py: 3-channel
+ * input, torchvision stem, linear head with bias, 100 or 1000 classes). */
+static int count_base(const cs_experiment *e, const cs_arch_config *trained, cs_arch_config *counted, cs_error *err)
+{
+    *counted = *trained;
+    if (!strcmp(e->count, "trained"))
+        return CS_OK;
+    if (strcmp(e->count, "authors-100") && strcmp(e->count, "authors-1000"))
+        return cs_error_set(err, CS_ERR_ARG, "model.count '%s': expected trained, authors-100 or authors-1000",
+                            e->count);
+    counted->in_channels = 3;
+    counted->stem = CS_STEM_IMAGENET;
+    counted->head = CS_HEAD_LINEAR;
+    counted->n_classes = strcmp(e->count, "authors-100") ? 1000 : 100;
+    return CS_OK;
+}
+
 /* setup, step 4: the network, scaled for the classifier of the last state. */
 static int scale_network(run *r, const cs_plugin *pol, cs_scale_result *net, cs_error *err)
 {
     const cs_experiment *e = r->e;
     cs_stem stem;
+    cs_convention conv;
     int rc;
     if (!strcmp(e->stem, "auto"))
         stem = cs_stem_auto(r->train->h);
     else if (cs_stem_parse(e->stem, &stem))
         return cs_error_set(err, CS_ERR_ARG, "model.stem '%s': expected imagenet, small or auto", e->stem);
+    if (cs_convention_parse(e->convention, &conv))
+        return cs_error_set(err, CS_ERR_ARG, "model.convention '%s': expected authors or cilscale-0.1",
+                            e->convention);
+    if (strcmp(e->resolution, "policy") && strcmp(e->resolution, "keep"))
+        return cs_error_set(err, CS_ERR_ARG, "model.resolution '%s': expected policy or keep", e->resolution);
     const cs_arch_iface *arch = r->arch_p->iface;
+    cs_arch_config trained = {.in_channels = r->train->c, .n_classes = r->train->n_classes, .stem = stem,
+                              .head = r->cil->head, .convention = conv};
     cs_scale_request req = {.arch_name = r->arch_p->name, .arch = arch, .policy_name = e->policy,
-                            .budget = e->manual ? INT64_MAX : e->budget,
-                            .base = {.in_channels = r->train->c, .n_classes = r->train->n_classes, .stem = stem,
-                                     .head = r->cil->head}};
+                            .budget = e->manual ? INT64_MAX : e->budget};
+    if ((rc = count_base(e, &trained, &req.base, err)))
+        return rc;
     if (e->manual) {
         int depths[CS_MAX_STAGES];
-        cs_arch_depths_for(arch, e->depth, CS_DEPTH_AUTHORS, depths);
+        if (e->n_depths && e->n_depths != arch->n_stages)
+            return cs_error_set(err, CS_ERR_ARG, "model.depths: %d stages given, %s has %d", e->n_depths,
+                                r->arch_p->name, arch->n_stages);
+        if (e->n_depths)
+            memcpy(depths, e->depths, sizeof(int) * (size_t)e->n_depths);
+        else
+            cs_arch_depths_for(arch, e->depth, cs_convention_depths(conv), depths);
         if ((rc = cs_policy_fill(&req, e->width, depths, net, err)))
             return rc;
-        net->d = e->depth;
+        net->d = e->n_depths ? (double)cs_arch_blocks(arch, depths) / cs_arch_ref_blocks(arch) : e->depth;
         net->resolution = 1;
+    } else if (e->n_depths) { /* the widest network with these depths under the budget */
+        if (e->n_depths != arch->n_stages)
+            return cs_error_set(err, CS_ERR_ARG, "model.depths: %d stages given, %s has %d", e->n_depths,
+                                r->arch_p->name, arch->n_stages);
+        if ((rc = cs_policy_widest(&req, e->depths, net, err))) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            return cs_error_set(err, rc, "model.depths: %s", why);
+        }
+        net->d = (double)cs_arch_blocks(arch, e->depths) / cs_arch_ref_blocks(arch);
     } else if ((rc = ((const cs_policy_iface *)pol->iface)->scale(&req, net, err))) {
         char why[sizeof err->msg];
         snprintf(why, sizeof why, "%s", err->msg);
         return cs_error_set(err, rc, "model: %s", why);
     }
+    r->counted = net->params;
+    r->counted_cfg = req.base;
+    if (strcmp(e->count, "trained")) { /* the same w and depths, counted as trained */
+        req.base = trained;
+        double d = net->d, res = net->resolution, phi = net->phi;
+        int depths[CS_MAX_STAGES];
+        memcpy(depths, net->cfg.depths, sizeof depths);
+        if ((rc = cs_policy_fill(&req, net->w, depths, net, err)))
+            return rc;
+        net->d = d, net->resolution = res, net->phi = phi;
+    }
+    if (!strcmp(e->resolution, "keep"))
+        net->resolution = 1;
     r->cfg = net->cfg;
     cs_image_input_for(r->train, net->resolution, e->augment, &r->in);
     return CS_OK;
@@ -575,15 +638,29 @@ static void describe_run(run *r, const cs_scale_result *net)
     const cs_arch_iface *arch = r->arch_p->iface;
     cs_run_result *res = r->res;
     snprintf(res->arch, sizeof res->arch, "%s", r->arch_p->name);
-    snprintf(res->policy, sizeof res->policy, "%s", e->manual ? "none" : e->policy);
+    snprintf(res->policy, sizeof res->policy, "%s", e->manual ? "none" : e->n_depths ? "widest" : e->policy);
     snprintf(res->cil, sizeof res->cil, "%s", r->cil_p->name);
     snprintf(res->backend, sizeof res->backend, "%s", r->be_p->name);
     snprintf(res->version, sizeof res->version, "%s", CS_VERSION);
     snprintf(res->data, sizeof res->data, "%s:%s", e->data_format, e->data_path);
-    snprintf(res->label, sizeof res->label, "%s %s %s seed %llu", res->cil, res->policy, res->arch,
-             (unsigned long long)e->seed);
+    char how[96] = "", depths[96] = "";
+    if (!e->manual) { /* "psi 1M " */
+        cs_budget_short(e->budget, depths, sizeof depths);
+        snprintf(how, sizeof how, "%s %s ", res->policy, depths);
+    }
+    for (int i = 0, u = 0; i < arch->n_stages && u < (int)sizeof depths; i++)
+        u += snprintf(depths + u, sizeof depths - (size_t)u, "%s%d", i ? "," : "", net->cfg.depths[i]);
+    /* "lucir psi 1M resnet18 w=0.445 [1,1,1,1] seed 1": what was trained, at a glance */
+    snprintf(res->label, sizeof res->label, "%s %s%s w=%.3g [%s]%s seed %llu", res->cil, how, res->arch, net->w,
+             depths, strcmp(e->resolution, "keep") ? "" : " keep-res", (unsigned long long)e->seed);
     res->budget = e->manual ? 0 : e->budget;
     res->params = net->params;
+    res->counted = r->counted;
+    const cs_arch_config *c = &r->counted_cfg;
+    snprintf(res->count, sizeof res->count, "%s: %s head, %d classes, %d input channel%s, %s stem",
+             e->count, cs_head_name(c->head), c->n_classes, c->in_channels, c->in_channels == 1 ? "" : "s",
+             cs_stem_name(c->stem));
+    cs_experiment_settings(e, res->settings, sizeof res->settings);
     res->w = net->w;
     res->d = net->d;
     res->resolution = net->resolution;
@@ -613,10 +690,13 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
     if ((rc = cs_device_open(r->be_p->iface, r->be_p->name, r->e->device, &r->dev, err)))
         return rc;
     cs_device_describe(r->dev, res->device, sizeof res->device);
-    char pbuf[32];
+    char pbuf[32], use[160] = "";
     snprintf(pbuf, sizeof pbuf, "%lld", (long long)net.params);
-    say(r, "%s %s: w=%.3f, d=%.3f, %s parameters, %dx%d input; %s; %d states over %d classes; %s", res->policy,
-        res->arch, net.w, net.d, pbuf, r->in.h, r->in.w, r->cil_p->name, r->sc.n_states, r->sc.n_classes,
+    if (!r->e->manual)
+        snprintf(use, sizeof use, " (budget %lld, %.1f%% used, counting %s)", (long long)r->e->budget,
+                 100.0 * (double)r->counted / (double)r->e->budget, res->count);
+    say(r, "%s %s: w=%.3f, d=%.3f, %s parameters%s, %dx%d input; %s; %d states over %d classes; %s", res->policy,
+        res->arch, net.w, net.d, pbuf, use, r->in.h, r->in.w, r->cil_p->name, r->sc.n_states, r->sc.n_classes,
         res->device);
     return CS_OK;
 }
