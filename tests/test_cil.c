@@ -292,6 +292,54 @@ START_TEST(experiment_errors_name_the_key)
     ck_assert_int_eq(cs_experiment_set(&e, "train.epoch=3", &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "unknown key 'train.epoch'") && strstr(err.msg, "epochs"), "%s", err.msg);
     ck_assert_int_eq(cs_experiment_set(&e, "nonsense", &err), CS_ERR_ARG);
+    /* model.depths: a list or "1,1,2,2"; not with depth */
+    p = tu_write("depths.cfg", "model = { width = 0.5; depth = 0.5; depths = [1, 1, 2, 2]; };\n");
+    ck_assert_int_eq(cs_experiment_load(p, &e, &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "give depth or depths, not both"), "%s", err.msg);
+    p = tu_write("depths0.cfg", "model = {\n  depths = [1, 0];\n};\n");
+    ck_assert_int_eq(cs_experiment_load(p, &e, &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "depths0.cfg:2: model.depths[1]: expected a block count >= 1"), "%s", err.msg);
+    ck_assert_int_eq(cs_experiment_set(&e, "model.depths=1,,2", &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "model.depths: '1,,2': expected blocks per stage"), "%s", err.msg);
+    ck_assert_int_eq(cs_experiment_set(&e, "model.depths=1,2,", &err), CS_ERR_ARG);
+}
+END_TEST
+
+/* The settings string: equal for runs that differ in seed, out or device
+ * only; the model keys in use only. */
+START_TEST(experiment_settings_name_what_matters)
+{
+    cs_experiment a, b;
+    cs_error err;
+    char sa[4096], sb[4096];
+    cs_experiment_defaults(&a);
+    cs_experiment_defaults(&b);
+    ck_assert_int_eq(cs_experiment_set(&b, "seed=7", &err), CS_OK);
+    ck_assert_int_eq(cs_experiment_set(&b, "out=elsewhere", &err), CS_OK);
+    ck_assert_int_eq(cs_experiment_set(&b, "backend.device=threads=1", &err), CS_OK);
+    cs_experiment_settings(&a, sa, sizeof sa);
+    cs_experiment_settings(&b, sb, sizeof sb);
+    ck_assert_str_eq(sa, sb);
+    ck_assert_ptr_nonnull(strstr(sa, "model.policy=psi; model.budget=1000000;"));
+    ck_assert_ptr_null(strstr(sa, "model.width"));
+    ck_assert_ptr_nonnull(strstr(sa, "train.lr=0.1;"));
+    ck_assert_int_eq(cs_experiment_set(&b, "train.epochs=3", &err), CS_OK);
+    cs_experiment_settings(&b, sb, sizeof sb);
+    ck_assert_str_ne(sa, sb);
+    /* under a budget with depths: the widest network, no policy */
+    ck_assert_int_eq(cs_experiment_set(&a, "model.depths=2,2,2,2", &err), CS_OK);
+    cs_experiment_settings(&a, sa, sizeof sa);
+    ck_assert_ptr_nonnull(strstr(sa, "model.budget=1000000; model.depths=2,2,2,2;"));
+    ck_assert_ptr_null(strstr(sa, "model.policy"));
+    /* by hand */
+    ck_assert_int_eq(cs_experiment_set(&a, "model.width=0.5", &err), CS_OK);
+    cs_experiment_settings(&a, sa, sizeof sa);
+    ck_assert_ptr_nonnull(strstr(sa, "model.width=0.5; model.depths=2,2,2,2;"));
+    ck_assert_ptr_null(strstr(sa, "model.budget"));
+    /* cut to the buffer */
+    char small[16];
+    ck_assert_int_eq(cs_experiment_settings(&a, small, sizeof small), 15);
+    ck_assert_int_eq(strlen(small), 15);
 }
 END_TEST
 
@@ -326,6 +374,26 @@ START_TEST(experiment_round_trips)
     ck_assert_mem_eq(f.order, e.order, sizeof(int) * 10);
     ck_assert_str_eq(f.cil_values[0], e.cil_values[0]);
     ck_assert_int_eq(f.seed, 12);
+    /* the model keys of this change too */
+    ck_assert_int_eq(cs_experiment_set(&e, "model.depths=1,2,2,1", &err), CS_OK);
+    ck_assert_int_eq(cs_experiment_set(&e, "model.convention=cilscale-0.1", &err), CS_OK);
+    ck_assert_int_eq(cs_experiment_set(&e, "model.count=authors-1000", &err), CS_OK);
+    ck_assert_int_eq(cs_experiment_set(&e, "model.resolution=keep", &err), CS_OK);
+    fp = fopen(path, "w");
+    cs_experiment_write(&e, fp);
+    fclose(fp);
+    cs_experiment_defaults(&f);
+    ck_assert_msg(cs_experiment_load(path, &f, &err) == CS_OK, "%s", err.msg);
+    ck_assert_int_eq(f.manual, 0);
+    ck_assert_int_eq(f.n_depths, 4);
+    ck_assert_int_eq(f.depths[1], 2);
+    ck_assert_str_eq(f.convention, "cilscale-0.1");
+    ck_assert_str_eq(f.count, "authors-1000");
+    ck_assert_str_eq(f.resolution, "keep");
+    char s1[4096], s2[4096];
+    cs_experiment_settings(&e, s1, sizeof s1);
+    cs_experiment_settings(&f, s2, sizeof s2);
+    ck_assert_str_eq(s1, s2);
 }
 END_TEST
 
@@ -697,6 +765,7 @@ int main(void)
     tcase_add_checked_fixture(t, NULL, tu_remove_tmpdir);
     tcase_add_test(t, experiment_errors_name_the_key);
     tcase_add_test(t, experiment_round_trips);
+    tcase_add_test(t, experiment_settings_name_what_matters);
     suite_add_tcase(s, t);
     t = tcase_create("runs");
     tcase_set_timeout(t, 240);

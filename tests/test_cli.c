@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <ftw.h>
 
@@ -336,6 +337,70 @@ START_TEST(test_scale_psi_json)
 }
 END_TEST
 
+/* --convention and --count-as: the authors' ShuffleNetV2 widths and their
+ * scripts' count; the old convention by name; bad names refused. */
+START_TEST(test_scale_conventions)
+{
+    ck_assert_int_eq(RUN("scale", "--arch", "shufflenetv2", "--width", "1.6", "--depth", "0.1", "--count-as",
+                         "authors-1000", "--json"), 0);
+    ck_assert_int_eq((long long)json_number(out, "params"), 2337160); /* their models/scaler.py */
+    assert_contains(out, "\"widths\": [184, 368, 744]");
+    assert_contains(out, "\"classes\": 1000, \"in_channels\": 3, \"stem\": \"imagenet\", \"head\": \"linear\"");
+    ck_assert_int_eq(RUN("scale", "--arch", "shufflenetv2", "--width", "0.5", "--json"), 0);
+    assert_contains(out, "\"widths\": [56, 120, 232]");
+    ck_assert_int_eq(RUN("scale", "--arch", "shufflenetv2", "--width", "0.5", "--convention", "cilscale-0.1", "--json"),
+                     0);
+    assert_contains(out, "\"widths\": [60, 116, 232]");
+    ck_assert_int_eq(RUN("scale", "--arch", "resnet18", "--depth", "0.6", "--json"), 0);
+    assert_contains(out, "\"depths\": [2, 2, 2, 2]");
+    ck_assert_int_eq(RUN("scale", "--arch", "resnet18", "--depth", "0.6", "--convention", "cilscale-0.1", "--json"), 0);
+    assert_contains(out, "\"depths\": [1, 1, 1, 1]");
+    ck_assert_int_eq(RUN("scale", "--arch", "resnet18", "--depth", "0.6", "--convention", "paper"), 2);
+    assert_one_line(err, "cilscale scale: --convention 'paper': expected authors or cilscale-0.1", NULL);
+    ck_assert_int_eq(RUN("grid", "--arch", "resnet18", "--budget", "1M", "--count-as", "authors-10"), 2);
+    assert_one_line(err, "cilscale grid: --count-as 'authors-10': expected authors-100 or authors-1000", NULL);
+}
+END_TEST
+
+/* scale --config counts what run trains: the data's classes and channels, the
+ * algorithm's head, the file's model keys and --set. */
+START_TEST(test_scale_config)
+{
+    char dir[600], text[1200];
+    snprintf(dir, sizeof dir, "%s/tiny", tu_tmpdir());
+    mkdir(dir, 0777);
+    tu_write_tiny_idx(dir, "train", 4, 1);
+    tu_write_tiny_idx(dir, "t10k", 2, 2);
+    snprintf(text, sizeof text,
+             "data = { format = \"idx\"; path = \"%s\"; };\nmodel = { arch = \"resnet18\"; budget = \"300k\"; };\n"
+             "cil = { algorithm = \"lucir\"; };\n", dir);
+    const char *cfg = tu_write("scale.cfg", text);
+    ck_assert_int_eq(RUN("scale", "--config", cfg, "--json"), 0);
+    long long from_file = (long long)json_number(out, "params");
+    assert_contains(out, "\"classes\": 10, \"in_channels\": 1, \"stem\": \"small\", \"head\": \"cosine\"");
+    ck_assert_int_eq(RUN("scale", "--arch", "resnet18", "--budget", "300k", "--classes", "10", "--in-channels", "1",
+                         "--stem", "small", "--head", "cosine", "--json"), 0);
+    ck_assert_int_eq((long long)json_number(out, "params"), from_file);
+    /* --set applies, and the text says what the budget counts */
+    ck_assert_int_eq(RUN("scale", "--config", cfg, "--set", "model.count=authors-100"), 0);
+    assert_contains(out, "counting authors-100: linear head, 100 classes, 3 input channels, imagenet stem");
+    ck_assert_int_eq(RUN("scale", "--config", cfg, "--set", "model.depths=2,2,2,2", "--json"), 0);
+    assert_contains(out, "\"policy\": \"widest\"");
+    assert_contains(out, "\"depths\": [2, 2, 2, 2]");
+    /* errors */
+    ck_assert_int_eq(RUN("scale", "--config", cfg, "--arch", "resnet18"), 2);
+    assert_one_line(err, "cilscale scale: --config takes the network from the experiment file", NULL);
+    ck_assert_int_eq(RUN("scale", "--set", "seed=1"), 2);
+    assert_one_line(err, "cilscale scale: --set needs --config EXPERIMENT.cfg", NULL);
+    ck_assert_int_eq(RUN("scale", "--config", cfg, "--set", "model.depths=1,1"), 2);
+    assert_one_line(err, "cilscale scale: model.depths: 2 stages given, resnet18 has 4", NULL);
+    ck_assert_int_eq(RUN("scale", "--config", cfg, "--set", "model.count=all"), 2);
+    assert_one_line(err, "cilscale scale: model.count 'all': expected trained, authors-100 or authors-1000", NULL);
+    ck_assert_int_eq(RUN("scale", "--config", cfg, "--set", "model.resolution=half"), 2);
+    assert_one_line(err, "cilscale scale: model.resolution 'half': expected policy or keep", NULL);
+}
+END_TEST
+
 START_TEST(test_scale_text)
 {
     ck_assert_int_eq(RUN("scale", "--arch", "resnet18", "--budget", "1M"), 0);
@@ -627,6 +692,8 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_scale_text);
     tcase_add_test(tc, test_budget_formats);
     tcase_add_test(tc, test_scale_manual);
+    tcase_add_test(tc, test_scale_conventions);
+    tcase_add_test(tc, test_scale_config);
     tcase_add_test(tc, test_grid_text);
     tcase_add_test(tc, test_grid_json);
     tcase_add_checked_fixture(tc, NULL, tu_remove_tmpdir);

@@ -90,6 +90,15 @@ typedef struct cs_run_callbacks {
                  const cs_epoch_stats *so_far);
 } cs_run_callbacks;
 
+/* The network the experiment would train, without training it: the plugins
+ * found, the data read (for its classes, channels and image size), the
+ * network scaled as cs_experiment_run scales it; res filled as a run's
+ * results start (label, params, budget_counted, budget_counts, depths,
+ * widths, settings). net is the scaled network (trained head and classes). */
+struct cs_scale_result;
+int cs_experiment_network(const cs_experiment *e, const cs_registry *reg, struct cs_scale_result *net,
+                          cs_run_result *res, cs_error *err);
+
 /* Runs the experiment: every state in turn (after the last finished one in
  * e->out when resume is set), writing after each state the model
  * (e->out/state-K.safetensors), results.json/.csv and accuracy.svg, and at

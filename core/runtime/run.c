@@ -758,6 +758,26 @@ static int make_dirs(const char *path, cs_error *err)
     return CS_OK;
 }
 
+int cs_experiment_network(const cs_experiment *e, const cs_registry *reg, cs_scale_result *net, cs_run_result *res,
+                          cs_error *err)
+{
+    run r = {.e = e, .res = res};
+    memset(res, 0, sizeof *res);
+    const cs_plugin *pol;
+    cs_data_format fmt;
+    int rc;
+    if (cs_data_format_parse(e->data_format, &fmt))
+        rc = cs_error_set(err, CS_ERR_ARG, "data.format '%s': expected idx, cifar10, cifar100, folder or list",
+                          e->data_format);
+    else if (!(rc = find_plugins(&r, reg, &pol, err)) && !(rc = load_data(&r, fmt, err)) &&
+             !(rc = scale_network(&r, pol, net, err)))
+        describe_run(&r, net);
+    cs_scenario_free(&r.sc);
+    cs_dataset_free(r.train);
+    cs_dataset_free(r.test);
+    return rc;
+}
+
 int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int resume, const cs_run_callbacks *cb,
                       cs_run_result *res, cs_error *err)
 {
