@@ -565,6 +565,13 @@ START_TEST(sigterm_saves)
 }
 END_TEST
 
+static const char *path_of(const char *name)
+{
+    static char p[700];
+    snprintf(p, sizeof p, "%s/%s", tu_tmpdir(), name);
+    return p;
+}
+
 /* The folders `sweep --list` names, one per line, and how many say `state`. */
 static int count_lines(const char *text, const char *prefix)
 {
@@ -606,6 +613,25 @@ START_TEST(sweep_lists_and_refuses)
         total += count_lines(o, "new ");
     }
     ck_assert_int_eq(total, 8);
+    /* a sweep file: blocks of their own products, the file's set and seeds */
+    char text[1400];
+    snprintf(text, sizeof text,
+             "experiment = \"%s\";\nset = [\"model.budget=100k\"];\nseeds = [1, 2];\n"
+             "blocks = (\n  { figure1 = true; },\n  { vary = [\"model.policy=psi,width\", \"train.epochs=1\"]; }\n);\n",
+             cfg);
+    const char *sweepfile = tu_write("study.sweep", text);
+    rc = tu_run(o, sizeof o, e, sizeof e, "sweep", "--file", sweepfile, "--out", d, "--list", NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
+    ck_assert_int_eq(count_lines(o, "new "), 2 * 2 + 2 * 2);
+    ck_assert_ptr_nonnull(strstr(o, "/resnet18-width-100k-"));
+    tu_write("bad.sweep", "seeds = [1];\nblocks = (\n  { vary = [\"seed=1,2\"]; figure = true; }\n);\n");
+    rc = tu_run(o, sizeof o, e, sizeof e, "sweep", "--file", path_of("bad.sweep"), "--out", d, NULL);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_msg(strstr(e, "bad.sweep:3: blocks[0].figure: unknown key"), "%s", e);
+    tu_write("bad2.sweep", "set = [\"seed=1,2\"];\n");
+    rc = tu_run(o, sizeof o, e, sizeof e, "sweep", "--file", path_of("bad2.sweep"), "--out", d, NULL);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_msg(strstr(e, "bad2.sweep:1: set 'seed=1,2': one value here"), "%s", e);
     /* refused, one line each, exit 2, nothing made */
     static const char *const bad[][3] = {
         {"--set", "model.budgett=1M,2M", "unknown key 'model.budgett'"},

@@ -134,6 +134,9 @@ static int parse_axis(const char *where, const char *text, axis *a)
         if (depth || !u || a->n == MAX_VALUES) {
             fprintf(stderr, "cilscale sweep: %s '%s': %s\n", where, text,
                     depth ? "unbalanced brackets" : !u ? "an empty value" : "more than 64 values");
+            for (int i = 0; i < a->n; i++)
+                free(a->values[i]);
+            a->n = 0;
             return -1;
         }
         a->values[a->n++] = xstrdup(buf);
@@ -221,9 +224,15 @@ static int load_file(const char *path, sweep *s)
     config_t cfg;
     config_init(&cfg);
     int rc = -1;
-    if (!config_read_file(&cfg, path)) {
-        fprintf(stderr, "cilscale sweep: %s:%d: %s\n", path, config_error_line(&cfg),
-                config_error_type(&cfg) == CONFIG_ERR_FILE_IO ? "cannot read the sweep file" : config_error_text(&cfg));
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "cilscale sweep: %s: cannot read the sweep file (%s)\n", path, strerror(errno));
+        goto out;
+    }
+    int ok = config_read(&cfg, f);
+    fclose(f);
+    if (!ok) {
+        fprintf(stderr, "cilscale sweep: %s:%d: %s\n", path, config_error_line(&cfg), config_error_text(&cfg));
         goto out;
     }
     const config_setting_t *root = config_root_setting(&cfg);
