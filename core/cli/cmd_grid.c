@@ -138,7 +138,7 @@ static void print_table(const cli_net_opts *o, const cs_arch_iface *arch, const 
     char a[32];
     printf("%s under a budget of %s parameters (%d classes, %s stem, %s head)\n", o->arch,
            cli_thousands(o->budget, a, sizeof a), o->classes, cs_stem_name(o->stem), cs_head_name(o->head));
-    printf("%-28s %7s %7s %-32s %12s  %s\n", "depths", "d", "w", "widths", "params", "picked by");
+    printf("%-28s %7s %7s %-32s %12s %6s  %s\n", "depths", "d", "w", "widths", "params", "use", "picked by");
     for (int i = 0; i < n_rows; i++) {
         const row *r = &rows[i];
         char dv[128] = "", wv[128] = "";
@@ -151,19 +151,19 @@ static void print_table(const cli_net_opts *o, const cs_arch_iface *arch, const 
                 break;
         }
         if (r->fits) {
-            printf("%-28s %7.3f %7.3f %-32s %12s ", dv, r->res.d, r->res.w, wv,
-                   cli_thousands(r->res.params, a, sizeof a));
+            printf("%-28s %7.3f %7.3f %-32s %12s %5.1f%% ", dv, r->res.d, r->res.w, wv,
+                   cli_thousands(r->res.params, a, sizeof a), 100.0 * (double)r->res.params / (double)o->budget);
             for (int k = 0; k < r->n_picks; k++)
                 printf(" %s", r->picks[k]);
             printf("\n");
         } else {
-            printf("%-28s %7.3f %7s %-32s %12s  (does not fit: smallest is %s)\n", dv,
-                   (double)cs_arch_blocks(arch, r->depths) / cs_arch_ref_blocks(arch), "-", "-", "-",
+            printf("%-28s %7.3f %7s %-32s %12s %6s  (does not fit: smallest is %s)\n", dv,
+                   (double)cs_arch_blocks(arch, r->depths) / cs_arch_ref_blocks(arch), "-", "-", "-", "-",
                    cli_thousands(r->smallest, a, sizeof a));
         }
     }
     printf("d is blocks kept / reference blocks for grid rows, and the policy's own coefficient for a\n"
-           "row a policy added (compound's 1.2^phi, depth's d).\n");
+           "row a policy added (compound's 1.2^phi, depth's d); use is params / budget.\n");
 }
 
 static int take_option(void *ctx, int opt, const char *arg)

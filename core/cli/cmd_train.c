@@ -260,15 +260,21 @@ int cmd_train(int argc, char **argv)
             goto out_sig;
         }
         total_s += te.seconds;
-        cli_progress_line(&prog, "epoch %d/%d%s: loss %.4f, train acc %.2f%%, test acc %.2f%% (top-5 %.2f%%), lr %.4g, "
+        char t5[16] = "n/a"; /* top-5 of 5 or fewer classes says nothing */
+        if (train->n_classes > 5)
+            snprintf(t5, sizeof t5, "%.2f%%", 100.0 * (double)te.top5 / (double)te.seen);
+        cli_progress_line(&prog, "epoch %d/%d%s: loss %.4f, train acc %.2f%%, test acc %.2f%% (top-5 %s), lr %.4g, "
                                  "%.0f img/s, %s",
                           epoch + 1, o.epochs, stopped ? " (interrupted)" : "", tr.loss,
                           100.0 * (double)tr.top1 / (double)(tr.seen ? tr.seen : 1),
-                          100.0 * (double)te.top1 / (double)te.seen, 100.0 * (double)te.top5 / (double)te.seen,
-                          sgd.lr, (double)tr.seen / tr.seconds, cli_duration(total_s));
+                          100.0 * (double)te.top1 / (double)te.seen, t5, sgd.lr, (double)tr.seen / tr.seconds,
+                          cli_duration(total_s));
     }
-    printf("test accuracy %.2f%% (top-5 %.2f%%) after %d epoch%s, %s\n", 100.0 * (double)te.top1 / (double)te.seen,
-           100.0 * (double)te.top5 / (double)te.seen, epoch, epoch == 1 ? "" : "s", cli_duration(total_s));
+    char t5[16] = "n/a";
+    if (train->n_classes > 5)
+        snprintf(t5, sizeof t5, "%.2f%%", 100.0 * (double)te.top5 / (double)te.seen);
+    printf("test accuracy %.2f%% (top-5 %s) after %d epoch%s, %s\n", 100.0 * (double)te.top1 / (double)te.seen, t5,
+           epoch, epoch == 1 ? "" : "s", cli_duration(total_s));
     rc = stopped ? 128 + (cli_interrupted() ? cli_interrupted() : SIGINT) : CLI_OK;
     if (o.out) {
         char path[PATH_MAX];
