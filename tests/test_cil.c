@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -746,6 +747,84 @@ START_TEST(sweep_runs_skips_and_resumes)
 }
 END_TEST
 
+/* A run folder is one run (issue 13): another run's folder is refused (or,
+ * with --force, its files moved aside); --resume refuses a results.csv or a
+ * checkpoint of another run, and a damaged results.csv, instead of mixing or
+ * starting over; a second run into a folder in use is refused at once. */
+START_TEST(run_folder_is_one_run)
+{
+    const char *cfg = tiny_cfg(tiny_data(), "finetune");
+    char a[700], b[700], o[8192], e[8192], p[900], q[900];
+    snprintf(a, sizeof a, "%s/one", tu_tmpdir());
+    snprintf(b, sizeof b, "%s/other", tu_tmpdir());
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", a, NULL), 0);
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", b, "--set", "seed=4", NULL), 0);
+    /* the same run again into its folder: allowed (it is that run) */
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", a, NULL), 0);
+    /* another seed into it: refused, nothing touched */
+    snprintf(p, sizeof p, "%s/results.csv", a);
+    char before[8192];
+    snprintf(before, sizeof before, "%s", slurp_file(p));
+    int rc = tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", a, "--set", "seed=5", NULL);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_msg(strstr(e, "holds another run") && strstr(e, "--force"), "%s", e);
+    ck_assert_str_eq(slurp_file(p), before);
+    /* --force: the old files go to replaced-TIME/, the new run is alone */
+    rc = tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", a, "--set", "seed=5", "--force", NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
+    DIR *dp = opendir(a);
+    struct dirent *de;
+    char aside[300] = "";
+    while ((de = readdir(dp)))
+        if (!strncmp(de->d_name, "replaced-", 9))
+            snprintf(aside, sizeof aside, "%s", de->d_name);
+    closedir(dp);
+    ck_assert_msg(aside[0], "no replaced-* folder in %s", a);
+    snprintf(q, sizeof q, "%s/%s/results.csv", a, aside);
+    ck_assert_str_eq(slurp_file(q), before);
+    ck_assert_ptr_nonnull(strstr(slurp_file(p), "# seed: 5\n"));
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", "--resume", a, "--force", NULL), 2);
+
+    /* --resume with another run's results.csv (b's, seed 4): refused, naming it */
+    char cmd[2400];
+    snprintf(cmd, sizeof cmd, "cp %s/results.csv %s/results.csv", b, a);
+    ck_assert_int_eq(system(cmd), 0);
+    rc = tu_run(o, sizeof o, e, sizeof e, "run", "--resume", a, NULL);
+    ck_assert_int_eq(rc, 2);
+    snprintf(q, sizeof q, "%s/results.csv belongs to another run", a);
+    ck_assert_msg(strstr(e, q), "%s", e);
+    /* its own results.csv but another run's checkpoint */
+    snprintf(cmd, sizeof cmd, "cp %s/%s/results.csv %s/results.csv && cp %s/state-2.safetensors %s/", a, aside, a, b, a);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "mv %s/%s/run.cfg %s/run.cfg", a, aside, a); /* back to seed 3's run */
+    ck_assert_int_eq(system(cmd), 0);
+    rc = tu_run(o, sizeof o, e, sizeof e, "run", "--resume", a, NULL);
+    ck_assert_int_eq(rc, 2);
+    snprintf(q, sizeof q, "%s/state-2.safetensors belongs to another run", a);
+    ck_assert_msg(strstr(e, q), "%s", e);
+    /* a damaged results.csv: refused, not started over */
+    tu_write("one/results.csv", "# label: x\nstate,oops\n");
+    rc = tu_run(o, sizeof o, e, sizeof e, "run", "--resume", a, NULL);
+    ck_assert_int_ne(rc, 0);
+    ck_assert_msg(strstr(e, "--resume cannot tell which states finished"), "%s", e);
+    ck_assert_str_eq(slurp_file(p), "# label: x\nstate,oops\n");
+
+    /* a folder in use: the second run is refused at once */
+    snprintf(q, sizeof q, "%s/.cilscale.lock", b);
+    int fd = open(q, O_RDWR | O_CREAT, 0666);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+    ck_assert_int_eq(write(fd, "12345\n", 6), 6);
+    rc = tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", b, "--set", "seed=4", NULL);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_msg(strstr(e, "another cilscale run is writing this folder (pid 12345)"), "%s", e);
+    rc = tu_run(o, sizeof o, e, sizeof e, "run", "--resume", b, NULL);
+    ck_assert_int_eq(rc, 2);
+    close(fd);
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", "--resume", b, NULL), 0);
+}
+END_TEST
+
 START_TEST(run_config_errors)
 {
     char o[4096], e[4096];
@@ -800,6 +879,7 @@ int main(void)
     tcase_add_test(t, interrupt_saves_and_resume_finishes);
     tcase_add_test(t, sigterm_saves);
     tcase_add_test(t, run_config_errors);
+    tcase_add_test(t, run_folder_is_one_run);
     tcase_add_test(t, sweep_lists_and_refuses);
     tcase_add_test(t, sweep_runs_skips_and_resumes);
     suite_add_tcase(s, t);

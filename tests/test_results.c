@@ -313,6 +313,7 @@ START_TEST(test_csv_roundtrip)
     r->w = 0.123456789;
     snprintf(r->count, sizeof r->count, "count: a\nb");
     snprintf(r->settings, sizeof r->settings, "data.path=/x; model.arch=resnet18");
+    snprintf(r->run_id, sizeof r->run_id, "0123456789abcdef");
     const char *dir = subdir("csv");
     cs_error e;
     ck_assert_msg(cs_results_write(dir, r, &e) == 0, "%s", e.msg);
@@ -322,7 +323,7 @@ START_TEST(test_csv_roundtrip)
         "# cil: lucir\n# backend: cpu\n# params: 988500\n# budget: 1000000\n"
         "# budget_counted: 0\n# budget_counts: count: a b\n"
         "# w: 0.123457\n# d: 0.5\n# resolution: 1\n# depths: 1,1,1,1\n# widths: 32,56,112,224\n"
-        "# settings: data.path=/x; model.arch=resnet18\n"
+        "# settings: data.path=/x; model.arch=resnet18\n# run_id: 0123456789abcdef\n"
         "# seed: 18446744073709551615\n# n_states_planned: 5\n"
         "# version: 0.1.0\n"
         "state,n_new,n_seen,top1,top5,train_loss,train_seconds,eval_seconds,group_top1\n"
@@ -348,6 +349,7 @@ START_TEST(test_csv_roundtrip)
     assert_close(back.w, r->w, "w", 0);
     assert_close(back.d, r->d, "d", 0);
     ck_assert_str_eq(back.settings, r->settings);
+    ck_assert_str_eq(back.run_id, "0123456789abcdef");
     ck_assert_str_eq(back.count, "count: a b"); /* one line */
     ck_assert_int_eq(back.n_stages, 4);
     ck_assert_int_eq(back.depths[3], 1);

@@ -25,11 +25,14 @@ static const char usage[] =
     "After each state DIR holds state-K.safetensors, results.json, results.csv\n"
     "and accuracy.svg. Ctrl-C (or SIGTERM) stops at the next batch and saves; --resume DIR\n"
     "continues after the last finished state and ends with the same numbers as\n"
-    "an uninterrupted run.\n"
+    "an uninterrupted run. A folder is one run: its files carry the run's id, a\n"
+    "second run into it at once is refused, as is a folder of another run (unless\n"
+    "--force), and --resume refuses any file that is not this run's.\n"
     "\n"
     "  --set K=V          override one key, e.g. --set model.budget=2M --set seed=2\n"
     "  --out DIR          output folder (the file's `out`, default runs/run)\n"
     "  --resume DIR       continue the run in DIR (reads DIR/run.cfg)\n"
+    "  --force            DIR holds another run: move its files to DIR/replaced-TIME/ first\n"
     "  --plugins FILE     plugins.conf to load\n"
     "  --help             this text\n"
     "\n"
@@ -73,11 +76,11 @@ static const char *default_config(char *buf, size_t size)
     return buf;
 }
 
-enum { O_SET = 256, O_OUT, O_RESUME, O_PLUGINS };
+enum { O_SET = 256, O_OUT, O_RESUME, O_PLUGINS, O_FORCE };
 
 typedef struct run_opts {
     const char *sets[64], *out, *resume, *plugins;
-    int n_sets;
+    int n_sets, force;
 } run_opts;
 
 static int take_option(void *ctx, int opt, const char *arg)
@@ -94,6 +97,7 @@ static int take_option(void *ctx, int opt, const char *arg)
     case O_OUT: o->out = arg; return CLI_OPT_TAKEN;
     case O_RESUME: o->resume = arg; return CLI_OPT_TAKEN;
     case O_PLUGINS: o->plugins = arg; return CLI_OPT_TAKEN;
+    case O_FORCE: o->force = 1; return CLI_OPT_TAKEN;
     default: return CLI_OPT_UNKNOWN;
     }
 }
@@ -103,6 +107,7 @@ int cmd_run(int argc, char **argv)
     static const struct option longopts[] = {
         {"set", required_argument, 0, O_SET},       {"out", required_argument, 0, O_OUT},
         {"resume", required_argument, 0, O_RESUME}, {"plugins", required_argument, 0, O_PLUGINS},
+        {"force", no_argument, 0, O_FORCE},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
     run_opts ro = {0};
@@ -114,6 +119,10 @@ int cmd_run(int argc, char **argv)
     if (argc - optind > 1) {
         fprintf(stderr, "cilscale run: one experiment file at most, got '%s' and '%s'\n", argv[optind],
                 argv[optind + 1]);
+        return CLI_USAGE;
+    }
+    if (resume && ro.force) {
+        fprintf(stderr, "cilscale run: --force does not go with --resume (it starts the folder over)\n");
         return CLI_USAGE;
     }
     if (resume && (optind < argc || n_sets || out)) {
@@ -152,7 +161,7 @@ int cmd_run(int argc, char **argv)
     cs_run_callbacks cb = {&u, on_log, on_batch};
     cli_catch_interrupt();
     static cs_run_result res;
-    int rc = cs_experiment_run(&e, reg, resume != NULL, &cb, &res, &err);
+    int rc = cs_experiment_run(&e, reg, (resume ? CS_RUN_RESUME : 0) | (ro.force ? CS_RUN_FORCE : 0), &cb, &res, &err);
     const int sig = cli_interrupted();
     cli_release_interrupt();
     cli_progress_end(&u.p);

@@ -474,6 +474,17 @@ size_t cs_experiment_settings(const cs_experiment *e, char *buf, size_t size)
     return u < size ? u : (size ? size - 1 : 0);
 }
 
+void cs_experiment_identity(const cs_experiment *e, char id[17])
+{
+    static char buf[8192];
+    size_t n = cs_experiment_settings(e, buf, sizeof buf - 32);
+    snprintf(buf + n, sizeof buf - n, "; seed=%llu", (unsigned long long)e->seed);
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = buf; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    snprintf(id, 17, "%016llx", (unsigned long long)h);
+}
+
 static void write_str(FILE *f, const char *name, const char *v)
 {
     fprintf(f, "  %s = \"", name);

@@ -80,6 +80,17 @@ void cs_experiment_write(const cs_experiment *e, FILE *f);
  * cut at size - 1). */
 size_t cs_experiment_settings(const cs_experiment *e, char *buf, size_t size);
 
+/* A run's identity: 16 hex digits of a 64-bit FNV-1a hash of its settings
+ * and its seed. Every file of a run folder records it (run.cfg implies it,
+ * results.json/csv and the checkpoints carry it as run_id). */
+void cs_experiment_identity(const cs_experiment *e, char id[17]);
+
+/* cs_experiment_run's flags. */
+enum {
+    CS_RUN_RESUME = 1, /* continue after the last finished state in e->out */
+    CS_RUN_FORCE = 2,  /* a folder holding another run: move its files aside (DIR/replaced-TIME/) */
+};
+
 /* What a run reports while it works. */
 typedef struct cs_run_callbacks {
     void *ctx;
@@ -100,13 +111,13 @@ int cs_experiment_network(const cs_experiment *e, const cs_registry *reg, struct
                           cs_run_result *res, cs_error *err);
 
 /* Runs the experiment: every state in turn (after the last finished one in
- * e->out when resume is set), writing after each state the model
+ * e->out with CS_RUN_RESUME in flags), writing after each state the model
  * (e->out/state-K.safetensors), results.json/.csv and accuracy.svg, and at
  * the start the resolved experiment (e->out/run.cfg). Returns CS_OK, 1 when
  * a callback stopped it (the model so far is saved to
  * e->out/interrupted.safetensors), or a negative status with err naming the
  * state, epoch and batch where it matters. res holds what was measured. */
-int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int resume, const cs_run_callbacks *cb,
+int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int flags, const cs_run_callbacks *cb,
                       cs_run_result *res, cs_error *err);
 
 #ifdef __cplusplus

@@ -104,6 +104,8 @@ static void write_json(FILE *f, const cs_run_result *r)
         cs_json_null(&j);
     cs_json_key(&j, "settings");
     cs_json_string(&j, r->settings);
+    cs_json_key(&j, "run_id");
+    cs_json_text(&j, r->run_id);
     cs_json_key(&j, "w");
     cs_json_double(&j, r->w, 6);
     cs_json_key(&j, "d");
@@ -223,6 +225,7 @@ static void write_csv(FILE *f, const cs_run_result *r)
         csv_comment(f, "widths", list[1]);
     }
     csv_comment(f, "settings", r->settings);
+    csv_comment(f, "run_id", r->run_id);
     snprintf(num, sizeof num, "%llu", (unsigned long long)r->seed);
     csv_comment(f, "seed", num);
     snprintf(num, sizeof num, "%d", r->n_states_planned);
@@ -543,6 +546,8 @@ static int read_comment(reader *rd, char *line, cs_run_result *r)
         return read_text(rd, key, value, r->version, sizeof r->version);
     if (!strcmp(key, "settings"))
         return read_text(rd, key, value, r->settings, sizeof r->settings);
+    if (!strcmp(key, "run_id"))
+        return read_text(rd, key, value, r->run_id, sizeof r->run_id);
     if (!strcmp(key, "budget_counts"))
         return read_text(rd, key, value, r->count, sizeof r->count);
     if (!strcmp(key, "depths") || !strcmp(key, "widths")) {

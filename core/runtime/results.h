@@ -32,6 +32,7 @@ typedef struct cs_run_result {
     int64_t counted;        /* the count the budget was held to (model.count; = params when trained) */
     char count[128];        /* what that count counts: "trained: cosine head, 10 classes, ..." */
     char settings[3072];    /* cs_experiment_settings: equal for runs that differ only in their seed */
+    char run_id[17];        /* cs_experiment_identity: the run folder's files belong together */
     double w, d, resolution;
     int n_stages, depths[16], widths[16];
     uint64_t seed;

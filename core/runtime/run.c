@@ -6,7 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cilscale/clock.h"
 #include "runtime/atomic.h"
@@ -267,7 +272,8 @@ static int save_model(run *r, const char *name, cs_error *err)
     size_t u = 0;
     for (int i = 0; i < r->sc.n_classes && u < sizeof order; i++)
         u += (size_t)snprintf(order + u, sizeof order - u, "%s%d", i ? "," : "", r->sc.order[i]);
-    const char *meta[] = {"state", st, "arch", r->arch_p->name, "cil", r->cil_p->name, "class_order", order, NULL};
+    const char *meta[] = {"state", st,    "arch",   r->arch_p->name,  "cil", r->cil_p->name, "class_order",
+                          order,   "run_id", r->res->run_id, NULL};
     int rc = cs_model_read_params(&r->m, p, p + cs_graph_n_params(r->m.g), err);
     if (!rc)
         rc = cs_checkpoint_save(path, r->m.g, p, p + cs_graph_n_params(r->m.g), meta, err);
@@ -661,6 +667,7 @@ static void describe_run(run *r, const cs_scale_result *net)
              e->count, cs_head_name(c->head), c->n_classes, c->in_channels, c->in_channels == 1 ? "" : "s",
              cs_stem_name(c->stem));
     cs_experiment_settings(e, res->settings, sizeof res->settings);
+    cs_experiment_identity(e, res->run_id);
     res->w = net->w;
     res->d = net->d;
     res->resolution = net->resolution;
@@ -704,11 +711,21 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
 /* The finished states of an earlier run in e->out, and its last model. */
 static int load_resume(run *r, int *next, cs_error *err)
 {
-    cs_run_result old;
+    static cs_run_result old;
     cs_error e2;
+    char path[PATH_MAX + 64];
+    struct stat st;
     *next = 0;
-    if (cs_results_read(r->e->out, &old, &e2))
+    snprintf(path, sizeof path, "%s/results.csv", r->e->out);
+    if (stat(path, &st) != 0 && errno == ENOENT)
         return CS_OK; /* nothing finished yet: start from the first state */
+    if (cs_results_read(r->e->out, &old, &e2))
+        return cs_error_set(err, CS_ERR_IO, "%s; --resume cannot tell which states finished (repair the file, or "
+                            "start over with --force)", e2.msg);
+    if (strcmp(old.run_id, r->res->run_id))
+        return cs_error_set(err, CS_ERR_ARG, "%s belongs to another run (run_id %s, this run %s): --resume mixes "
+                            "nothing; start over with --force", path, *old.run_id ? old.run_id : "none",
+                            r->res->run_id);
     if (old.n_states > r->sc.n_states)
         return cs_error_set(err, CS_ERR_ARG, "%s: %d states finished, but the experiment has %d", r->e->out,
                             old.n_states, r->sc.n_states);
@@ -723,12 +740,19 @@ static int load_resume(run *r, int *next, cs_error *err)
         return rc;
     float *p = malloc(sizeof(float) * (size_t)(cs_graph_n_params(r->m.g) + 1));
     float *b = malloc(sizeof(float) * (size_t)(cs_graph_n_buffers(r->m.g) + 1));
-    char path[PATH_MAX + 64];
+    static cs_checkpoint_info info;
     snprintf(path, sizeof path, "%s/state-%d.safetensors", r->e->out, last);
-    if (!p || !b || (rc = cs_checkpoint_load(path, r->m.g, p, b, NULL, err))) {
+    if (!p || !b || (rc = cs_checkpoint_load(path, r->m.g, p, b, &info, err))) {
         free(p);
         free(b);
         return rc ? rc : cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+    }
+    const char *id = cs_checkpoint_meta(&info, "run_id");
+    if (!id || strcmp(id, r->res->run_id)) {
+        free(p);
+        free(b);
+        return cs_error_set(err, CS_ERR_ARG, "%s belongs to another run (run_id %s, this run %s): --resume mixes "
+                            "nothing; start over with --force", path, id ? id : "none", r->res->run_id);
     }
     r->prev_g = r->m.g;
     r->m.g = NULL;
@@ -737,6 +761,131 @@ static int load_resume(run *r, int *next, cs_error *err)
     *next = old.n_states;
     say(r, "resuming after state %d of %d from %s", old.n_states, r->sc.n_states, r->e->out);
     return CS_OK;
+}
+
+/* The files a run folder holds (besides state-K.safetensors). */
+static const char *const run_files[] = {"run.cfg", "results.json", "results.csv", "accuracy.svg",
+                                        "interrupted.safetensors", NULL};
+
+static int is_state_file(const char *name)
+{
+    int k, n = 0;
+    return sscanf(name, "state-%d.safetensors%n", &k, &n) == 1 && n > 0 && name[n] == '\0';
+}
+
+/* Which run the folder's files are of: 0 none there, 1 this run, -1 another
+ * (what names it in why). */
+static int folder_owner(const char *dir, const char *id, char *why, size_t size)
+{
+    char path[PATH_MAX + 64];
+    struct stat st;
+    static cs_run_result old;
+    cs_error e2;
+    snprintf(path, sizeof path, "%s/results.csv", dir);
+    if (stat(path, &st) == 0) {
+        if (cs_results_read(dir, &old, &e2)) {
+            snprintf(why, size, "%s", e2.msg);
+            return -1;
+        }
+        snprintf(why, size, "%s: run_id %s", path, *old.run_id ? old.run_id : "none");
+        return strcmp(old.run_id, id) ? -1 : 1;
+    }
+    snprintf(path, sizeof path, "%s/run.cfg", dir);
+    if (stat(path, &st) == 0) {
+        static cs_experiment other;
+        char oid[17];
+        cs_experiment_defaults(&other);
+        if (cs_experiment_load(path, &other, &e2)) {
+            snprintf(why, size, "%s", e2.msg);
+            return -1;
+        }
+        cs_experiment_identity(&other, oid);
+        snprintf(why, size, "%s: run_id %s", path, oid);
+        return strcmp(oid, id) ? -1 : 1;
+    }
+    DIR *dp = opendir(dir);
+    struct dirent *de;
+    int found = 0;
+    while (dp && !found && (de = readdir(dp)))
+        if (is_state_file(de->d_name) || !strcmp(de->d_name, "interrupted.safetensors")) {
+            snprintf(why, size, "%s/%s, with no results.csv or run.cfg", dir, de->d_name);
+            found = 1;
+        }
+    if (dp)
+        closedir(dp);
+    return found ? -1 : 0;
+}
+
+/* --force: every file of the other run into DIR/replaced-YYYYmmdd-HHMMSS[-N]/, renamed, never copied. */
+static int move_aside(const char *dir, cs_error *err)
+{
+    char aside[PATH_MAX + 64], from[PATH_MAX + 64], to[2 * PATH_MAX + 128], stamp[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", gmtime_r(&t, &tm));
+    snprintf(aside, sizeof aside, "%s/replaced-%s", dir, stamp);
+    for (int k = 2; mkdir(aside, 0777) != 0; k++) {
+        if (errno != EEXIST || k > 99)
+            return cs_error_set(err, CS_ERR_IO, "%s: cannot make it to move the other run's files to: %s", aside,
+                                strerror(errno));
+        snprintf(aside, sizeof aside, "%s/replaced-%s-%d", dir, stamp, k);
+    }
+    DIR *dp = opendir(dir);
+    if (!dp)
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot read the folder: %s", dir, strerror(errno));
+    struct dirent *de;
+    int rc = CS_OK;
+    while (rc == CS_OK && (de = readdir(dp))) {
+        int mine = is_state_file(de->d_name);
+        for (int i = 0; run_files[i]; i++)
+            mine |= !strcmp(de->d_name, run_files[i]);
+        if (!mine)
+            continue;
+        snprintf(from, sizeof from, "%s/%s", dir, de->d_name);
+        snprintf(to, sizeof to, "%s/%s", aside, de->d_name);
+        if (rename(from, to) != 0)
+            rc = cs_error_set(err, CS_ERR_IO, "%s: cannot move it to %s: %s", from, aside, strerror(errno));
+    }
+    closedir(dp);
+    return rc;
+}
+
+/* The folder is this run's alone: an exclusive lock on DIR/.cilscale.lock for
+ * the run's life (a second run into it fails at once), and no files of another
+ * run (refused, or with --force moved aside). Returns the lock's descriptor
+ * in *lock_fd. */
+static int claim_folder(run *r, int flags, int *lock_fd, cs_error *err)
+{
+    const char *dir = r->e->out;
+    char path[PATH_MAX + 64], why[1200];
+    snprintf(path, sizeof path, "%s/.cilscale.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
+    if (fd < 0)
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot open the run folder's lock: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(fd);
+        return cs_error_set(err, CS_ERR_ARG, "%s: another cilscale run is writing this folder%s%s%s; wait for it or "
+                            "give another --out", dir, *pid ? " (pid " : "", pid, *pid ? ")" : "");
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        /* the lock holds all the same; the pid is only for the message */
+    }
+    *lock_fd = fd;
+    if (flags & CS_RUN_RESUME)
+        return CS_OK; /* load_resume checks each file it uses */
+    int owner = folder_owner(dir, r->res->run_id, why, sizeof why);
+    if (owner >= 0)
+        return CS_OK;
+    if (!(flags & CS_RUN_FORCE))
+        return cs_error_set(err, CS_ERR_ARG, "%s holds another run (%s; this run %s): give --force to move its "
+                            "files aside into %s/replaced-TIME/, or another --out", dir, why, r->res->run_id, dir);
+    return move_aside(dir, err);
 }
 
 /* mkdir -p */
@@ -778,9 +927,11 @@ int cs_experiment_network(const cs_experiment *e, const cs_registry *reg, cs_sca
     return rc;
 }
 
-int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int resume, const cs_run_callbacks *cb,
+int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int flags, const cs_run_callbacks *cb,
                       cs_run_result *res, cs_error *err)
 {
+    const int resume = flags & CS_RUN_RESUME;
+    int lock_fd = -1;
     run r = {.e = e, .cb = cb, .res = res};
     memset(res, 0, sizeof *res);
     double t0 = cs_now_s();
@@ -798,7 +949,7 @@ int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int resume
     if ((rc = setup(&r, reg, err)))
         goto out;
     /* the output folder only once the experiment is known good */
-    if ((rc = make_dirs(e->out, err)))
+    if ((rc = make_dirs(e->out, err)) || (rc = claim_folder(&r, flags, &lock_fd, err)))
         goto out;
     if (resume && (rc = load_resume(&r, &next, err)))
         goto out;
@@ -844,5 +995,7 @@ out:
     cs_dataset_free(r.test);
     res->config_text = NULL;
     free(cfg_text);
+    if (lock_fd >= 0)
+        close(lock_fd); /* the lock goes with it; the file stays (removing it would race a waiting run) */
     return rc;
 }
