@@ -306,6 +306,75 @@ START_TEST(experiment_errors_name_the_key)
 }
 END_TEST
 
+/* What is accepted reads back (issue 13 item 2): generated experiments
+ * written as run.cfg load to the same settings and seed; what could not
+ * read back is refused when it is set. */
+START_TEST(experiment_accepted_reads_back)
+{
+    static const char *const sets[][4] = {
+        {"data.format=idx", "data.format=folder", "data.format=list", NULL},
+        {"data.path=/tmp/a \"quoted\" \\ path", "data.path=rel/x", "data.path=/data", NULL},
+        {"model.budget=2.5M", "model.width=0.3", "model.depths=1,2,2,1", "model.depth=0.25"},
+        {"model.policy=compound", "model.policy=psi", "model.convention=cilscale-0.1", "model.count=authors-100"},
+        {"cil.lambda_base=4.5", "cil.lucir.lambda_base=2", "cil.finetune.x-y=1", "cil.K=2"},
+        {"train.lr=0.123456789", "train.schedule=multistep:3,6", "train.nesterov=true", "train.first_epochs=0"},
+        {"seed=9223372036854775807", "seed=0", "seed=42", "scenario.order=3,1,2,0"},
+        {"backend.device=threads=1,layout=plain", "out=some/where", "model.resolution=keep", "scenario.first=4"},
+    };
+    uint64_t x = 12345;
+    char path[600];
+    snprintf(path, sizeof path, "%s/gen.cfg", tu_tmpdir());
+    for (int trial = 0; trial < 300; trial++) {
+        cs_experiment e, f;
+        cs_error err;
+        cs_experiment_defaults(&e);
+        for (size_t g = 0; g < sizeof sets / sizeof sets[0]; g++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            int n = 0;
+            while (n < 4 && sets[g][n])
+                n++;
+            int k = (int)((x >> 33) % (uint64_t)(n + 1));
+            if (k < n)
+                ck_assert_msg(cs_experiment_set(&e, sets[g][k], &err) == CS_OK, "%s: %s", sets[g][k], err.msg);
+        }
+        FILE *fp = fopen(path, "w");
+        cs_experiment_write(&e, fp);
+        fclose(fp);
+        cs_experiment_defaults(&f);
+        ck_assert_msg(cs_experiment_load(path, &f, &err) == CS_OK, "trial %d: %s", trial, err.msg);
+        char a[4096], b[4096];
+        cs_experiment_settings(&e, a, sizeof a);
+        cs_experiment_settings(&f, b, sizeof b);
+        ck_assert_msg(!strcmp(a, b), "trial %d:\n%s\n%s", trial, a, b);
+        ck_assert(e.seed == f.seed);
+        ck_assert_str_eq(e.out, f.out);
+        ck_assert_str_eq(e.device, f.device);
+    }
+    /* refused at --set, one line each */
+    static const char *const bad[][2] = {
+        {"seed=9223372036854775808", "expected a whole number from 0 to 9223372036854775807"},
+        {"cil.9lives=1", "expected an option name"},
+        {"cil.a b=1", "expected an option name"},
+        {"cil.lucir.x.y=1", "expected an option name"},
+        {"data.path=a\nb", "the value holds a control character"},
+        {"cil.k=\x1b[31m", "the value holds a control character"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cs_experiment e;
+        cs_error err;
+        cs_experiment_defaults(&e);
+        ck_assert_int_eq(cs_experiment_set(&e, bad[i][0], &err), CS_ERR_ARG);
+        ck_assert_msg(strstr(err.msg, bad[i][1]), "%s: %s", bad[i][0], err.msg);
+    }
+    cs_experiment e;
+    cs_error err;
+    cs_experiment_defaults(&e);
+    ck_assert_int_eq(cs_experiment_set(&e, "cil.lucir=1", &err), CS_OK);
+    ck_assert_int_eq(cs_experiment_set(&e, "cil.lucir.lambda_base=2", &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "one name cannot be both an option and a group"), "%s", err.msg);
+}
+END_TEST
+
 /* The settings string: equal for runs that differ in seed, out or device
  * only; the model keys in use only. */
 START_TEST(experiment_settings_name_what_matters)
@@ -871,6 +940,7 @@ int main(void)
     tcase_add_test(t, experiment_errors_name_the_key);
     tcase_add_test(t, experiment_round_trips);
     tcase_add_test(t, experiment_settings_name_what_matters);
+    tcase_add_test(t, experiment_accepted_reads_back);
     suite_add_tcase(s, t);
     t = tcase_create("runs");
     tcase_set_timeout(t, 240);

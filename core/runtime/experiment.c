@@ -1,8 +1,10 @@
 /* experiment.c: reading, overriding and writing experiment files, checked against one table of keys. */
+#include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,11 +125,46 @@ static void known_in(const char *group, char *buf, size_t size)
     }
 }
 
+/* A libconfig setting name: a letter or '*', then letters, digits, '-', '_' or '*'. */
+static int valid_name(const char *s, size_t n)
+{
+    if (!n || !(isalpha((unsigned char)s[0]) || s[0] == '*'))
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '-' || s[i] == '_' || s[i] == '*'))
+            return 0;
+    return 1;
+}
+
+/* Text run.cfg can hold: no control characters (a newline would end the string). */
+static int printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
 static int add_cil_opt(cs_experiment *e, const char *k, const char *v, const char *where, cs_error *err)
 {
     if (strlen(k) >= sizeof e->cil_keys[0] || strlen(v) >= sizeof e->cil_values[0])
         return cs_error_set(err, CS_ERR_ARG, "%scil.%s: key or value too long (at most %zu and %zu characters)",
                             where, k, sizeof e->cil_keys[0] - 1, sizeof e->cil_values[0] - 1);
+    /* what run.cfg writes must read back: "key" or "algorithm.key", each a libconfig name */
+    const char *dot = strchr(k, '.');
+    size_t head = dot ? (size_t)(dot - k) : strlen(k);
+    if (!valid_name(k, head) || (dot && (strchr(dot + 1, '.') || !valid_name(dot + 1, strlen(dot + 1)))))
+        return cs_error_set(err, CS_ERR_ARG, "%scil.%s: expected an option name (a letter, then letters, digits, "
+                            "'-' or '_'), or ALGORITHM.NAME", where, k);
+    if (!printable(v))
+        return cs_error_set(err, CS_ERR_ARG, "%scil.%s: the value holds a control character", where, k);
+    for (int i = 0; i < e->n_cil_opts; i++) {
+        const char *o = e->cil_keys[i], *od = strchr(o, '.');
+        size_t oh = od ? (size_t)(od - o) : strlen(o);
+        if ((!dot && od && oh == head && !strncmp(o, k, head)) || (dot && !od && oh == head && !strncmp(o, k, head)))
+            return cs_error_set(err, CS_ERR_ARG, "%scil.%s: '%.*s' is already %s; one name cannot be both an option "
+                                "and a group of options", where, k, (int)head, k, od ? "a group" : "an option");
+    }
     for (int i = 0; i < e->n_cil_opts; i++)
         if (!strcmp(e->cil_keys[i], k)) {
             snprintf(e->cil_values[i], sizeof e->cil_values[i], "%s", v);
@@ -149,6 +186,8 @@ static int set_from_text(cs_experiment *e, const key *k, const char *v, const ch
     errno = 0;
     switch (k->type) {
     case K_STR:
+        if (!printable(v))
+            return cs_error_set(err, CS_ERR_ARG, "%s%s: the value holds a control character", where, k->path);
         if (strlen(v) >= k->size)
             return cs_error_set(err, CS_ERR_ARG, "%s%s: '%s' is longer than %zu characters", where, k->path, v,
                                 k->size - 1);
@@ -191,8 +230,10 @@ static int set_from_text(cs_experiment *e, const key *k, const char *v, const ch
     }
     case K_SEED: {
         unsigned long long x = strtoull(v, &end, 10);
-        if (end == v || *end || errno || v[0] == '-')
-            return cs_error_set(err, CS_ERR_ARG, "%sseed: '%s': expected a whole number >= 0", where, v);
+        /* libconfig keeps signed 64-bit integers: run.cfg reads back only up to 2^63 - 1 */
+        if (end == v || *end || errno || v[0] == '-' || x > (unsigned long long)INT64_MAX)
+            return cs_error_set(err, CS_ERR_ARG, "%sseed: '%s': expected a whole number from 0 to %lld", where, v,
+                                (long long)INT64_MAX);
         e->seed = x;
         return CS_OK;
     }
