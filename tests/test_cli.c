@@ -646,6 +646,34 @@ START_TEST(test_plugins_conf_syntax)
 END_TEST
 
 /* $CILSCALE_PLUGINS is honoured, and --plugins beats it. */
+/* A truncated plugin (or Vulkan loader) is one line, never a SIGBUS inside
+ * dlopen; the other plugins still load (issue 13 item 3). */
+START_TEST(test_plugins_truncated)
+{
+    char whole[PATH_MAX], cut[PATH_MAX];
+    snprintf(whole, sizeof whole, "%s/../../plugins/arch-resnet.so", env("CILSCALE_TEST_PLUGIN_DIR"));
+    snprintf(cut, sizeof cut, "%s/cut.so", tu_tmpdir());
+    FILE *in = fopen(whole, "rb"), *o2 = fopen(cut, "wb");
+    ck_assert(in && o2);
+    char buf[3000];
+    size_t n = fread(buf, 1, sizeof buf, in);
+    ck_assert_uint_eq(fwrite(buf, 1, n, o2), n);
+    fclose(in);
+    fclose(o2);
+    char text[2 * PATH_MAX + 64];
+    snprintf(text, sizeof text, "plugins = [\"%s/tiny-arch.so\", \"%s\"];\n", env("CILSCALE_TEST_PLUGIN_DIR"), cut);
+    const char *conf = tu_write("cut.conf", text);
+    ck_assert_int_eq(RUN("plugins", "--plugins", conf), 1);
+    assert_contains(out, " tiny ");
+    assert_contains(out, "cut.so: truncated (a loadable segment ends at byte");
+    ck_assert(setenv("CILSCALE_VULKAN_LOADER", cut, 1) == 0);
+    ck_assert_int_eq(RUN("plugins"), 0);
+    assert_contains(out, "$CILSCALE_VULKAN_LOADER: ");
+    assert_contains(out, "cut.so: truncated");
+    ck_assert(unsetenv("CILSCALE_VULKAN_LOADER") == 0);
+}
+END_TEST
+
 START_TEST(test_plugins_env)
 {
     const char *conf = broken_conf("env.conf", "tiny-arch.so", NULL);
@@ -708,6 +736,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_plugins_conf_missing);
     tcase_add_test(tc, test_plugins_conf_syntax);
     tcase_add_test(tc, test_plugins_env);
+    tcase_add_test(tc, test_plugins_truncated);
     tcase_add_checked_fixture(tc, NULL, tu_remove_tmpdir);
     suite_add_tcase(s, tc);
     return s;

@@ -98,7 +98,7 @@ static void assert_one_problem(const cs_registry *r, const char *path, const cha
 
 /* ---- every way one plugin can fail ---- */
 
-enum { SRC_TEST, SRC_FAKE, SRC_MISSING, SRC_DIR };
+enum { SRC_TEST, SRC_FAKE, SRC_MISSING, SRC_DIR, SRC_TRUNC, SRC_EMPTY };
 
 typedef struct bad_case {
     const char *file;    /* in the test plugin dir (SRC_TEST) or the temp dir */
@@ -109,7 +109,10 @@ typedef struct bad_case {
 static const bad_case bad_cases[] = {
     {"missing.so", SRC_MISSING, "cannot load plugin", "No such file or directory"},
     {"adir.so", SRC_DIR, "cannot load plugin", "not a regular file"},
-    {"fake.so", SRC_FAKE, "not a loadable shared object", NULL},
+    {"fake.so", SRC_FAKE, "not a shared object (no ELF magic)", NULL},
+    /* a copy cut short: dlopen would map it and die of SIGBUS (issue 13) */
+    {"truncated.so", SRC_TRUNC, "truncated (a loadable segment ends at byte", NULL},
+    {"empty.so", SRC_EMPTY, "not a shared object (0 bytes, too short for an ELF header)", NULL},
     {"no-init.so", SRC_TEST, "no cs_plugin_init symbol", "not a cilscale plugin"},
     {"null-desc.so", SRC_TEST, "cs_plugin_init returned NULL", NULL},
     {"bad-abi.so", SRC_TEST, "built for plugin ABI " TU_STR(CS_ABI_VERSION_NEXT), "this cilscale has ABI " TU_STR(CS_ABI_VERSION)},
@@ -126,6 +129,22 @@ static const char *bad_path(const bad_case *c, char *buf, size_t size)
     switch (c->src) {
     case SRC_TEST: return test_plugin(c->file, buf, size);
     case SRC_FAKE: snprintf(buf, size, "%s", tu_write(c->file, "this is text, not an ELF object\n")); return buf;
+    case SRC_EMPTY: snprintf(buf, size, "%s", tu_write(c->file, "")); return buf;
+    case SRC_TRUNC: {
+        char whole[PATH_MAX];
+        shipped_plugin("arch-resnet.so", whole, sizeof whole);
+        join(buf, size, tu_tmpdir(), c->file);
+        FILE *in = fopen(whole, "rb"), *out = fopen(buf, "wb");
+        ck_assert(in && out);
+        fseek(in, 0, SEEK_END);
+        long n = ftell(in) / 2;
+        fseek(in, 0, SEEK_SET);
+        for (long i = 0; i < n; i++)
+            fputc(fgetc(in), out);
+        fclose(in);
+        fclose(out);
+        return buf;
+    }
     case SRC_DIR:
         join(buf, size, tu_tmpdir(), c->file);
         ck_assert(mkdir(buf, 0755) == 0);

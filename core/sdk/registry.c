@@ -185,6 +185,9 @@ int cs_registry_load_file(cs_registry *r, const char *path, cs_error *err)
         snprintf(local, sizeof local, "./%s", path);
         open_path = local;
     }
+    cs_error why_not;
+    if (cs_elf_check(open_path, &why_not))
+        return fail(r, err, CS_ERR, "%s", why_not.msg);
     dlerror();
     /* RTLD_NODELETE: a backend's runtime (OpenMP, OpenBLAS, a Vulkan driver)
      * may keep threads or allocations alive past dlclose; unmapping it under

@@ -23,6 +23,14 @@ typedef struct cs_plugin {
 
 typedef struct cs_registry cs_registry;
 
+/* Checks that path is a complete ELF shared object for this machine (magic,
+ * class, byte order, type, machine, and every loadable segment and header
+ * within the file) before it is dlopen'ed: dlopen maps a truncated file and
+ * the process dies of SIGBUS touching a page past its end. One line naming
+ * the file and what is wrong. cs_registry_load_file calls it; a plugin that
+ * dlopens a file it was given a path to (a loader) should too. */
+int cs_elf_check(const char *path, cs_error *err);
+
 cs_registry *cs_registry_new(void);
 void cs_registry_free(cs_registry *r); /* unloads every plugin */
 

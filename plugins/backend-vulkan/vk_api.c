@@ -1,5 +1,7 @@
 /* vk_api.c: loading the Vulkan loader with dlopen, and the one instance the process shares. */
 #include <dlfcn.h>
+
+#include <cilscale/registry.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,13 @@ static void create_instance(void)
     const char *names[] = {own && *own ? own : "libvulkan.so.1", own && *own ? NULL : "libvulkan.so"};
     void *lib = NULL;
     const char *why = NULL;
+    if (own && *own && strchr(own, '/')) { /* a file given by path: complete and ours before dlopen maps it */
+        cs_error e2;
+        if (cs_elf_check(own, &e2)) {
+            cs_error_set(&instance_err, CS_ERR, "vulkan backend: $CILSCALE_VULKAN_LOADER: %s", e2.msg);
+            return;
+        }
+    }
     for (size_t i = 0; i < sizeof names / sizeof names[0] && names[i] && !lib; i++) {
         lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
         if (!lib && i == 0) {
