@@ -894,6 +894,29 @@ START_TEST(run_folder_is_one_run)
 }
 END_TEST
 
+/* Divergence stops the run with one line that names the likely cause
+ * (issue 13 item 6): a far too heavy LUCIR term, and weights or batch-norm
+ * statistics that explode without a NaN. */
+START_TEST(divergence_is_named)
+{
+    const char *cfg = tiny_cfg(tiny_data(), "lucir");
+    char d[700], o[8192], e[8192];
+    snprintf(d, sizeof d, "%s/div", tu_tmpdir());
+    int rc = tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", d, "--set", "cil.lambda_base=1e30", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(e, "state 2, epoch 1: the loss became") &&
+                      strstr(e, "the term cosine_embed (weight 1.") && strstr(e, "is far too heavy: lower its weight"),
+                  "%s", e);
+    rc = tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", d, "--force", "--set", "train.lr=1000", "--set",
+                "train.weight_decay=0", "--set", "train.epochs=10", NULL);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(e, "the training diverged") || strstr(e, "the weights diverged") ||
+                      strstr(e, "is not finite"),
+                  "%s", e);
+    ck_assert_msg(strstr(e, "lower the learning rate"), "%s", e);
+}
+END_TEST
+
 START_TEST(run_config_errors)
 {
     char o[4096], e[4096];
@@ -950,6 +973,7 @@ int main(void)
     tcase_add_test(t, sigterm_saves);
     tcase_add_test(t, run_config_errors);
     tcase_add_test(t, run_folder_is_one_run);
+    tcase_add_test(t, divergence_is_named);
     tcase_add_test(t, sweep_lists_and_refuses);
     tcase_add_test(t, sweep_runs_skips_and_resumes);
     suite_add_tcase(s, t);

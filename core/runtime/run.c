@@ -365,6 +365,11 @@ static int train_state(run *r, int s, const cs_cil_state *st, cs_state_result *s
         }
         stopped = k == 1;
         sr->train_loss = es.loss;
+        if (!rc && (rc = cs_model_check_weights(&r->m, err))) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            rc = cs_error_set(err, rc, "state %d, epoch %d: %s", s + 1, ep + 1, why);
+        }
     }
     sr->train_seconds = cs_now_s() - t0;
 out:

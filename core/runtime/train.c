@@ -191,6 +191,113 @@ static int host_batch_alloc(host_batch *hb, const cs_model *m, cs_error *err)
     return CS_OK;
 }
 
+/* The largest |parameter| and where it is; NaN when one is not finite (then
+ * *where names the first such). 0 on success. */
+/* The parameter (or batch-norm statistic) furthest over its limit, as the
+ * ratio |value| / limit, and where it is; NaN when one is not finite (then
+ * *where names the first such). 0 on success. */
+static int weights_extreme(cs_model *m, double *worst, double *ratio, const char **where, cs_error *err)
+{
+    const cs_graph *g = m->g;
+    int64_t np = cs_graph_n_params(g), nb = cs_graph_n_buffers(g);
+    float *w = malloc(sizeof(float) * (size_t)(np + nb + 1));
+    if (!w)
+        return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+    int rc = cs_plan_read(m->plan, CS_ARENA_PARAMS, 0, np, w, err);
+    if (!rc && nb)
+        rc = cs_plan_read(m->plan, CS_ARENA_BUFFERS, 0, nb, w + np, err);
+    *worst = 0;
+    *ratio = 0;
+    *where = "?";
+    for (int t = 0; !rc && t < cs_graph_n_tensors(g); t++) {
+        const cs_tensor *x = cs_graph_tensor(g, t);
+        if (x->kind != CS_TENSOR_PARAM && x->kind != CS_TENSOR_BUFFER)
+            continue;
+        const float *v = w + (x->kind == CS_TENSOR_PARAM ? 0 : np) + x->offset;
+        double limit = x->kind == CS_TENSOR_PARAM ? CS_WEIGHT_LIMIT : CS_STAT_LIMIT;
+        for (int64_t i = 0; i < x->size; i++) {
+            double a = fabs((double)v[i]);
+            if (!isfinite(a)) {
+                *worst = *ratio = NAN;
+                *where = x->name;
+                free(w);
+                return CS_OK;
+            }
+            if (a / limit > *ratio) {
+                *ratio = a / limit;
+                *worst = a;
+                *where = x->name;
+            }
+        }
+    }
+    free(w);
+    return rc;
+}
+
+/* The loss at batch bi is not finite or over CS_LOSS_LIMIT: one line saying
+ * which term, what the weights look like, and the likely cause. */
+static int diverged(cs_model *m, const cs_sgd *opt, double loss, int bi, int nb, cs_error *err)
+{
+    const cs_graph *g = m->g;
+    char terms[256] = "", culprit[96] = "";
+    size_t u = 0;
+    for (int i = 0; i < cs_graph_n_losses(g) && u < sizeof terms; i++) {
+        float v = NAN;
+        cs_error e2;
+        cs_plan_read_tensor(m->plan, cs_graph_loss(g, i), &v, 1, &e2);
+        const cs_tensor *t = cs_graph_tensor(g, cs_graph_loss(g, i));
+        const char *op = t->producer >= 0 ? cs_op_name(cs_graph_node(g, t->producer)->op) : "?";
+        double wv = (double)cs_graph_loss_weight(g, i) * v;
+        u += (size_t)snprintf(terms + u, sizeof terms - u, "%s%s %.4g x weight %g", i ? ", " : "", op, (double)v,
+                              (double)cs_graph_loss_weight(g, i));
+        /* a weighted term (not the first, the task's own loss) that alone is out of bounds */
+        if (i > 0 && !culprit[0] && (!isfinite(wv) || fabs(wv) > CS_LOSS_LIMIT) && cs_graph_loss_weight(g, i) > 1e3)
+            snprintf(culprit, sizeof culprit, "%s (weight %g)", op, (double)cs_graph_loss_weight(g, i));
+    }
+    double worst = 0, ratio = 0;
+    const char *where = "?";
+    cs_error e2;
+    char weights[200] = "";
+    if (weights_extreme(m, &worst, &ratio, &where, &e2) == CS_OK) {
+        if (isnan(worst))
+            snprintf(weights, sizeof weights, "; weight %s is not finite", where);
+        else
+            snprintf(weights, sizeof weights, "; the largest weight is %.3g (%s)", worst, where);
+    }
+    char cause[200];
+    int weights_bad = isnan(ratio) || ratio > 1;
+    if (culprit[0])
+        snprintf(cause, sizeof cause, "the term %s is far too heavy: lower its weight (LUCIR: cil.lambda_base)",
+                 culprit);
+    else if (weights_bad)
+        snprintf(cause, sizeof cause, "the weights diverged: lower the learning rate");
+    else if (cs_graph_n_losses(g) > 1)
+        snprintf(cause, sizeof cause, "the weights are sane: lower the learning rate or the weight of the term that "
+                 "blew up (LUCIR: cil.lambda_base)");
+    else
+        snprintf(cause, sizeof cause, "the weights are sane: look at the data (a NaN pixel?) or lower the learning "
+                 "rate");
+    return cs_error_set(err, CS_ERR, "the loss became %s at batch %d of %d (terms: %s%s; lr %g): %s",
+                        isnan(loss) ? "NaN" : isinf(loss) ? "infinite" : "too large", bi, nb, terms, weights,
+                        (double)opt->lr, cause);
+}
+
+int cs_model_check_weights(cs_model *m, cs_error *err)
+{
+    double worst, ratio;
+    const char *where;
+    int rc = weights_extreme(m, &worst, &ratio, &where, err);
+    if (rc)
+        return rc;
+    if (isnan(ratio))
+        return cs_error_set(err, CS_ERR, "%s is not finite: the training diverged (lower the learning rate)", where);
+    if (ratio > 1)
+        return cs_error_set(err, CS_ERR, "the training diverged: |%s| reached %.3g (the limit is %g for weights, %g "
+                            "for batch-norm statistics; a trained network stays far below): lower the learning rate",
+                            where, worst, CS_WEIGHT_LIMIT, CS_STAT_LIMIT);
+    return CS_OK;
+}
+
 int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_hook hook, void *hook_ctx,
                          cs_batch_cb cb, void *cb_ctx, cs_epoch_stats *st, cs_error *err)
 {
@@ -216,9 +323,8 @@ int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_
                 goto out;
             loss += cs_graph_loss_weight(g, i) * v;
         }
-        if (!isfinite(loss)) {
-            rc = cs_error_set(err, CS_ERR, "the loss became %s at batch %d of %d (lower the learning rate?)",
-                              isnan(loss) ? "NaN" : "infinite", bi + 1, nb);
+        if (!isfinite(loss) || fabs(loss) > CS_LOSS_LIMIT) {
+            rc = diverged(m, opt, loss, bi + 1, nb, err);
             goto out;
         }
         if ((rc = cs_plan_read_tensor(m->plan, m->logits, logits, n, err)))

@@ -74,6 +74,20 @@ typedef int (*cs_step_hook)(void *ctx, cs_model *m, int n, cs_error *err);
 
 /* One epoch of SGD on every batch of b. A loss that is not finite stops it
  * with CS_ERR naming the batch. Returns 1 when the callback asked to stop. */
+/* A run stops when its loss is not finite or above CS_LOSS_LIMIT (at the
+ * batch), or a parameter is not finite or above CS_WEIGHT_LIMIT in magnitude,
+ * or a batch-norm statistic above CS_STAT_LIMIT (after each epoch): trained
+ * weights of these networks are of order 1 to 100, running variances of
+ * normalised inputs' activations far below 1e8 (a standard deviation of 1e4),
+ * a loss of order 1 to 100 (LUCIR's weighted terms included). */
+#define CS_LOSS_LIMIT 1e6
+#define CS_WEIGHT_LIMIT 1e6
+#define CS_STAT_LIMIT 1e8
+
+/* CS_ERR with one line naming the tensor when a parameter or batch-norm
+ * statistic is not finite or over its limit; CS_OK otherwise. Reads them back. */
+int cs_model_check_weights(cs_model *m, cs_error *err);
+
 int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_hook hook, void *hook_ctx,
                          cs_batch_cb cb, void *cb_ctx, cs_epoch_stats *st, cs_error *err);
 /* Top-1 / top-5 over every batch of b (eval mode; frozen = use the frozen
