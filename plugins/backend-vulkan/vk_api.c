@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vk_api.h"
 
@@ -23,7 +24,8 @@ static void create_instance(void)
     const char *names[] = {own && *own ? own : "libvulkan.so.1", own && *own ? NULL : "libvulkan.so"};
     void *lib = NULL;
     const char *why = NULL;
-    if (own && *own && strchr(own, '/')) { /* a file given by path: complete and ours before dlopen maps it */
+    if (own && *own && strchr(own, '/') && access(own, F_OK) == 0) { /* a file given by path: complete and ours
+                                                                        before dlopen maps it */
         cs_error e2;
         if (cs_elf_check(own, &e2)) {
             cs_error_set(&instance_err, CS_ERR, "vulkan backend: $CILSCALE_VULKAN_LOADER: %s", e2.msg);
