@@ -940,6 +940,25 @@ START_TEST(run_config_errors)
     ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", "a.cfg", "b.cfg", NULL), 2);
     ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", "--help", NULL), 0);
     ck_assert_ptr_nonnull(strstr(o, "usage: cilscale run"));
+    /* issue 13 item 9: each names the file, key or value and what is expected */
+    p = tu_write("groupkey.cfg", "data = 5;\n");
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", p, NULL), 2);
+    ck_assert_msg(strstr(e, "groupkey.cfg:1: data: expected a group, data = { ... };"), "%s", e);
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", "--set", "foo.bar=1", NULL), 2);
+    ck_assert_msg(strstr(e, "unknown key 'foo.bar': no group 'foo' (known: data, scenario, model"), "%s", e);
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", tu_tmpdir(), NULL), 2);
+    ck_assert_msg(strstr(e, "cannot read experiment: not a file (a folder)") && !strstr(e, "flex"), "%s", e);
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", "--set", "out=", NULL), 2);
+    ck_assert_msg(strstr(e, "out: expected a folder, not an empty string"), "%s", e);
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", "--out", "", NULL), 2);
+    ck_assert_msg(strstr(e, "--out '': expected a folder"), "%s", e);
+    static char longpath[5000];
+    for (int i = 0; i < 4400; i += 2)
+        memcpy(longpath + i, "a/", 2);
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", "--out", longpath, NULL), 2);
+    ck_assert_msg(strstr(e, "--out: a path of 4400 bytes; at most"), "%s", e);
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", "--resume", longpath, NULL), 2);
+    ck_assert_msg(strstr(e, "--resume: a path of 4400 bytes"), "%s", e);
     (void)base_cfg;
 }
 END_TEST

@@ -286,11 +286,30 @@ START_TEST(json_reader_strings)
 END_TEST
 
 /* Two cases: the atomic writer's tests (each in a fresh folder, removed after) and the JSON ones. */
+/* A message is one line: untrusted control characters are shown as \xNN, and
+ * a cut is marked, never silent (issue 13 items 8 and 9). */
+START_TEST(test_error_messages_escaped_and_marked)
+{
+    cs_error e;
+    cs_error_set(&e, CS_ERR_ARG, "tensor '%s': bad", "a\x1b[31mb\nc\x7f");
+    ck_assert_str_eq(e.msg, "tensor 'a\\x1b[31mb\\x0ac\\x7f': bad");
+    ck_assert_int_eq(e.status, CS_ERR_ARG);
+    static char big[20000];
+    memset(big, 'x', sizeof big - 1);
+    cs_error_set(&e, CS_ERR_IO, "%s", big);
+    size_t n = strlen(e.msg);
+    ck_assert_uint_lt(n, sizeof e.msg);
+    ck_assert_str_eq(e.msg + n - 5, "[...]");
+    /* longer paths than PATH_MAX fit whole: two 4095-byte paths in one message */
+    ck_assert_uint_ge(sizeof e.msg, 2 * 4096);
+}
+END_TEST
+
 static Suite *io_suite(void)
 {
     const TTest *atomic[] = {atomic_replaces_on_success, atomic_does_not_follow_links, atomic_failures,
                              atomic_failed_write_keeps_old};
-    const TTest *json[] = {json_escaping, json_layout, json_reader_strings};
+    const TTest *json[] = {json_escaping, json_layout, json_reader_strings, test_error_messages_escaped_and_marked};
     Suite *s = suite_create("io");
     TCase *tc_atomic = tcase_create("atomic"), *tc_json = tcase_create("json");
     for (size_t i = 0; i < sizeof atomic / sizeof atomic[0]; i++)

@@ -130,6 +130,16 @@ int cmd_run(int argc, char **argv)
                         "--out with it\n");
         return CLI_USAGE;
     }
+    if ((out && !*out) || (resume && !*resume)) {
+        fprintf(stderr, "cilscale run: --%s '': expected a folder\n", out ? "out" : "resume");
+        return CLI_USAGE;
+    }
+    /* a path that does not fit is refused, never cut short (the run would write elsewhere) */
+    if ((out && strlen(out) >= PATH_MAX - 64) || (resume && strlen(resume) >= PATH_MAX - 64)) {
+        fprintf(stderr, "cilscale run: --%s: a path of %zu bytes; at most %d\n", out ? "out" : "resume",
+                strlen(out ? out : resume), PATH_MAX - 65);
+        return CLI_USAGE;
+    }
     static cs_experiment e; /* large: keep it off the stack */
     cs_experiment_defaults(&e);
     cs_error err;

@@ -229,6 +229,12 @@ static int load_file(const char *path, sweep *s)
         fprintf(stderr, "cilscale sweep: %s: cannot read the sweep file (%s)\n", path, strerror(errno));
         goto out;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "cilscale sweep: %s: cannot read the sweep file: not a file\n", path);
+        fclose(f);
+        goto out;
+    }
     int ok = config_read(&cfg, f);
     fclose(f);
     if (!ok) {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "runtime/experiment.h"
 #include "cilscale/policy.h"
@@ -188,6 +189,11 @@ static int set_from_text(cs_experiment *e, const key *k, const char *v, const ch
     case K_STR:
         if (!printable(v))
             return cs_error_set(err, CS_ERR_ARG, "%s%s: the value holds a control character", where, k->path);
+        if (!*v && !strcmp(k->path, "out"))
+            return cs_error_set(err, CS_ERR_ARG, "%sout: expected a folder, not an empty string", where);
+        if (!strcmp(k->path, "out") && strlen(v) >= k->size - 64) /* room for "/state-K.safetensors" */
+            return cs_error_set(err, CS_ERR_ARG, "%sout: a path of %zu bytes; at most %zu", where, strlen(v),
+                                k->size - 65);
         if (strlen(v) >= k->size)
             return cs_error_set(err, CS_ERR_ARG, "%s%s: '%s' is longer than %zu characters", where, k->path, v,
                                 k->size - 1);
@@ -337,6 +343,13 @@ static int load_setting(cs_experiment *e, const char *file, const config_setting
         return add_cil_opt(e, name, text, where, err);
     }
     const key *k = find_key(path);
+    if (!k && !group) { /* "data = 5;": a group's name used as a key */
+        char probe[96];
+        snprintf(probe, sizeof probe, "%s.", name);
+        for (size_t i = 0; i < N_KEYS; i++)
+            if (!strncmp(keys[i].path, probe, strlen(probe)))
+                return cs_error_set(err, CS_ERR_ARG, "%s%s: expected a group, %s = { ... };", where, name, name);
+    }
     if (!k) {
         known_in(group, known, sizeof known);
         return cs_error_set(err, CS_ERR_ARG, "%sunknown key '%s' (known%s%s: %s)", where, path, group ? " in " : "",
@@ -390,6 +403,12 @@ int cs_experiment_load(const char *path, cs_experiment *e, cs_error *err)
     FILE *f = fopen(path, "r");
     if (!f)
         return cs_error_set(err, CS_ERR_IO, "%s: cannot read experiment: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) { /* libconfig's scanner cannot say why */
+        fclose(f);
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot read experiment: not a file%s", path,
+                            S_ISDIR(st.st_mode) ? " (a folder)" : "");
+    }
     config_t cfg;
     config_init(&cfg);
     int rc = CS_OK;
@@ -459,6 +478,11 @@ int cs_experiment_set(cs_experiment *e, const char *assignment, cs_error *err)
         const char *dot = strchr(path, '.');
         snprintf(group, sizeof group, "%.*s", dot ? (int)(dot - path) : 0, path);
         known_in(dot ? group : NULL, known, sizeof known);
+        if (dot && !*known) { /* no such group: name the groups */
+            known_in(NULL, known, sizeof known);
+            return cs_error_set(err, CS_ERR_ARG, "--set: unknown key '%s': no group '%s' (known: %s)", path, group,
+                                known);
+        }
         return cs_error_set(err, CS_ERR_ARG, "--set: unknown key '%s' (known%s%s: %s)", path, dot ? " in " : "",
                             dot ? group : "", known);
     }

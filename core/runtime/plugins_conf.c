@@ -28,6 +28,12 @@ int cs_registry_load_conf(cs_registry *r, const char *conf_path, cs_error *err)
     FILE *f = fopen(conf_path, "r");
     if (!f)
         return cs_error_set(err, CS_ERR_IO, "%s: cannot read plugin list: %s", conf_path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) { /* libconfig's scanner cannot say why */
+        fclose(f);
+        return cs_error_set(err, CS_ERR_IO, "%s: cannot read plugin list: not a file%s", conf_path,
+                            S_ISDIR(st.st_mode) ? " (a folder)" : "");
+    }
     config_t cfg;
     config_init(&cfg);
     char dir[PATH_MAX];

@@ -20,7 +20,7 @@ typedef enum cs_status {
 
 typedef struct cs_error {
     int status;
-    char msg[1024];
+    char msg[8192]; /* one line; control characters shown as \xNN; "[...]" when cut */
 } cs_error;
 
 /* Sets err (when not NULL) and returns status, so a failure reads

@@ -458,7 +458,7 @@ static int get_rec(vk_plan *p, vk_kind kind, int n, vk_rec **out, cs_error *err)
 
 static int run(vk_plan *p, vk_kind kind, int n, cs_error *err)
 {
-    vk_rec *r;
+    vk_rec *r = NULL;
     int rc = get_rec(p, kind, n, &r, err);
     return rc ? rc : submit(p, r->cb, r, err);
 }
