@@ -288,6 +288,28 @@ START_TEST(test_idx_truncated)
 }
 END_TEST
 
+/* A gzip bomb: a 3 MB-class stream that inflates far past what its header
+ * announces is refused after reading the announced bytes and one more, never
+ * inflated whole (issue 13 item 5: 3 GiB was inflated before the size check). */
+START_TEST(test_idx_gzip_bomb)
+{
+    write_idx_pair("train", 1);
+    size_t n;
+    uint8_t *img = idx_images(0x803, 3, 2, 3, &n);
+    gzFile g = gzopen(tpath("train-images-idx3-ubyte.gz"), "wb9");
+    ck_assert_ptr_nonnull(g);
+    ck_assert(gzwrite(g, img, (unsigned)n) == (int)n);
+    static uint8_t zeros[1 << 20];
+    for (int i = 0; i < 64; i++) /* 64 MiB of zeros after the images: a 64 kB file */
+        ck_assert(gzwrite(g, zeros, sizeof zeros) == (int)sizeof zeros);
+    gzclose(g);
+    free(img);
+    /* "has more", not "has 67108898": it read the 34 announced bytes and one more, and stopped */
+    expect_load_error(CS_DATA_IDX, tu_tmpdir(), 1, "train-images-idx3-ubyte.gz", "wrong size",
+                      "34 bytes in all, the file has more");
+}
+END_TEST
+
 START_TEST(test_idx_truncated_gzip)
 {
     write_idx_pair("train", 1);
@@ -1162,6 +1184,7 @@ static Suite *data_suite(void)
     tcase_add_test(tc, test_idx_missing);
     tcase_add_test(tc, test_idx_truncated);
     tcase_add_test(tc, test_idx_truncated_gzip);
+    tcase_add_test(tc, test_idx_gzip_bomb);
     tcase_add_test(tc, test_idx_bad_magic);
     tcase_add_test(tc, test_idx_count_mismatch);
     tcase_add_test(tc, test_idx_label_range);

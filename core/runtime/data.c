@@ -170,10 +170,29 @@ static cs_dataset *dataset_new(cs_error *err)
 
 /* ---- IDX (MNIST, Fashion-MNIST) ---- */
 
+/* The size an IDX file's header announces (hdr: the 16-byte images or 8-byte
+ * labels header), or 0 when the header is not there or implausible (the
+ * caller's checks then name what is wrong). */
+static uint64_t idx_announced(const uint8_t *hdr, size_t have, size_t hdr_len)
+{
+    if (have < hdr_len)
+        return 0;
+    uint64_t n = be32(hdr + 4);
+    if (hdr_len == 8)
+        return 8 + n;
+    uint64_t rows = be32(hdr + 8), cols = be32(hdr + 12);
+    if (rows == 0 || cols == 0 || rows > IDX_MAX_SIDE || cols > IDX_MAX_SIDE || n > INT_MAX / 2)
+        return 0;
+    return 16 + n * rows * cols;
+}
+
 /* Reads DIR/BASE, or DIR/BASE.gz (through zlib, which also reads a plain file
- * that happens to be named .gz). *path gets the name read. */
-static int read_idx_file(const char *dir, const char *base, char **path, uint8_t **data, size_t *size,
-                         int *gz_short, cs_error *err)
+ * that happens to be named .gz). *path gets the name read. Bounded by the
+ * header: it reads the hdr_len-byte header, then at most what the header
+ * announces plus one byte (so a file longer than announced is seen as such),
+ * never inflating a stream past that: a small gzip bomb costs nothing. */
+static int read_idx_file(const char *dir, const char *base, size_t hdr_len, char **path, uint8_t **data,
+                         size_t *size, int *gz_short, cs_error *err)
 {
     *data = NULL;
     *size = 0;
@@ -194,25 +213,28 @@ static int read_idx_file(const char *dir, const char *base, char **path, uint8_t
     gzFile gz = gzopen(*path, "rb");
     if (!gz)
         return cs_error_set(err, CS_ERR_IO, "%s: cannot open (%s)", *path, errno ? strerror(errno) : "zlib");
-    size_t cap = 1 << 20, used = 0;
-    uint8_t *buf = malloc(cap);
-    int k = 0;
-    while (buf) {
-        if (cap - used < (1u << 16)) {
-            uint8_t *bigger = realloc(buf, cap * 2);
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
+    size_t used = 0, limit = hdr_len;
+    uint8_t *buf = malloc(hdr_len + 1);
+    int k = 1;
+    for (int pass = 0; buf && pass < 2; pass++) {
+        while (used < limit) { /* pass 0: the header; pass 1: what it announces, and one byte more */
+            size_t room = limit - used < ((size_t)1 << 30) ? limit - used : ((size_t)1 << 30);
+            k = gzread(gz, buf + used, (unsigned)room);
+            if (k <= 0)
                 break;
-            }
-            buf = bigger;
-            cap *= 2;
+            used += (size_t)k;
         }
-        size_t room = cap - used < ((size_t)1 << 30) ? cap - used : ((size_t)1 << 30);
-        k = gzread(gz, buf + used, (unsigned)room);
-        if (k <= 0)
+        uint64_t want = pass == 0 && k > 0 ? idx_announced(buf, used, hdr_len) : 0;
+        if (!want || want > SIZE_MAX - 1)
             break;
-        used += (size_t)k;
+        uint8_t *bigger = realloc(buf, (size_t)want + 1);
+        if (!bigger) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = bigger;
+        limit = (size_t)want + 1;
     }
     if (!buf) {
         gzclose(gz);
@@ -251,7 +273,7 @@ static int load_idx(cs_dataset *d, const char *dir, int train, cs_error *err)
     uint8_t *img = NULL, *lab = NULL;
     size_t isize = 0, lsize = 0;
     int ishort = 0, lshort = 0;
-    int rc = read_idx_file(dir, img_base, &ipath, &img, &isize, &ishort, err);
+    int rc = read_idx_file(dir, img_base, 16, &ipath, &img, &isize, &ishort, err);
     if (rc != CS_OK)
         goto done;
     rc = CS_ERR_IO;
@@ -271,17 +293,21 @@ static int load_idx(cs_dataset *d, const char *dir, int train, cs_error *err)
         goto done;
     }
     uint64_t want = 16 + (uint64_t)n * rows * cols;
-    if (isize != want) {
-        cs_error_set(err, rc, "%s: %s: the header announces %u images of %ux%u, %llu bytes in all, the file has %zu%s",
-                     ipath, isize < want ? "truncated" : "wrong size", n, rows, cols, (unsigned long long)want,
-                     isize, gz_note(ishort));
+    if (isize < want) {
+        cs_error_set(err, rc, "%s: truncated: the header announces %u images of %ux%u, %llu bytes in all, the file has "
+                     "%zu%s", ipath, n, rows, cols, (unsigned long long)want, isize, gz_note(ishort));
+        goto done;
+    }
+    if (isize > want) {
+        cs_error_set(err, rc, "%s: wrong size: the header announces %u images of %ux%u, %llu bytes in all, the file "
+                     "has more", ipath, n, rows, cols, (unsigned long long)want);
         goto done;
     }
     if (ishort) { /* all the data, but the gzip trailer (length, CRC) is cut off */
         cs_error_set(err, rc, "%s: truncated: the gzip stream ends early", ipath);
         goto done;
     }
-    rc = read_idx_file(dir, lab_base, &lpath, &lab, &lsize, &lshort, err);
+    rc = read_idx_file(dir, lab_base, 8, &lpath, &lab, &lsize, &lshort, err);
     if (rc != CS_OK)
         goto done;
     rc = CS_ERR_IO;
@@ -296,10 +322,14 @@ static int load_idx(cs_dataset *d, const char *dir, int train, cs_error *err)
         goto done;
     }
     uint32_t ln = be32(lab + 4);
-    if (lsize != 8 + (uint64_t)ln) {
-        cs_error_set(err, rc, "%s: %s: the header announces %u labels, %llu bytes in all, the file has %zu%s", lpath,
-                     lsize < 8 + (uint64_t)ln ? "truncated" : "wrong size", ln, (unsigned long long)(8 + (uint64_t)ln),
-                     lsize, gz_note(lshort));
+    if (lsize < 8 + (uint64_t)ln) {
+        cs_error_set(err, rc, "%s: truncated: the header announces %u labels, %llu bytes in all, the file has %zu%s",
+                     lpath, ln, (unsigned long long)(8 + (uint64_t)ln), lsize, gz_note(lshort));
+        goto done;
+    }
+    if (lsize > 8 + (uint64_t)ln) {
+        cs_error_set(err, rc, "%s: wrong size: the header announces %u labels, %llu bytes in all, the file has more",
+                     lpath, ln, (unsigned long long)(8 + (uint64_t)ln));
         goto done;
     }
     if (lshort) {
