@@ -757,6 +757,23 @@ START_TEST(test_folder_errors)
     jpg[sof + 4] = 7;
     write_bytes("ds/train/dog/d.jpg", jpg, n);
     expect_load_error(CS_DATA_FOLDER, tpath("ds"), 1, "ds/train/dog/d.jpg", "JPEG does not decode", "libjpeg");
+    jpg[sof + 4] = 8;
+    uint8_t *whole = malloc(n);
+    memcpy(whole, jpg, n);
+    /* issue 13 item 5: a small file declaring 16000 x 16000 pixels is refused before any allocation */
+    jpg[sof + 5] = 16000 >> 8, jpg[sof + 6] = 16000 & 255, jpg[sof + 7] = 16000 >> 8, jpg[sof + 8] = 16000 & 255;
+    write_bytes("ds/train/dog/d.jpg", jpg, n);
+    expect_load_error(CS_DATA_FOLDER, tpath("ds"), 1, "ds/train/dog/d.jpg", "JPEG image is 16000x16000",
+                      "more than the 67108864 allowed (data.max_pixels)");
+    jpg[sof + 5] = 8000 >> 8, jpg[sof + 6] = 8000 & 255, jpg[sof + 7] = 8000 >> 8, jpg[sof + 8] = 8000 & 255;
+    write_bytes("ds/train/dog/d.jpg", jpg, n); /* within the limit, but not in so few bytes */
+    expect_load_error(CS_DATA_FOLDER, tpath("ds"), 1, "ds/train/dog/d.jpg", "claims 8000x8000 pixels in a",
+                      "damaged or hostile");
+    /* the scan cut in the middle by a marker (EOI): damaged data, not a gray image */
+    whole[n / 2] = 0xff, whole[n / 2 + 1] = 0xd9;
+    write_bytes("ds/train/dog/d.jpg", whole, n / 2 + 2);
+    expect_load_error(CS_DATA_FOLDER, tpath("ds"), 1, "ds/train/dog/d.jpg", "JPEG", "truncated");
+    free(whole);
     free(jpg);
     unlink(tpath("ds/train/dog/d.jpg"));
 

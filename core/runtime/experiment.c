@@ -33,6 +33,7 @@ static const key keys[] = {
     I("data.image_size", image_size, 8, 4096, "folder and list formats: side images are resized to"),
     I("data.train_per_class", train_per_class, 0, 1 << 30, "training images per class (0 = all)"),
     I("data.test_per_class", test_per_class, 0, 1 << 30, "test images per class (0 = all)"),
+    I("data.max_pixels", max_pixels, 0, 1 << 30, "folder and list formats: the most pixels one image may have (0 = 8192 x 8192)"),
     I("scenario.states", states, 1, 64, "number of states"),
     I("scenario.first", first, 0, 1 << 20, "classes in the first state (0 = equal split)"),
     {"scenario.order", K_ORDER, 0, 0, 0, 0, "\"seed\" or a list of class ids"},
@@ -498,7 +499,9 @@ size_t cs_experiment_settings(const cs_experiment *e, char *buf, size_t size)
     for (size_t i = 0; i < N_KEYS; i++) {
         const key *k = &keys[i];
         const char *p = (const char *)e + k->offset;
-        if (!strcmp(k->path, "seed") || !strcmp(k->path, "out") || !strcmp(k->path, "backend.device"))
+        /* max_pixels only guards the loader: a run it lets through has the same numbers */
+        if (!strcmp(k->path, "seed") || !strcmp(k->path, "out") || !strcmp(k->path, "backend.device") ||
+            !strcmp(k->path, "data.max_pixels"))
             continue;
         /* by hand: width with depth or depths; under a budget: depths (the widest
          * network with them) or the policy */
@@ -564,8 +567,8 @@ void cs_experiment_write(const cs_experiment *e, FILE *f)
     fputs("data = {\n", f);
     write_str(f, "format", e->data_format);
     write_str(f, "path", e->data_path);
-    fprintf(f, "  image_size = %d;\n  train_per_class = %d;\n  test_per_class = %d;\n};\n", e->image_size,
-            e->train_per_class, e->test_per_class);
+    fprintf(f, "  image_size = %d;\n  train_per_class = %d;\n  test_per_class = %d;\n  max_pixels = %d;\n};\n",
+            e->image_size, e->train_per_class, e->test_per_class, e->max_pixels);
     fprintf(f, "scenario = {\n  states = %d;\n  first = %d;\n", e->states, e->first);
     if (e->n_order) {
         fputs("  order = [", f);

@@ -26,6 +26,7 @@ typedef struct cs_experiment {
     int image_size;         /* folder: resize to this */
     int train_per_class;    /* at most this many training images per class (0 = all) */
     int test_per_class;     /* likewise for the test images */
+    int max_pixels;         /* folder and list formats: refuse larger images (0 = CS_IMAGE_MAX_PIXELS) */
     /* scenario */
     int states;
     int first;              /* classes in the first state (0 = equal split) */

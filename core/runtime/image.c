@@ -15,9 +15,19 @@
 
 #include "runtime/image.h"
 
-/* Larger images are refused rather than allocated: 16384 x 16384 RGB is 768 MiB. */
-#define MAX_SIDE 16384
-#define MAX_PIXELS ((size_t)1 << 28)
+/* Larger images are refused rather than allocated (data.max_pixels sets the
+ * pixel limit: cs_image_set_max_pixels). */
+#define MAX_SIDE 65535
+static size_t max_pixels = CS_IMAGE_MAX_PIXELS;
+
+void cs_image_set_max_pixels(size_t n) { max_pixels = n ? n : CS_IMAGE_MAX_PIXELS; }
+
+/* The fewest bytes a real file of w x h pixels can have: a JPEG spends at
+ * least a few bits on each 8x8 block and deflate inflates at most ~1032:1
+ * (so a 1-bit PNG holds at most ~8,000 pixels a byte); 1 byte per 16,384
+ * pixels is far below both, so only a file that claims far more pixels than
+ * it could hold (a ~160-byte JPEG declaring 16k x 16k) is refused. */
+#define MIN_BYTES_PER_PIXELS 16384
 
 int cs_read_file(const char *path, uint8_t **data, size_t *size, cs_error *err)
 {
@@ -65,13 +75,17 @@ int cs_read_file(const char *path, uint8_t **data, size_t *size, cs_error *err)
     return CS_OK;
 }
 
-static int check_dims(const char *path, const char *what, long w, long h, cs_error *err)
+static int check_dims(const char *path, const char *what, long w, long h, size_t size, cs_error *err)
 {
     if (w <= 0 || h <= 0)
         return cs_error_set(err, CS_ERR_IO, "%s: %s image has no pixels (%ldx%ld)", path, what, w, h);
-    if (w > MAX_SIDE || h > MAX_SIDE || (size_t)w * (size_t)h > MAX_PIXELS)
-        return cs_error_set(err, CS_ERR_IO, "%s: %s image is %ldx%ld, larger than the %dx%d this loader accepts",
-                            path, what, w, h, MAX_SIDE, MAX_SIDE);
+    size_t px = (size_t)w * (size_t)h;
+    if (w > MAX_SIDE || h > MAX_SIDE || px > max_pixels)
+        return cs_error_set(err, CS_ERR_IO, "%s: %s image is %ldx%ld, %zu pixels, more than the %zu allowed "
+                            "(data.max_pixels)", path, what, w, h, px, max_pixels);
+    if (px / MIN_BYTES_PER_PIXELS > size)
+        return cs_error_set(err, CS_ERR_IO, "%s: %s image claims %ldx%ld pixels in a %zu-byte file: damaged or "
+                            "hostile", path, what, w, h, size);
     return CS_OK;
 }
 
@@ -86,7 +100,7 @@ static int decode_png(const char *path, const uint8_t *data, size_t size, uint8_
         png_image_free(&img);
         return CS_ERR_IO;
     }
-    if (check_dims(path, "PNG", (long)img.width, (long)img.height, err) != CS_OK) {
+    if (check_dims(path, "PNG", (long)img.width, (long)img.height, size, err) != CS_OK) {
         png_image_free(&img);
         return err ? err->status : CS_ERR_IO;
     }
@@ -131,13 +145,17 @@ static void jpeg_fail(j_common_ptr c)
     longjmp(e->jump, 1);
 }
 
-/* Warnings are not printed. A premature end of data is an error (libjpeg
- * would pad the image with gray); other warnings (extraneous bytes) are not. */
+/* Warnings are not printed. Those that mean damaged data are errors: a
+ * premature end of data (libjpeg would pad the image with gray), a marker in
+ * the middle of the scan (the rest of it is lost) and a lost restart
+ * sequence. Extraneous bytes between segments, common in real data sets,
+ * are not. */
 static void jpeg_emit(j_common_ptr c, int level)
 {
     struct jpeg_err *e = (struct jpeg_err *)c->err;
     if (level < 0) {
-        if (c->err->msg_code == JWRN_JPEG_EOF && !e->truncated) {
+        int code = c->err->msg_code;
+        if ((code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_MUST_RESYNC) && !e->truncated) {
             e->truncated = 1;
             c->err->format_message(c, e->eof_msg);
         }
@@ -154,7 +172,7 @@ static int decode_jpeg(const char *path, const uint8_t *data, size_t size, uint8
     struct jpeg_err je;
     uint8_t *volatile out = NULL;
     uint8_t *volatile row4 = NULL;
-    volatile int status = CS_ERR_IO;
+    volatile int status = CS_ERR_IO, ours = 0; /* ours: err already says why */
 
     memset(&je, 0, sizeof je);
     cinfo.err = jpeg_std_error(&je.pub);
@@ -165,6 +183,8 @@ static int decode_jpeg(const char *path, const uint8_t *data, size_t size, uint8
         jpeg_destroy_decompress(&cinfo);
         free(out);
         free(row4);
+        if (ours)
+            return status;
         if (status == CS_ERR_IO && je.truncated) /* ran out of data, then failed on the fake end */
             cs_error_set(err, CS_ERR_IO, "%s: JPEG is truncated (libjpeg: %s; %s)", path, je.eof_msg, je.msg);
         else if (status == CS_ERR_IO)
@@ -174,12 +194,19 @@ static int decode_jpeg(const char *path, const uint8_t *data, size_t size, uint8
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
+    /* before any allocation for the image: the header's size against the limits */
+    if (check_dims(path, "JPEG", (long)cinfo.image_width, (long)cinfo.image_height, size, err) != CS_OK) {
+        status = err ? err->status : CS_ERR_IO;
+        ours = 1;
+        longjmp(je.jump, 1);
+    }
     int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
     cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     jpeg_start_decompress(&cinfo);
     int ow = (int)cinfo.output_width, oh = (int)cinfo.output_height;
-    if (check_dims(path, "JPEG", ow, oh, err) != CS_OK) {
+    if (check_dims(path, "JPEG", ow, oh, size, err) != CS_OK) {
         status = err ? err->status : CS_ERR_IO;
+        ours = 1;
         longjmp(je.jump, 1);
     }
     out = malloc((size_t)ow * (size_t)oh * 3);

@@ -14,6 +14,13 @@
  * bytes, not by the file name) into 8-bit RGB, row-major HWC, *rgb malloc'ed.
  * Gray images are replicated to three channels; an alpha channel is dropped.
  * path only names the file in the one-line error. */
+/* The default pixel limit of one decoded image (8192 x 8192; RGB 192 MiB):
+ * above every image of the data sets cilscale reads (ImageNet's largest are
+ * under 20 megapixels). */
+#define CS_IMAGE_MAX_PIXELS ((size_t)1 << 26)
+/* Sets the limit for the images decoded after it (0: the default). */
+CS_INTERNAL void cs_image_set_max_pixels(size_t n);
+
 CS_INTERNAL int cs_image_decode(const char *path, const uint8_t *data, size_t size, uint8_t **rgb, int *w, int *h,
                                 cs_error *err);
 

@@ -18,6 +18,7 @@
 #include "runtime/checkpoint.h"
 #include "cilscale/cil.h"
 #include "runtime/experiment.h"
+#include "runtime/image.h"
 #include "runtime/plugins_conf.h"
 #include "cilscale/policy.h"
 #include "runtime/scenario.h"
@@ -542,6 +543,7 @@ static int load_data(run *r, cs_data_format fmt, cs_error *err)
         snprintf(why, sizeof why, "%s", err->msg);
         return cs_error_set(err, rc, "train.%s", why);
     }
+    cs_image_set_max_pixels((size_t)e->max_pixels);
     if ((rc = cs_dataset_load(fmt, e->data_path, 1, e->image_size, 0, &r->train, err)) ||
         (rc = cs_dataset_load(fmt, e->data_path, 0, e->image_size, r->train->c, &r->test, err)))
         return rc;
