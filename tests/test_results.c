@@ -818,6 +818,20 @@ START_TEST(test_report_groups_by_settings)
 END_TEST
 
 /* --figure1: one chart per architecture, a line per depth vector, psi's point ringed, the budget marked. */
+/* Control characters in a results.csv (not written by cilscale) never reach
+ * the terminal through report (issue 13 item 9). */
+START_TEST(test_report_control_chars)
+{
+    subdir("cc");
+    subdir("cc/run");
+    tu_write("cc/run/results.csv", "# label: evil\x1b[2J\x07 run\n# arch: resnet18\n" HDR "0,5,5,0.5,nan,1,1,1,0.5\n");
+    ck_assert_int_eq(RUN("report", path_in(tu_tmpdir(), "cc")), 0);
+    assert_contains(out, "evil?[2J? run");
+    ck_assert_ptr_null(strchr(out, '\x1b'));
+    ck_assert_ptr_null(strchr(out, '\x07'));
+}
+END_TEST
+
 START_TEST(test_report_figure1)
 {
     subdir("grid");
@@ -882,6 +896,7 @@ static Suite *results_suite(void)
     tcase_add_test(tc, test_report_errors);
     tcase_add_test(tc, test_report_groups_by_settings);
     tcase_add_test(tc, test_report_figure1);
+    tcase_add_test(tc, test_report_control_chars);
     tcase_add_checked_fixture(tc, NULL, tu_remove_tmpdir);
     suite_add_tcase(s, tc);
     return s;

@@ -519,7 +519,12 @@ static int read_text(reader *rd, const char *key, const char *value, char *dst, 
 {
     if (strlen(value) >= size)
         return BAD(rd, "%s:%d: %s is longer than %zu characters", rd->path, rd->line, key, size - 1);
-    memcpy(dst, value, strlen(value) + 1);
+    /* cilscale writes no control characters; a file that has them was not
+     * written by it, and they must not reach a terminal through report */
+    size_t i = 0;
+    for (; value[i]; i++)
+        dst[i] = (unsigned char)value[i] < 0x20 || value[i] == 0x7f ? '?' : value[i];
+    dst[i] = '\0';
     return CS_OK;
 }
 
