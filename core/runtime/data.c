@@ -213,27 +213,36 @@ static int read_idx_file(const char *dir, const char *base, size_t hdr_len, char
     gzFile gz = gzopen(*path, "rb");
     if (!gz)
         return cs_error_set(err, CS_ERR_IO, "%s: cannot open (%s)", *path, errno ? strerror(errno) : "zlib");
-    size_t used = 0, limit = hdr_len;
-    uint8_t *buf = malloc(hdr_len + 1);
+    /* the buffer grows with the data (doubling, up to what the header
+     * announces and one byte more): a header that announces gigabytes costs
+     * only what the file really holds */
+    size_t used = 0, limit = hdr_len, cap = hdr_len + 1;
+    uint8_t *buf = malloc(cap);
     int k = 1;
     for (int pass = 0; buf && pass < 2; pass++) {
         while (used < limit) { /* pass 0: the header; pass 1: what it announces, and one byte more */
-            size_t room = limit - used < ((size_t)1 << 30) ? limit - used : ((size_t)1 << 30);
+            if (used == cap) {
+                size_t next = cap < ((size_t)1 << 20) ? ((size_t)1 << 20) : 2 * cap;
+                next = next < limit ? next : limit;
+                uint8_t *bigger = realloc(buf, next);
+                if (!bigger) {
+                    free(buf);
+                    buf = NULL;
+                    break;
+                }
+                buf = bigger;
+                cap = next;
+            }
+            size_t room = cap - used < ((size_t)1 << 30) ? cap - used : ((size_t)1 << 30);
+            room = room < limit - used ? room : limit - used;
             k = gzread(gz, buf + used, (unsigned)room);
             if (k <= 0)
                 break;
             used += (size_t)k;
         }
-        uint64_t want = pass == 0 && k > 0 ? idx_announced(buf, used, hdr_len) : 0;
+        uint64_t want = pass == 0 && k > 0 && buf ? idx_announced(buf, used, hdr_len) : 0;
         if (!want || want > SIZE_MAX - 1)
             break;
-        uint8_t *bigger = realloc(buf, (size_t)want + 1);
-        if (!bigger) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = bigger;
         limit = (size_t)want + 1;
     }
     if (!buf) {
