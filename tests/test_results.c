@@ -857,12 +857,20 @@ START_TEST(test_report_figure1)
     assert_contains(svg, ">depths [1,1,1,1]</text>");
     assert_contains(svg, ">depths [2,2,2,2]</text>");
     assert_contains(svg, ">compound</text>");
-    assert_contains(svg, ">budget 1M</text>");
+    assert_contains(svg, "; budget 1M</text>"); /* against w: the budget in the note */
+    assert_contains(svg, ">width coefficient w</text>");
     ck_assert_int_eq(count(svg, "class=\"highlight\""), 1); /* the one-block-per-stage point */
     ck_assert_int_eq(count(svg, "class=\"series\""), 3);
     /* [1,1,1,1]: mean 65 +- 7.07 over the two seeds: an error bar */
     assert_contains(svg, "stroke-width=\"1.5\"");
     assert_no_temps(outdir);
+    /* against parameters (log): the budget as a dashed line */
+    ck_assert_int_eq(RUN("report", dir, "--out", outdir, "--figure1", "--x", "params"), 0);
+    svg = slurp(path_in(outdir, "figure1-resnet18.svg"));
+    assert_contains(svg, ">budget 1M</text>");
+    ck_assert_int_eq(count(svg, "class=\"highlight\""), 1);
+    ck_assert_int_eq(RUN("report", dir, "--out", outdir, "--figure1", "--x", "d"), 2);
+    assert_one_line(err, "cilscale report: --x 'd': expected w or params");
 }
 END_TEST
 

@@ -17,7 +17,7 @@
 #include "cli/cli.h"
 
 static const char usage[] =
-    "usage: cilscale report DIR... [--out DIR] [--title T] [--csv] [--figure1] [--metric top1|top5]\n"
+    "usage: cilscale report DIR... [--out DIR] [--title T] [--csv] [--figure1] [--metric top1|top5] [--x w|params]\n"
     "\n"
     "Reads the results.csv of each run folder DIR (or, when DIR has none, of each\n"
     "of its immediate subfolders that has one, in name order) and prints one table:\n"
@@ -40,9 +40,10 @@ static const char usage[] =
     "                    against classes seen: a line per run, mean +- std bands for\n"
     "                    groups); makes DIR\n"
     "  --figure1         with --out: DIR/figure1-ARCH.svg per architecture: the metric\n"
-    "                    against parameters (log), one line per depth vector, the\n"
-    "                    budgets marked, psi's point ringed, error bars over seeds;\n"
-    "                    other policies as points\n"
+    "                    against w, one line per depth vector (through its budgets),\n"
+    "                    psi's point ringed, error bars over seeds; other policies as\n"
+    "                    points\n"
+    "  --x X             figure 1's x axis: w (default) or params (log, budgets as lines)\n"
     "  --metric M        figure 1's metric: top1 (average incremental top-1, default) or\n"
     "                    top5 (average incremental top-5, the paper's)\n"
     "  --title T         the plot's title (default: top-1 accuracy against classes seen)\n"
@@ -437,7 +438,7 @@ static void print_csv(FILE *f, const row *rows, int n_rows)
 /* DIR/report.csv and DIR/report.svg, each through the atomic writer. */
 typedef struct report_opts {
     const char *out, *title;
-    int csv, figure1, metric5;
+    int csv, figure1, metric5, x_params;
 } report_opts;
 
 /* Row i is a single run that also counts in a group row (its line is then the group's band). */
@@ -522,7 +523,8 @@ static int cmp_x(const void *a, const void *b)
  * vector (widest-with-depths and hand-given runs), a point set per policy,
  * the budgets as dashed lines, psi's point (psi, or one block per stage under
  * a budget) ringed, error bars over seeds. */
-static int figure1_svg(const char *dir, const char *arch, int top5, const run *runs, const row *rows, int n_rows)
+static int figure1_svg(const char *dir, const char *arch, int top5, int x_params, const run *runs, const row *rows,
+                       int n_rows)
 {
     int n_runs = 0;
     while (n_runs < n_rows && !rows[n_runs].members)
@@ -568,7 +570,8 @@ static int figure1_svg(const char *dir, const char *arch, int top5, const run *r
             }
             order[np] = s;
             double y = w->mean[top5 ? 3 : 1], sd = w->runs > 1 ? w->sd[top5 ? 3 : 1] : NAN;
-            pts[np++] = (cs_plot_point){(double)r->params, y, sd, !strcmp(r->policy, "psi") || (by_depths && all_ones(r) && r->budget)};
+            pts[np++] = (cs_plot_point){x_params ? (double)r->params : r->w, y, sd,
+                                        !strcmp(r->policy, "psi") || (by_depths && all_ones(r) && r->budget)};
             if (r->budget) {
                 int v;
                 for (v = 0; v < nv && vl[v].x != (double)r->budget; v++)
@@ -600,13 +603,23 @@ static int figure1_svg(const char *dir, const char *arch, int top5, const run *r
         se[s].n = u - start;
     }
     char title[160], path[PATH_MAX], ylabel[96];
-    snprintf(title, sizeof title, "%s: average incremental top-%d against parameters", arch, top5 ? 5 : 1);
+    snprintf(title, sizeof title, "%s: average incremental top-%d against %s", arch, top5 ? 5 : 1,
+             x_params ? "parameters" : "width");
     snprintf(ylabel, sizeof ylabel, "average incremental top-%d (%%)", top5 ? 5 : 1);
     snprintf(path, sizeof path, "%s/figure1-%s.svg", dir, arch);
-    cs_plot plot = {.title = title, .xlabel = "parameters", .ylabel = ylabel, .log_x = 1, .series = se,
-                    .n_series = ns, .vlines = vl, .n_vlines = nv,
-                    .note = "ringed: psi's pick (one block per stage, widest under the budget); bars: +- one sample "
-                            "std over seeds"};
+    /* against w (the default), each depth vector's points sit apart even at one budget; the budgets go in the
+     * note. Against parameters (log), every point of a budget is just under it: budgets are dashed lines. */
+    char note[400];
+    size_t nu = (size_t)snprintf(note, sizeof note, "ringed: psi's pick (one block per stage, widest under the budget); "
+                                 "bars: +- one sample std over seeds");
+    if (!x_params && nv) {
+        nu += (size_t)snprintf(note + nu, sizeof note - nu, "; budget%s", nv > 1 ? "s" : "");
+        for (int v = 0; v < nv && nu < sizeof note; v++)
+            nu += (size_t)snprintf(note + nu, sizeof note - nu, "%s %s", v ? "," : "", vl[v].label + 7);
+    }
+    cs_plot plot = {.title = title, .xlabel = x_params ? "parameters" : "width coefficient w", .ylabel = ylabel,
+                    .log_x = x_params, .series = se, .n_series = ns, .vlines = x_params ? vl : NULL,
+                    .n_vlines = x_params ? nv : 0, .note = note};
     cs_error err;
     if (cs_plot_write(path, &plot, &err)) {
         fprintf(stderr, "cilscale report: %s\n", err.msg);
@@ -649,7 +662,7 @@ static int write_out(const char *dir, const report_opts *o, const run *runs, int
             int seen = 0;
             for (int k = 0; k < i; k++)
                 seen |= !strcmp(runs[rows[k].first].r->arch, runs[rows[i].first].r->arch);
-            if (!seen && figure1_svg(dir, runs[rows[i].first].r->arch, o->metric5, runs, rows, n_rows))
+            if (!seen && figure1_svg(dir, runs[rows[i].first].r->arch, o->metric5, o->x_params, runs, rows, n_rows))
                 return CLI_FAIL;
         }
     return CLI_OK;
@@ -791,6 +804,13 @@ static int take_option(void *ctx, int opt, const char *arg)
     case 't': o->title = arg; return CLI_OPT_TAKEN;
     case 'c': o->csv = 1; return CLI_OPT_TAKEN;
     case 'f': o->figure1 = 1; return CLI_OPT_TAKEN;
+    case 'X':
+        if (strcmp(arg, "w") && strcmp(arg, "params")) {
+            fprintf(stderr, "cilscale report: --x '%s': expected w or params\n", arg);
+            return CLI_OPT_BAD;
+        }
+        o->x_params = !strcmp(arg, "params");
+        return CLI_OPT_TAKEN;
     case 'M':
         if (strcmp(arg, "top1") && strcmp(arg, "top5")) {
             fprintf(stderr, "cilscale report: --metric '%s': expected top1 or top5\n", arg);
@@ -810,6 +830,7 @@ int cmd_report(int argc, char **argv)
         {"csv", no_argument, 0, 'c'},
         {"figure1", no_argument, 0, 'f'},
         {"metric", required_argument, 0, 'M'},
+        {"x", required_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
