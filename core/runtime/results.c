@@ -12,6 +12,7 @@
 #include "runtime/atomic.h"
 #include "runtime/json.h"
 #include "runtime/results.h"
+#include "runtime/svgplot.h"
 
 #define CSV_HEADER "state,n_new,n_seen,top1,top5,train_loss,train_seconds,eval_seconds,group_top1"
 #define CSV_COLUMNS 9
@@ -251,27 +252,6 @@ static void write_csv(FILE *f, const cs_run_result *r)
 
 /* ---- SVG ---- */
 
-static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
-                                      "#9467bd", "#8c564b", "#e377c2", "#17becf"};
-#define N_COLOURS ((int)(sizeof palette / sizeof palette[0]))
-static const char *const dashes[] = {NULL, "7 4", "2 3", "9 3 2 3"};
-#define N_DASHES ((int)(sizeof dashes / sizeof dashes[0]))
-
-static void xml_text(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        switch (c) {
-        case '&': fputs("&amp;", f); break;
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '"': fputs("&quot;", f); break;
-        case '\'': fputs("&apos;", f); break;
-        default: fputc(c < 0x20 ? ' ' : c, f); /* control characters are not XML */
-        }
-    }
-}
-
 /* A step of 1, 2 or 5 times a power of ten giving about `target` intervals over span. */
 static double nice_step(double span, int target, int whole)
 {
@@ -329,7 +309,7 @@ static void write_svg(FILE *f, const cs_run_result *const *runs, int n, const ch
     fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>\n", width, height);
     fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\">",
             (left + right) / 2);
-    xml_text(f, title && *title ? title : "top-1 accuracy against classes seen");
+    cs_svg_text(f, title && *title ? title : "top-1 accuracy against classes seen");
     fputs("</text>\n", f);
 
     /* grid and ticks */
@@ -370,9 +350,9 @@ static void write_svg(FILE *f, const cs_run_result *const *runs, int n, const ch
 
     /* one line and its markers per run, then the legend */
     for (int k = 0; k < n; k++) {
-        const char *colour = palette[k % N_COLOURS], *dash = dashes[(k / N_COLOURS) % N_DASHES];
+        const char *colour = cs_svg_colour(k), *dash = cs_svg_dash(k);
         fprintf(f, "<g class=\"run\" stroke=\"%s\" fill=\"%s\">\n<title>", colour, colour);
-        xml_text(f, runs[k]->label);
+        cs_svg_text(f, runs[k]->label);
         fputs("</title>\n", f);
         int m = 0;
         for (int i = 0; i < runs[k]->n_states && i < CS_MAX_STATES; i++)
@@ -402,7 +382,7 @@ static void write_svg(FILE *f, const cs_run_result *const *runs, int n, const ch
     }
     fputs("<g class=\"legend\">\n", f);
     for (int k = 0; k < n; k++) {
-        const char *colour = palette[k % N_COLOURS], *dash = dashes[(k / N_COLOURS) % N_DASHES];
+        const char *colour = cs_svg_colour(k), *dash = cs_svg_dash(k);
         double y = legend_top + k * legend_row;
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"", left,
                 y, left + 30, y, colour);
@@ -410,7 +390,7 @@ static void write_svg(FILE *f, const cs_run_result *const *runs, int n, const ch
             fprintf(f, " stroke-dasharray=\"%s\"", dash);
         fprintf(f, "/>\n<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", left + 15, y, colour);
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">", left + 40, y + 4);
-        xml_text(f, runs[k]->label);
+        cs_svg_text(f, runs[k]->label);
         fputs("</text>\n", f);
     }
     fputs("</g>\n</svg>\n", f);

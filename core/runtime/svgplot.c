@@ -12,7 +12,10 @@ static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"
 static const char *const dashes[] = {NULL, "7 4", "2 3", "9 3 2 3"};
 #define N_DASHES ((int)(sizeof dashes / sizeof dashes[0]))
 
-static void text(FILE *f, const char *s)
+const char *cs_svg_colour(int k) { return palette[k % N_COLOURS]; }
+const char *cs_svg_dash(int k) { return dashes[(k / N_COLOURS) % N_DASHES]; }
+
+void cs_svg_text(FILE *f, const char *s)
 {
     for (; s && *s; s++) {
         unsigned char c = (unsigned char)*s;
@@ -85,7 +88,7 @@ static void write_plot(FILE *f, const cs_plot *p)
             width, height, width, height, width, height);
     fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\">",
             (left + right) / 2);
-    text(f, p->title);
+    cs_svg_text(f, p->title);
     fputs("</text>\n<g stroke=\"#dddddd\" stroke-width=\"1\">\n", f);
     for (double y = y0; y <= y1 + 1e-9 * ys; y += ys)
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, PY(y), right, PY(y));
@@ -117,11 +120,11 @@ static void write_plot(FILE *f, const cs_plot *p)
     }
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">", (left + right) / 2,
             bottom + 45);
-    text(f, p->xlabel);
+    cs_svg_text(f, p->xlabel);
     fprintf(f, "</text>\n<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\" "
                "transform=\"rotate(-90 %.1f %.1f)\">",
             left - 50, (top + bottom) / 2, left - 50, (top + bottom) / 2);
-    text(f, p->ylabel);
+    cs_svg_text(f, p->ylabel);
     fputs("</text>\n</g>\n", f);
     /* reference lines (budgets) */
     for (int v = 0; v < p->n_vlines; v++) {
@@ -131,14 +134,14 @@ static void write_plot(FILE *f, const cs_plot *p)
         fprintf(f, "<g class=\"vline\"><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#555555\" "
                    "stroke-dasharray=\"4 3\"/><text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" font-size=\"11\">",
                 x, top, x, bottom, x - 3, top + 12);
-        text(f, p->vlines[v].label);
+        cs_svg_text(f, p->vlines[v].label);
         fputs("</text></g>\n", f);
     }
     for (int s = 0; s < p->n_series; s++) {
         const cs_plot_series *se = &p->series[s];
-        const char *colour = palette[s % N_COLOURS], *dash = dashes[(s / N_COLOURS) % N_DASHES];
+        const char *colour = cs_svg_colour(s), *dash = cs_svg_dash(s);
         fprintf(f, "<g class=\"series\" stroke=\"%s\" fill=\"%s\">\n<title>", colour, colour);
-        text(f, se->label);
+        cs_svg_text(f, se->label);
         fputs("</title>\n", f);
         if (se->band) { /* mean +- sd, shaded */
             int m = 0;
@@ -181,7 +184,7 @@ static void write_plot(FILE *f, const cs_plot *p)
     }
     fputs("<g class=\"legend\">\n", f);
     for (int s = 0; s < p->n_series; s++) {
-        const char *colour = palette[s % N_COLOURS], *dash = dashes[(s / N_COLOURS) % N_DASHES];
+        const char *colour = cs_svg_colour(s), *dash = cs_svg_dash(s);
         double y = legend_top + s * legend_row;
         if (p->series[s].line) {
             fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"", left,
@@ -192,13 +195,13 @@ static void write_plot(FILE *f, const cs_plot *p)
         }
         fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n<text x=\"%.1f\" y=\"%.1f\">", left + 15, y,
                 colour, left + 40, y + 4);
-        text(f, p->series[s].label);
+        cs_svg_text(f, p->series[s].label);
         fputs("</text>\n", f);
     }
     if (p->note) {
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#444444\">", left,
                 legend_top + (p->n_series > 0 ? p->n_series : 1) * legend_row + 6);
-        text(f, p->note);
+        cs_svg_text(f, p->note);
         fputs("</text>\n", f);
     }
     fputs("</g>\n</svg>\n", f);

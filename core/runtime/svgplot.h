@@ -4,6 +4,8 @@
 #ifndef CILSCALE_SVGPLOT_H
 #define CILSCALE_SVGPLOT_H
 
+#include <stdio.h>
+
 #include "cilscale/error.h"
 
 #ifdef __cplusplus
@@ -38,6 +40,13 @@ typedef struct cs_plot {
     int n_vlines;
     const char *note; /* a line of small text under the legend (may be NULL) */
 } cs_plot;
+
+/* What every plot shares: the k-th series' colour (eight, then again) and
+ * dash pattern (NULL: solid; the next pattern after each eight), and text
+ * escaped for SVG (control characters become spaces). */
+const char *cs_svg_colour(int k);
+const char *cs_svg_dash(int k);
+void cs_svg_text(FILE *f, const char *s);
 
 /* Writes the chart to PATH.tmp and renames it into place. Points with a
  * non-finite x or y are left out. */
