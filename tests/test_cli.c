@@ -401,6 +401,33 @@ START_TEST(test_scale_config)
 }
 END_TEST
 
+/* Discoverable configuration (issue 14 item 6): the key list, the resolved
+ * experiment without running, help CMD, and no option ignored or clamped in
+ * silence. */
+START_TEST(test_discoverable_config)
+{
+    ck_assert_int_eq(RUN("run", "--keys"), 0);
+    assert_contains(out, "model.depths");
+    assert_contains(out, "train.lr                 number (1e-09..1000)       0.1                learning rate");
+    assert_contains(out, "cil.NAME");
+    ck_assert_int_eq(RUN("run", "--set", "seed=9", "--set", "train.epochs=3", "--print-config"), 0);
+    assert_contains(out, "seed = 9L;");
+    assert_contains(out, "  epochs = 3;");
+    ck_assert_str_eq(err, "");
+    ck_assert_int_eq(RUN("run", "--set", "train.epochs=0", "--print-config"), 2);
+    assert_one_line(err, "cilscale run: --set train.epochs: '0': expected a whole number from 1 to 100000", NULL);
+    ck_assert_int_eq(RUN("help", "sweep"), 0);
+    ck_assert_int_eq(strncmp(out, "usage: cilscale sweep", 21), 0);
+    ck_assert_int_eq(RUN("help", "frob"), 2);
+    assert_one_line(err, "cilscale help: unknown command 'frob'", NULL);
+    ck_assert_int_eq(RUN("scale", "--arch", "resnet18", "--budget", "100G"), 0);
+    assert_one_line(err, "cilscale scale: warning: w reached the search's upper end (64)", NULL);
+    ck_assert_int_eq(RUN("bench", "--arch", "resnet18", "--budget", "1M", "--in-channels", "1", "--input", "3x32x32"),
+                     2);
+    assert_one_line(err, "cilscale bench: --in-channels 1 and --input 3x32x32 disagree", NULL);
+}
+END_TEST
+
 START_TEST(test_scale_text)
 {
     ck_assert_int_eq(RUN("scale", "--arch", "resnet18", "--budget", "1M"), 0);
@@ -722,6 +749,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_scale_manual);
     tcase_add_test(tc, test_scale_conventions);
     tcase_add_test(tc, test_scale_config);
+    tcase_add_test(tc, test_discoverable_config);
     tcase_add_test(tc, test_grid_text);
     tcase_add_test(tc, test_grid_json);
     tcase_add_checked_fixture(tc, NULL, tu_remove_tmpdir);

@@ -173,7 +173,9 @@ int cli_net_option(const char *cmd, cli_net_opts *o, int opt, const char *arg)
         o->depths_text = arg;
         return 1;
     case 'k': return cli_int(cmd, "classes", arg, 1, 1000000, &o->classes) ? -1 : 1;
-    case 'c': return cli_int(cmd, "in-channels", arg, 1, 4096, &o->in_channels) ? -1 : 1;
+    case 'c':
+        o->have_in_channels = 1;
+        return cli_int(cmd, "in-channels", arg, 1, 4096, &o->in_channels) ? -1 : 1;
     case 's':
         if (cs_stem_parse(arg, &o->stem)) {
             fprintf(stderr, "cilscale %s: --stem '%s': expected imagenet or small\n", cmd, arg);
@@ -285,6 +287,9 @@ int cli_net_resolve(const char *cmd, const cs_registry *r, const cli_net_opts *o
             fprintf(stderr, "cilscale %s: %s\n", cmd, err.msg);
             return err.status == CS_ERR_BUDGET ? CLI_FAIL : CLI_USAGE;
         }
+        if (res->w >= CS_COEF_MAX || res->d >= CS_COEF_MAX)
+            fprintf(stderr, "cilscale %s: warning: %s reached the search's upper end (%d): the budget allows a larger "
+                            "network than the policy searches\n", cmd, res->w >= CS_COEF_MAX ? "w" : "d", CS_COEF_MAX);
         return CLI_OK;
     }
     int depths[CS_MAX_STAGES];

@@ -60,7 +60,7 @@ struct cli_net_opts {
     const char *plugins_conf;
     int json;
     /* a configuration given by hand instead of a policy */
-    int manual, have_depth, have_stem;
+    int manual, have_depth, have_stem, have_in_channels;
     cs_convention convention;
     double w, d;
     const char *depths_text;

@@ -32,7 +32,7 @@ enum { O_BATCH = 256, O_INPUT, O_BACKEND, O_DEVICE, O_STEPS, O_WARMUP, O_PROFILE
 
 typedef struct bench_opts {
     cli_net_opts net;
-    int batch, steps, warmup, ic, ih, iw, profile;
+    int batch, steps, warmup, ic, ih, iw, profile, have_input;
     const char *backend, *device;
 } bench_opts;
 
@@ -59,6 +59,7 @@ static int take_option(void *ctx, int opt, const char *arg)
     case O_DEVICE: o->device = arg; break;
     case O_PROFILE: o->profile = 1; break;
     case O_INPUT:
+        o->have_input = 1;
         if (sscanf(arg, "%dx%dx%d", &o->ic, &o->ih, &o->iw) != 3 || o->ic < 1 || o->ih < 1 || o->iw < 1 ||
             o->ic > 4096 || o->ih > 8192 || o->iw > 8192) {
             fprintf(stderr, "cilscale bench: --input '%s': expected CxHxW, e.g. 3x32x32\n", arg);
@@ -188,6 +189,14 @@ int cmd_bench(int argc, char **argv)
         return rc;
     if (cli_net_validate("bench", &o.net))
         return CLI_USAGE;
+    /* the input's C is the channel count: --in-channels says the same or nothing */
+    if (o.net.have_in_channels && o.have_input && o.net.in_channels != o.ic) {
+        fprintf(stderr, "cilscale bench: --in-channels %d and --input %dx%dx%d disagree (the input's C is the "
+                        "channel count)\n", o.net.in_channels, o.ic, o.ih, o.iw);
+        return CLI_USAGE;
+    }
+    if (o.net.have_in_channels)
+        o.ic = o.net.in_channels;
     o.net.in_channels = o.ic;
     bench b = {0};
     if (!(b.reg = cli_load_plugins("bench", o.net.plugins_conf, 0)))

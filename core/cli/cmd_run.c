@@ -33,6 +33,8 @@ static const char usage[] =
     "  --out DIR          output folder (the file's `out`, default runs/run)\n"
     "  --resume DIR       continue the run in DIR (reads DIR/run.cfg)\n"
     "  --force            DIR holds another run: move its files to DIR/replaced-TIME/ first\n"
+    "  --print-config     print the resolved experiment (file, --set, --out) and run nothing\n"
+    "  --keys             list every experiment key: type, range, default, meaning\n"
     "  --plugins FILE     plugins.conf to load\n"
     "  --help             this text\n"
     "\n"
@@ -76,11 +78,11 @@ static const char *default_config(char *buf, size_t size)
     return buf;
 }
 
-enum { O_SET = 256, O_OUT, O_RESUME, O_PLUGINS, O_FORCE };
+enum { O_SET = 256, O_OUT, O_RESUME, O_PLUGINS, O_FORCE, O_PRINT, O_KEYS };
 
 typedef struct run_opts {
     const char *sets[64], *out, *resume, *plugins;
-    int n_sets, force;
+    int n_sets, force, print_config, keys;
 } run_opts;
 
 static int take_option(void *ctx, int opt, const char *arg)
@@ -98,6 +100,8 @@ static int take_option(void *ctx, int opt, const char *arg)
     case O_RESUME: o->resume = arg; return CLI_OPT_TAKEN;
     case O_PLUGINS: o->plugins = arg; return CLI_OPT_TAKEN;
     case O_FORCE: o->force = 1; return CLI_OPT_TAKEN;
+    case O_PRINT: o->print_config = 1; return CLI_OPT_TAKEN;
+    case O_KEYS: o->keys = 1; return CLI_OPT_TAKEN;
     default: return CLI_OPT_UNKNOWN;
     }
 }
@@ -108,12 +112,17 @@ int cmd_run(int argc, char **argv)
         {"set", required_argument, 0, O_SET},       {"out", required_argument, 0, O_OUT},
         {"resume", required_argument, 0, O_RESUME}, {"plugins", required_argument, 0, O_PLUGINS},
         {"force", no_argument, 0, O_FORCE},
+        {"print-config", no_argument, 0, O_PRINT}, {"keys", no_argument, 0, O_KEYS},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
     run_opts ro = {0};
     int prc = cli_getopt("run", argc, argv, longopts, usage, NULL, take_option, &ro, -1);
     if (prc != CLI_CONTINUE)
         return prc;
+    if (ro.keys) {
+        cs_experiment_print_keys(stdout);
+        return CLI_OK;
+    }
     const char **sets = ro.sets, *out = ro.out, *resume = ro.resume, *plugins = ro.plugins;
     int n_sets = ro.n_sets;
     if (argc - optind > 1) {
@@ -163,6 +172,10 @@ int cmd_run(int argc, char **argv)
         snprintf(e.out, sizeof e.out, "%s", out);
     if (resume)
         snprintf(e.out, sizeof e.out, "%s", resume);
+    if (ro.print_config) { /* what run.cfg would hold; nothing loaded or run */
+        cs_experiment_write(&e, stdout);
+        return CLI_OK;
+    }
     cs_registry *reg = cli_load_plugins("run", plugins, 0);
     if (!reg)
         return CLI_FAIL;

@@ -6,7 +6,7 @@
 #include "cli/cli.h"
 
 static const char usage[] =
-    "usage: cilscale COMMAND [options]   (cilscale COMMAND --help for its options)\n"
+    "usage: cilscale COMMAND [options]   (cilscale COMMAND --help, or cilscale help COMMAND, for its options)\n"
     "\n"
     "Class-incremental learning under a parameter budget.\n"
     "\n"
@@ -40,6 +40,15 @@ int main(int argc, char **argv)
         return CLI_USAGE;
     }
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "help") && argc > 2) { /* cilscale help CMD: CMD --help */
+        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+            if (!strcmp(argv[2], commands[i].name)) {
+                char *args[] = {argv[2], "--help", NULL};
+                return commands[i].fn(2, args);
+            }
+        fprintf(stderr, "cilscale help: unknown command '%s' (see cilscale --help)\n", argv[2]);
+        return CLI_USAGE;
+    }
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         fputs(usage, stdout);
         return CLI_OK;

@@ -542,6 +542,45 @@ size_t cs_experiment_settings(const cs_experiment *e, char *buf, size_t size)
     return u < size ? u : (size ? size - 1 : 0);
 }
 
+static const char *type_word(key_type t);
+
+/* The value of key k in e, as text (what --set takes). */
+static void key_value(const cs_experiment *e, const key *k, char *buf, size_t size)
+{
+    const char *p = (const char *)e + k->offset;
+    switch (k->type) {
+    case K_STR: snprintf(buf, size, "\"%s\"", p); return;
+    case K_INT: snprintf(buf, size, "%d", *(const int *)p); return;
+    case K_DBL: snprintf(buf, size, "%.15g", *(const double *)p); return;
+    case K_BOOL: snprintf(buf, size, "%s", *(const int *)p ? "true" : "false"); return;
+    case K_BUDGET: snprintf(buf, size, "%lld", (long long)e->budget); return;
+    case K_SEED: snprintf(buf, size, "%llu", (unsigned long long)e->seed); return;
+    case K_ORDER: snprintf(buf, size, "\"seed\""); return;
+    case K_DEPTHS: snprintf(buf, size, "none"); return;
+    }
+}
+
+void cs_experiment_print_keys(FILE *f)
+{
+    cs_experiment d;
+    cs_experiment_defaults(&d);
+    fprintf(f, "%-24s %-26s %-18s %s\n", "key", "type (range)", "default", "meaning");
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const key *k = &keys[i];
+        char type[64], def[64];
+        if (k->type == K_INT)
+            snprintf(type, sizeof type, "whole number (%.0f..%.0f)", k->min, k->max);
+        else if (k->type == K_DBL)
+            snprintf(type, sizeof type, "number (%g..%g)", k->min, k->max);
+        else
+            snprintf(type, sizeof type, "%s", type_word(k->type));
+        key_value(&d, k, def, sizeof def);
+        fprintf(f, "%-24s %-26s %-18s %s\n", k->path, type, def, k->help);
+    }
+    fprintf(f, "%-24s %-26s %-18s %s\n", "cil.NAME", "the algorithm's", "-",
+            "an option of cil.algorithm (cilscale plugins lists each algorithm's)");
+}
+
 void cs_experiment_identity(const cs_experiment *e, char id[17])
 {
     static char buf[8192];

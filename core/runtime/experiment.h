@@ -81,6 +81,10 @@ void cs_experiment_write(const cs_experiment *e, FILE *f);
  * cut at size - 1). */
 size_t cs_experiment_settings(const cs_experiment *e, char *buf, size_t size);
 
+/* Every key of an experiment file: its type and range, default and meaning,
+ * one a line (cilscale run --keys). */
+void cs_experiment_print_keys(FILE *f);
+
 /* A run's identity: 16 hex digits of a 64-bit FNV-1a hash of its settings
  * and its seed. Every file of a run folder records it (run.cfg implies it,
  * results.json/csv and the checkpoints carry it as run_id). */
