@@ -569,6 +569,21 @@ START_TEST(run_writes_results_and_resume_matches)
     ck_assert_ptr_nonnull(strstr(e, "resuming after state 1 of 3"));
     accuracy_rows(b, rows_b, sizeof rows_b);
     ck_assert_str_eq(rows_b, rows_a);
+    /* provenance: the run began when a began (kept over the resume), its time adds up, the command is the resume's */
+    char pa[800], pb[800], started_a[64] = "", started_b[64] = "";
+    snprintf(pa, sizeof pa, "%s/results.json", a);
+    snprintf(pb, sizeof pb, "%s/results.json", b);
+    const char *ja = slurp_file(pa), *s1 = strstr(ja, "\"started\": \"");
+    ck_assert_ptr_nonnull(s1);
+    snprintf(started_a, sizeof started_a, "%.20s", s1 + 12);
+    const char *jb = slurp_file(pb), *s2 = strstr(jb, "\"started\": \"");
+    ck_assert_ptr_nonnull(s2);
+    snprintf(started_b, sizeof started_b, "%.20s", s2 + 12);
+    ck_assert_str_eq(started_b, started_a);
+    ck_assert_ptr_nonnull(strstr(jb, "\"schema\": 2,"));
+    ck_assert_ptr_nonnull(strstr(jb, "\"command\": \"cilscale run --resume "));
+    snprintf(pb, sizeof pb, "%s/accuracy_matrix.csv", b);
+    ck_assert_ptr_nonnull(strstr(slurp_file(pb), "state,n_seen,top1,old_top1,new_top1,group_0,group_1,group_2\n"));
 }
 END_TEST
 

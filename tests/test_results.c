@@ -231,12 +231,24 @@ START_TEST(test_json)
     r->counted = r->params;
     snprintf(r->count, sizeof r->count, "trained: linear head, 100 classes, 3 input channels, imagenet stem");
     snprintf(r->settings, sizeof r->settings, "model.arch=resnet18; seed=\"x\"");
+    snprintf(r->build, sizeof r->build, "cilscale test build");
+    snprintf(r->started, sizeof r->started, "2026-12-02T10:00:00Z");
+    snprintf(r->ended, sizeof r->ended, "2026-12-02T11:00:00Z");
+    snprintf(r->command, sizeof r->command, "cilscale run x.cfg");
+    r->n_classes = 3;
+    r->class_order[0] = 2, r->class_order[1] = 0, r->class_order[2] = 1;
     const char *dir = subdir("json");
     cs_error e;
     ck_assert_msg(cs_results_write(dir, r, &e) == 0, "%s", e.msg);
     const char *j = slurp(path_in(dir, "results.json"));
     static const char *const keys[] = {
-        "{\n  \"version\": \"0.1.0\"",
+        "{\n  \"schema\": 2",
+        "\"version\": \"0.1.0\"",
+        "\"build\": \"cilscale test build\"",
+        "\"started\": \"2026-12-02T10:00:00Z\"",
+        "\"ended\": \"2026-12-02T11:00:00Z\"",
+        "\"command\": \"cilscale run x.cfg\"",
+        "\"host\": null",
         "\"label\": \"lucir psi \\\"resnet18\\\" seed 1\"",
         "\"arch\": \"resnet18\"",
         "\"policy\": \"psi\"",
@@ -250,6 +262,7 @@ START_TEST(test_json)
         "\"budget_counts\": \"trained: linear head, 100 classes, 3 input channels, imagenet stem\"",
         "\"budget_use\": 0.9885",
         "\"settings\": \"model.arch=resnet18; seed=\\\"x\\\"\"",
+        "\"class_order\": [2, 0, 1]",
         "\"w\": 0.445",
         "\"d\": 0.5",
         "\"resolution\": 1",
@@ -314,6 +327,7 @@ START_TEST(test_csv_roundtrip)
     snprintf(r->count, sizeof r->count, "count: a\nb");
     snprintf(r->settings, sizeof r->settings, "data.path=/x; model.arch=resnet18");
     snprintf(r->run_id, sizeof r->run_id, "0123456789abcdef");
+    snprintf(r->started, sizeof r->started, "2026-12-02T10:00:00Z");
     const char *dir = subdir("csv");
     cs_error e;
     ck_assert_msg(cs_results_write(dir, r, &e) == 0, "%s", e.msg);
@@ -324,6 +338,7 @@ START_TEST(test_csv_roundtrip)
         "# budget_counted: 0\n# budget_counts: count: a b\n"
         "# w: 0.123457\n# d: 0.5\n# resolution: 1\n# depths: 1,1,1,1\n# widths: 32,56,112,224\n"
         "# settings: data.path=/x; model.arch=resnet18\n# run_id: 0123456789abcdef\n"
+        "# started: 2026-12-02T10:00:00Z\n# seconds: 1234.5\n"
         "# seed: 18446744073709551615\n# n_states_planned: 5\n"
         "# version: 0.1.0\n"
         "state,n_new,n_seen,top1,top5,train_loss,train_seconds,eval_seconds,group_top1\n"
@@ -350,6 +365,14 @@ START_TEST(test_csv_roundtrip)
     assert_close(back.d, r->d, "d", 0);
     ck_assert_str_eq(back.settings, r->settings);
     ck_assert_str_eq(back.run_id, "0123456789abcdef");
+    ck_assert_str_eq(back.started, "2026-12-02T10:00:00Z");
+    assert_close(back.seconds, r->seconds, "seconds", 0);
+    /* the accuracy matrix beside it: a row per state, old/new split weighted by classes */
+    const char *m = slurp(path_in(dir, "accuracy_matrix.csv"));
+    assert_contains(m, "state,n_seen,top1,old_top1,new_top1,group_0,group_1,group_2,group_3,group_4\n");
+    assert_contains(m, "\n0,10,0.123457,nan,0.123457,0.123457,,,,\n");
+    assert_contains(m, "\n2,30,0.5,0.35,0.5,0.3,0.4,0.5,,\n"); /* old: (0.3 + 0.4) / 2 */
+    assert_contains(m, "\n3,40,0.25,nan,0.9,0.6,nan,0.8,0.9,\n"); /* a NaN group makes old NaN */
     ck_assert_str_eq(back.count, "count: a b"); /* one line */
     ck_assert_int_eq(back.n_stages, 4);
     ck_assert_int_eq(back.depths[3], 1);

@@ -181,7 +181,12 @@ int cmd_run(int argc, char **argv)
         return CLI_FAIL;
     ui u;
     cli_progress_init(&u.p, stderr);
-    cs_run_callbacks cb = {&u, on_log, on_batch};
+    /* the command line, as results.json's provenance keeps it */
+    static char command[1024];
+    size_t cu = (size_t)snprintf(command, sizeof command, "cilscale");
+    for (int i = 0; i < argc && cu < sizeof command; i++)
+        cu += (size_t)snprintf(command + cu, sizeof command - cu, " %s", argv[i]);
+    cs_run_callbacks cb = {&u, on_log, on_batch, command};
     cli_catch_interrupt();
     static cs_run_result res;
     int rc = cs_experiment_run(&e, reg, (resume ? CS_RUN_RESUME : 0) | (ro.force ? CS_RUN_FORCE : 0), &cb, &res, &err);

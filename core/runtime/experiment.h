@@ -104,6 +104,8 @@ typedef struct cs_run_callbacks {
     /* after each training batch; non-zero stops the run at this batch */
     int (*batch)(void *ctx, int state, int n_states, int epoch, int epochs, int batch, int n_batches,
                  const cs_epoch_stats *so_far);
+    /* the command line, for results.json's provenance (may be NULL) */
+    const char *command;
 } cs_run_callbacks;
 
 /* The network the experiment would train, without training it: the plugins

@@ -77,8 +77,16 @@ static void write_json(FILE *f, const cs_run_result *r)
     cs_json j;
     cs_json_start(&j, f, CS_JSON_ESC_NT | CS_JSON_ESC_DEL);
     cs_json_object(&j, &top_layout);
+    cs_json_key(&j, "schema");
+    cs_json_int(&j, CS_RESULTS_SCHEMA);
     cs_json_key(&j, "version");
     cs_json_text(&j, r->version);
+    const char *const prov[][2] = {{"build", r->build},     {"started", r->started}, {"ended", r->ended},
+                                   {"command", r->command}, {"host", r->host}};
+    for (size_t i = 0; i < sizeof prov / sizeof prov[0]; i++) {
+        cs_json_key(&j, prov[i][0]);
+        cs_json_text(&j, prov[i][1]);
+    }
     cs_json_key(&j, "label");
     cs_json_string(&j, r->label);
     const char *const texts[][2] = {{"arch", r->arch},     {"policy", r->policy}, {"cil", r->cil},
@@ -107,6 +115,8 @@ static void write_json(FILE *f, const cs_run_result *r)
     cs_json_string(&j, r->settings);
     cs_json_key(&j, "run_id");
     cs_json_text(&j, r->run_id);
+    cs_json_key(&j, "class_order");
+    cs_json_ints(&j, r->class_order, r->n_classes, &cs_json_spaced);
     cs_json_key(&j, "w");
     cs_json_double(&j, r->w, 6);
     cs_json_key(&j, "d");
@@ -227,6 +237,9 @@ static void write_csv(FILE *f, const cs_run_result *r)
     }
     csv_comment(f, "settings", r->settings);
     csv_comment(f, "run_id", r->run_id);
+    csv_comment(f, "started", r->started);
+    snprintf(num, sizeof num, "%.17g", r->seconds);
+    csv_comment(f, "seconds", num);
     snprintf(num, sizeof num, "%llu", (unsigned long long)r->seed);
     csv_comment(f, "seed", num);
     snprintf(num, sizeof num, "%d", r->n_states_planned);
@@ -245,6 +258,42 @@ static void write_csv(FILE *f, const cs_run_result *r)
             if (j)
                 fputc(';', f);
             csv_number(f, st->group_top1[j]);
+        }
+        fputc('\n', f);
+    }
+}
+
+/* ---- accuracy_matrix.csv ---- */
+
+/* One row per finished state: top-1 on all classes seen, on the old classes
+ * (those of earlier states) and on the state's new ones (each the mean of
+ * the groups' top-1 weighted by their classes), then top-1 on each group
+ * (the classes state j added), empty where group j has not come yet. */
+static void write_matrix(FILE *f, const cs_run_result *r)
+{
+    int planned = r->n_states_planned > r->n_states ? r->n_states_planned : r->n_states;
+    fputs("state,n_seen,top1,old_top1,new_top1", f);
+    for (int j = 0; j < planned; j++)
+        fprintf(f, ",group_%d", j);
+    fputc('\n', f);
+    for (int i = 0; i < r->n_states; i++) {
+        const cs_state_result *st = &r->states[i];
+        double old = 0;
+        int n_old = 0;
+        for (int j = 0; j < i; j++) {
+            old += r->states[j].n_new * st->group_top1[j];
+            n_old += r->states[j].n_new;
+        }
+        fprintf(f, "%d,%d,", i, st->n_seen);
+        csv_number(f, st->top1);
+        fputc(',', f);
+        csv_number(f, n_old ? old / n_old : NAN);
+        fputc(',', f);
+        csv_number(f, st->group_top1[i]);
+        for (int j = 0; j < planned; j++) {
+            fputc(',', f);
+            if (j <= i)
+                csv_number(f, st->group_top1[j]);
         }
         fputc('\n', f);
     }
@@ -420,12 +469,12 @@ int cs_results_write(const char *dir, const cs_run_result *r, cs_error *err)
         return cs_error_set(err, CS_ERR_ARG, "%s: %d states: expected 0 to %d", dir, r->n_states, CS_MAX_STATES);
     if (r->n_stages < 0 || r->n_stages > MAX_STAGES_KEPT)
         return cs_error_set(err, CS_ERR_ARG, "%s: %d stages: expected 0 to %d", dir, r->n_stages, MAX_STAGES_KEPT);
-    static const char *const names[] = {"results.json", "results.csv", "accuracy.svg"};
-    enum { N_FILES = 3 };
+    static const char *const names[] = {"results.json", "results.csv", "accuracy.svg", "accuracy_matrix.csv"};
+    enum { N_FILES = 4 };
     cs_atomic o[N_FILES];
     memset(o, 0, sizeof o);
     int rc = CS_OK;
-    /* all three complete before any is renamed into place */
+    /* all four complete before any is renamed into place */
     for (int i = 0; i < N_FILES && rc == CS_OK; i++) {
         char path[PATH_MAX];
         if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= sizeof path) {
@@ -438,8 +487,10 @@ int cs_results_write(const char *dir, const cs_run_result *r, cs_error *err)
             write_json(o[i].f, r);
         else if (i == 1)
             write_csv(o[i].f, r);
-        else
+        else if (i == 2)
             write_svg(o[i].f, &r, 1, r->label);
+        else
+            write_matrix(o[i].f, r);
         rc = cs_atomic_close(&o[i], err);
     }
     for (int i = 0; i < N_FILES && rc == CS_OK; i++)
@@ -533,6 +584,13 @@ static int read_comment(reader *rd, char *line, cs_run_result *r)
         return read_text(rd, key, value, r->settings, sizeof r->settings);
     if (!strcmp(key, "run_id"))
         return read_text(rd, key, value, r->run_id, sizeof r->run_id);
+    if (!strcmp(key, "started"))
+        return read_text(rd, key, value, r->started, sizeof r->started);
+    if (!strcmp(key, "seconds")) {
+        if (parse_double(value, &r->seconds) || !(r->seconds >= 0))
+            return BAD(rd, "%s:%d: seconds '%s': expected a number >= 0", rd->path, rd->line, value);
+        return CS_OK;
+    }
     if (!strcmp(key, "budget_counts"))
         return read_text(rd, key, value, r->count, sizeof r->count);
     if (!strcmp(key, "depths") || !strcmp(key, "widths")) {

@@ -12,6 +12,10 @@ extern "C" {
 #endif
 
 #define CS_MAX_STATES 64
+/* results.json's schema: 2 added schema, build, started, ended, command, host,
+ * budget_counted, budget_counts, budget_use, settings, run_id, class_order
+ * and the top-5 summaries (keys are only added, never renamed or removed). */
+#define CS_RESULTS_SCHEMA 2
 
 typedef struct cs_state_result {
     int state;          /* 0-based */
@@ -33,13 +37,20 @@ typedef struct cs_run_result {
     char count[128];        /* what that count counts: "trained: cosine head, 10 classes, ..." */
     char settings[3072];    /* cs_experiment_settings: equal for runs that differ only in their seed */
     char run_id[17];        /* cs_experiment_identity: the run folder's files belong together */
+    /* provenance (results.json schema 2) */
+    char started[32], ended[32]; /* ISO 8601 UTC: the run's first start (kept over resumes), the last write */
+    char command[1024];     /* the command line that ran it (the last one, after a resume) */
+    char host[256];         /* CPU model and count */
+    char build[128];        /* cilscale's version, build type and compiler */
+    int n_classes;          /* classes of the data set */
+    int class_order[4096];  /* model label i is data-set class class_order[i] */
     double w, d, resolution;
     int n_stages, depths[16], widths[16];
     uint64_t seed;
     int n_states;           /* finished states */
     int n_states_planned;
     cs_state_result states[CS_MAX_STATES];
-    double seconds;         /* wall time of the whole run */
+    double seconds;         /* wall time of the whole run, summed over its resumes */
     const char *config_text; /* the resolved experiment, libconfig syntax (may be NULL) */
 } cs_run_result;
 

@@ -46,6 +46,7 @@ typedef struct run {
     int state;
     float *feat; /* batch x F */
     double t_start;
+    double seconds_before; /* wall time of the run before this resume */
     char msg[512];
 } run;
 
@@ -59,6 +60,8 @@ static void say(run *r, const char *fmt, ...)
     if (r->cb && r->cb->log)
         r->cb->log(r->cb->ctx, r->msg);
 }
+
+static void iso_now(char *buf, size_t size);
 
 static uint64_t mix(uint64_t seed, uint64_t a) { return seed * 0x9e3779b97f4a7c15ULL + a * 0xbf58476d1ce4e5b9ULL + 1; }
 
@@ -453,7 +456,8 @@ static int save_state(run *r, int s, cs_error *err)
     int rc = save_model(r, name, err);
     if (!rc) {
         r->res->n_states = s + 1;
-        r->res->seconds = cs_now_s() - r->t_start;
+        r->res->seconds = r->seconds_before + (cs_now_s() - r->t_start);
+        iso_now(r->res->ended, sizeof r->res->ended);
         rc = cs_results_write(r->e->out, r->res, err);
     }
     return rc ? rc : keep_previous(r, err);
@@ -644,6 +648,31 @@ static int scale_network(run *r, const cs_plugin *pol, cs_scale_result *net, cs_
     return CS_OK;
 }
 
+static void iso_now(char *buf, size_t size)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+}
+
+/* "Intel(R) Xeon(R) Processor, 2 CPUs" from /proc/cpuinfo where there is one. */
+static void host_name(char *buf, size_t size)
+{
+    char line[512], model[256] = "";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && !model[0] && fgets(line, sizeof line, f)) {
+        const char *colon = strchr(line, ':');
+        if (colon && (!strncmp(line, "model name", 10) || !strncmp(line, "Processor", 9) ||
+                      !strncmp(line, "cpu model", 9))) {
+            snprintf(model, sizeof model, "%s", colon + 2);
+            model[strcspn(model, "\n")] = '\0';
+        }
+    }
+    if (f)
+        fclose(f);
+    snprintf(buf, size, "%s, %ld CPUs", model[0] ? model : "unknown CPU", sysconf(_SC_NPROCESSORS_ONLN));
+}
+
 /* setup, step 5: what results.json says of the run before any state. */
 static void describe_run(run *r, const cs_scale_result *net)
 {
@@ -675,6 +704,13 @@ static void describe_run(run *r, const cs_scale_result *net)
              cs_stem_name(c->stem));
     cs_experiment_settings(e, res->settings, sizeof res->settings);
     cs_experiment_identity(e, res->run_id);
+    iso_now(res->started, sizeof res->started);
+    snprintf(res->ended, sizeof res->ended, "%s", res->started);
+    snprintf(res->command, sizeof res->command, "%s", r->cb && r->cb->command ? r->cb->command : "");
+    host_name(res->host, sizeof res->host);
+    snprintf(res->build, sizeof res->build, "cilscale %s (%s)", CS_VERSION, CS_BUILD);
+    res->n_classes = r->sc.n_classes <= (int)(sizeof res->class_order / sizeof(int)) ? r->sc.n_classes : 0;
+    memcpy(res->class_order, r->sc.order, sizeof(int) * (size_t)res->n_classes);
     res->w = net->w;
     res->d = net->d;
     res->resolution = net->resolution;
@@ -739,6 +775,9 @@ static int load_resume(run *r, int *next, cs_error *err)
     for (int s = 0; s < old.n_states; s++)
         r->res->states[s] = old.states[s];
     r->res->n_states = old.n_states;
+    if (old.started[0]) /* the run began then; its time adds up over the resumes */
+        snprintf(r->res->started, sizeof r->res->started, "%s", old.started);
+    r->seconds_before = old.seconds;
     if (old.n_states == 0)
         return CS_OK;
     int last = old.n_states - 1;
@@ -988,7 +1027,7 @@ int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int flags,
     snprintf(stale, sizeof stale, "%s/interrupted.safetensors", e->out);
     remove(stale);
 out:
-    res->seconds = cs_now_s() - t0;
+    res->seconds = r.seconds_before + (cs_now_s() - t0);
     free_state(&r);
     cs_graph_free(r.prev_g);
     free(r.prev_params);
