@@ -558,9 +558,9 @@ START_TEST(run_writes_results_and_resume_matches)
     accuracy_rows(a, rows_a, sizeof rows_a);
 
     /* the same run, stopped after its first state's model was saved */
-    snprintf(o, sizeof o, "mkdir -p %s && cp %s/run.cfg %s/state-0.safetensors %s/ && "
+    snprintf(o, sizeof o, "mkdir -p %s && cp %s/run.cfg %s/state-0.safetensors %s/epochs.csv %s/ && "
                           "head -n $(( $(grep -c '' %s/results.csv) - 2 )) %s/results.csv > %s/results.csv",
-             b, a, a, b, a, a, b);
+             b, a, a, a, b, a, a, b);
     ck_assert_int_eq(system(o), 0);
     snprintf(o, sizeof o, "sed -i 's#\"%s\"#\"%s\"#' %s/run.cfg", a, b, b);
     ck_assert_int_eq(system(o), 0);
@@ -584,6 +584,21 @@ START_TEST(run_writes_results_and_resume_matches)
     ck_assert_ptr_nonnull(strstr(jb, "\"command\": \"cilscale run --resume "));
     snprintf(pb, sizeof pb, "%s/accuracy_matrix.csv", b);
     ck_assert_ptr_nonnull(strstr(slurp_file(pb), "state,n_seen,top1,old_top1,new_top1,group_0,group_1,group_2\n"));
+    /* epochs.csv: a row per epoch and loss term; the resumed run's rows equal the uninterrupted run's
+     * (all but the timing columns: images_per_s and seconds), state 0's kept from before the resume */
+    char cmd[2400], ea[8192], eb[8192];
+    snprintf(cmd, sizeof cmd, "cut -d, -f1-5,8-10 %s/epochs.csv > %s/ea.txt && cut -d, -f1-5,8-10 %s/epochs.csv > %s/eb.txt",
+             a, tu_tmpdir(), b, tu_tmpdir());
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(pa, sizeof pa, "%s/ea.txt", tu_tmpdir());
+    snprintf(ea, sizeof ea, "%s", slurp_file(pa));
+    snprintf(pb, sizeof pb, "%s/eb.txt", tu_tmpdir());
+    snprintf(eb, sizeof eb, "%s", slurp_file(pb));
+    ck_assert_str_eq(eb, ea);
+    ck_assert_ptr_nonnull(strstr(ea, "state,epoch,lr,loss,train_top1,term,value,weight\n0,0,0.05,"));
+    ck_assert_ptr_nonnull(strstr(ea, ",cosine_embed,")); /* LUCIR's less-forget term from state 1 on */
+    snprintf(pa, sizeof pa, "%s/losses.svg", a);
+    ck_assert_ptr_nonnull(strstr(slurp_file(pa), ">cosine_embed (weighted)</text>"));
 }
 END_TEST
 

@@ -841,6 +841,46 @@ START_TEST(test_report_groups_by_settings)
 END_TEST
 
 /* --figure1: one chart per architecture, a line per depth vector, psi's point ringed, the budget marked. */
+/* epochs.csv reads back what was written, the rows of the states before a
+ * resume only, and a malformed line is named. */
+START_TEST(test_epochs_roundtrip)
+{
+    cs_epoch_row rows[3] = {
+        {.state = 0, .epoch = 0, .lr = 0.1, .loss = 0.7, .train_top1 = 0.5, .images_per_s = 100, .seconds = 2,
+         .n_terms = 1, .term = {0.7}, .weight = {1}, .term_name = {"softmax_xent"}},
+        {.state = 1, .epoch = 0, .lr = 0.1, .loss = 8.5, .train_top1 = 0.4, .images_per_s = 90, .seconds = 2,
+         .n_terms = 2, .term = {1.3, 0.72}, .weight = {1, 10}, .term_name = {"softmax_xent", "cosine_embed"}},
+        {.state = 1, .epoch = 1, .lr = 0.05, .loss = 5.25, .train_top1 = 0.55, .images_per_s = 95, .seconds = 2,
+         .n_terms = 2, .term = {1.1, 0.415}, .weight = {1, 10}, .term_name = {"softmax_xent", "cosine_embed"}},
+    };
+    const char *dir = subdir("epochs");
+    cs_error e;
+    ck_assert_msg(cs_epochs_write(dir, rows, 3, &e) == CS_OK, "%s", e.msg);
+    const char *text = slurp(path_in(dir, "epochs.csv"));
+    assert_contains(text, "state,epoch,lr,loss,train_top1,images_per_s,seconds,term,value,weight\n"
+                          "0,0,0.1,0.7,0.5,100,2,softmax_xent,0.7,1\n1,0,0.1,8.5,0.4,90,2,softmax_xent,1.3,1\n"
+                          "1,0,0.1,8.5,0.4,90,2,cosine_embed,0.72,10\n");
+    assert_contains(slurp(path_in(dir, "losses.svg")), ">cosine_embed (weighted)</text>");
+    cs_epoch_row *back;
+    int n;
+    ck_assert_msg(cs_epochs_read(dir, 9, &back, &n, &e) == CS_OK, "%s", e.msg);
+    ck_assert_int_eq(n, 3);
+    ck_assert_int_eq(back[2].n_terms, 2);
+    ck_assert_str_eq(back[2].term_name[1], "cosine_embed");
+    ck_assert_double_eq_tol(back[2].term[1], 0.415, 1e-9);
+    ck_assert_double_eq_tol(back[2].lr, 0.05, 1e-12);
+    free(back);
+    ck_assert_int_eq(cs_epochs_read(dir, 1, &back, &n, &e), CS_OK); /* a resume after state 0 keeps state 0 */
+    ck_assert_int_eq(n, 1);
+    free(back);
+    tu_write("epochs/epochs.csv", "state,epoch,lr,loss,train_top1,images_per_s,seconds,term,value,weight\n0,zero\n");
+    ck_assert_int_eq(cs_epochs_read(dir, 9, &back, &n, &e), CS_ERR_IO);
+    assert_contains(e.msg, "epochs.csv:2: expected state,epoch,lr");
+    ck_assert_int_eq(n, 0);
+    assert_no_temps(dir);
+}
+END_TEST
+
 /* Control characters in a results.csv (not written by cilscale) never reach
  * the terminal through report (issue 13 item 9). */
 START_TEST(test_report_control_chars)
@@ -928,6 +968,7 @@ static Suite *results_suite(void)
     tcase_add_test(tc, test_report_groups_by_settings);
     tcase_add_test(tc, test_report_figure1);
     tcase_add_test(tc, test_report_control_chars);
+    tcase_add_test(tc, test_epochs_roundtrip);
     tcase_add_checked_fixture(tc, NULL, tu_remove_tmpdir);
     suite_add_tcase(s, tc);
     return s;

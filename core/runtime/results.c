@@ -299,6 +299,144 @@ static void write_matrix(FILE *f, const cs_run_result *r)
     }
 }
 
+/* ---- epochs.csv, losses.svg ---- */
+
+#define EPOCHS_HEADER "state,epoch,lr,loss,train_top1,images_per_s,seconds,term,value,weight"
+
+static void write_epochs(FILE *f, const cs_epoch_row *rows, int n)
+{
+    fputs(EPOCHS_HEADER "\n", f);
+    for (int i = 0; i < n; i++) {
+        const cs_epoch_row *e = &rows[i];
+        for (int t = 0; t < (e->n_terms > 0 ? e->n_terms : 1); t++) {
+            fprintf(f, "%d,%d,%.6g,%.6g,%.6g,%.6g,%.6g,", e->state, e->epoch, e->lr, e->loss, e->train_top1,
+                    e->images_per_s, e->seconds);
+            if (e->n_terms > 0)
+                fprintf(f, "%s,%.6g,%.6g\n", e->term_name[t], e->term[t], e->weight[t]);
+            else
+                fputs(",,\n", f);
+        }
+    }
+}
+
+int cs_epochs_write(const char *dir, const cs_epoch_row *rows, int n, cs_error *err)
+{
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/epochs.csv", dir) >= sizeof path)
+        return cs_error_set(err, CS_ERR_ARG, "%s: path too long", dir);
+    cs_atomic a;
+    int rc = cs_atomic_open(&a, path, 0666, err);
+    if (rc == CS_OK) {
+        write_epochs(a.f, rows, n);
+        rc = cs_atomic_commit(&a, err);
+    }
+    cs_atomic_release(&a);
+    if (rc)
+        return rc;
+    /* losses.svg: the total and each weighted term against the epoch, counted over the whole run */
+    char names[CS_EPOCH_TERMS + 1][40];
+    int n_series = 1;
+    snprintf(names[0], sizeof names[0], "total (weighted)");
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < rows[i].n_terms; t++) {
+            int k = 1;
+            while (k < n_series && strncmp(names[k], rows[i].term_name[t], strlen(rows[i].term_name[t])))
+                k++;
+            if (k == n_series && n_series < CS_EPOCH_TERMS + 1)
+                snprintf(names[n_series++], sizeof names[0], "%s (weighted)", rows[i].term_name[t]);
+        }
+    cs_plot_point *pts = calloc((size_t)(n > 0 ? n : 1) * (size_t)n_series, sizeof *pts);
+    cs_plot_series se[CS_EPOCH_TERMS + 1];
+    if (!pts)
+        return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < n_series; k++) {
+        int m = 0;
+        cs_plot_point *p = pts + (size_t)k * (size_t)(n > 0 ? n : 1);
+        for (int i = 0; i < n; i++) {
+            double y = NAN;
+            if (k == 0)
+                y = rows[i].loss;
+            else
+                for (int t = 0; t < rows[i].n_terms; t++)
+                    if (!strncmp(names[k], rows[i].term_name[t], strlen(rows[i].term_name[t])))
+                        y = rows[i].term[t] * rows[i].weight[t];
+            if (isfinite(y))
+                p[m++] = (cs_plot_point){(double)(i + 1), y, NAN, 0};
+        }
+        se[k] = (cs_plot_series){names[k], p, m, 1, 0};
+    }
+    cs_plot plot = {.title = "training loss per epoch", .xlabel = "epoch (over the whole run)",
+                    .ylabel = "mean loss over the epoch's batches", .series = se, .n_series = n_series,
+                    .note = "each state restarts at its first epoch; terms are shown times their weight"};
+    if ((size_t)snprintf(path, sizeof path, "%s/losses.svg", dir) >= sizeof path)
+        rc = cs_error_set(err, CS_ERR_ARG, "%s: path too long", dir);
+    else
+        rc = cs_plot_write(path, &plot, err);
+    free(pts);
+    return rc;
+}
+
+int cs_epochs_read(const char *dir, int before_state, cs_epoch_row **rows, int *n, cs_error *err)
+{
+    char path[PATH_MAX];
+    *rows = NULL;
+    *n = 0;
+    if ((size_t)snprintf(path, sizeof path, "%s/epochs.csv", dir) >= sizeof path)
+        return cs_error_set(err, CS_ERR_ARG, "%s: path too long", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return errno == ENOENT ? CS_OK : cs_error_set(err, CS_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
+    char line[512];
+    int ln = 0, cap = 0, rc = CS_OK;
+    cs_epoch_row *v = NULL;
+    while (rc == CS_OK && fgets(line, sizeof line, f)) {
+        ln++;
+        if (ln == 1) {
+            if (strncmp(line, EPOCHS_HEADER, strlen(EPOCHS_HEADER)))
+                rc = cs_error_set(err, CS_ERR_IO, "%s:1: expected the header '" EPOCHS_HEADER "'", path);
+            continue;
+        }
+        cs_epoch_row e = {0};
+        char name[32] = "";
+        double value = NAN, weight = NAN;
+        int got = sscanf(line, "%d,%d,%lf,%lf,%lf,%lf,%lf,%31[^,],%lf,%lf", &e.state, &e.epoch, &e.lr, &e.loss,
+                         &e.train_top1, &e.images_per_s, &e.seconds, name, &value, &weight);
+        if (got != 10 && got != 7) {
+            rc = cs_error_set(err, CS_ERR_IO, "%s:%d: expected " EPOCHS_HEADER, path, ln);
+            break;
+        }
+        if (e.state < 0 || e.state >= before_state)
+            continue;
+        cs_epoch_row *last = *n ? &v[*n - 1] : NULL;
+        if (!last || last->state != e.state || last->epoch != e.epoch) { /* a new epoch */
+            if (*n == cap) {
+                cap = cap ? 2 * cap : 64;
+                cs_epoch_row *bigger = realloc(v, sizeof *v * (size_t)cap);
+                if (!bigger) {
+                    rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+                    break;
+                }
+                v = bigger;
+            }
+            v[(*n)++] = e;
+            last = &v[*n - 1];
+        }
+        if (got == 10 && last->n_terms < CS_EPOCH_TERMS) {
+            snprintf(last->term_name[last->n_terms], sizeof last->term_name[0], "%s", name);
+            last->term[last->n_terms] = value;
+            last->weight[last->n_terms++] = weight;
+        }
+    }
+    fclose(f);
+    if (rc) {
+        free(v);
+        *n = 0;
+        return rc;
+    }
+    *rows = v;
+    return CS_OK;
+}
+
 /* ---- SVG ---- */
 
 /* A step of 1, 2 or 5 times a power of ten giving about `target` intervals over span. */

@@ -85,6 +85,28 @@ int cs_results_write(const char *dir, const cs_run_result *r, cs_error *err);
  * CS_ERR_IO with one line "DIR/results.csv:LINE: what is wrong". */
 int cs_results_read(const char *dir, cs_run_result *r, cs_error *err);
 
+/* One training epoch of a run, for epochs.csv and losses.svg. */
+#define CS_EPOCH_TERMS 4
+typedef struct cs_epoch_row {
+    int state, epoch;          /* both from 0 */
+    double lr, loss;           /* the epoch's learning rate; mean weighted loss over its batches */
+    double train_top1;         /* on the training batches, in [0, 1] */
+    double images_per_s, seconds;
+    int n_terms;
+    double term[CS_EPOCH_TERMS], weight[CS_EPOCH_TERMS]; /* each loss term's mean (unweighted) and weight */
+    char term_name[CS_EPOCH_TERMS][32];
+} cs_epoch_row;
+
+/* DIR/epochs.csv (one row per epoch and loss term: state,epoch,lr,loss,
+ * train_top1,images_per_s,seconds,term,value,weight) and DIR/losses.svg (each
+ * term, weighted, and the total against the epoch), both atomically. */
+int cs_epochs_write(const char *dir, const cs_epoch_row *rows, int n, cs_error *err);
+
+/* Reads DIR/epochs.csv back, keeping the rows of states before before_state
+ * (a resume redoes the rest); *rows is malloc'ed (free it). No file: 0 rows.
+ * A malformed file: CS_ERR_IO naming the line. */
+int cs_epochs_read(const char *dir, int before_state, cs_epoch_row **rows, int *n, cs_error *err);
+
 /* One self-contained SVG plot of top-1 (%) against classes seen, one coloured
  * line with markers per run (runs without a finished state get only a legend
  * entry), a legend of the labels, and title (a default when NULL or empty);

@@ -47,6 +47,8 @@ typedef struct run {
     float *feat; /* batch x F */
     double t_start;
     double seconds_before; /* wall time of the run before this resume */
+    cs_epoch_row *epochs;  /* every finished epoch, for epochs.csv */
+    int n_epochs, cap_epochs;
     char msg[512];
 } run;
 
@@ -62,6 +64,7 @@ static void say(run *r, const char *fmt, ...)
 }
 
 static void iso_now(char *buf, size_t size);
+static int add_epoch(run *r, int s, int ep, double lr, const cs_epoch_stats *es, cs_error *err);
 
 static uint64_t mix(uint64_t seed, uint64_t a) { return seed * 0x9e3779b97f4a7c15ULL + a * 0xbf58476d1ce4e5b9ULL + 1; }
 
@@ -369,6 +372,8 @@ static int train_state(run *r, int s, const cs_cil_state *st, cs_state_result *s
         }
         stopped = k == 1;
         sr->train_loss = es.loss;
+        if (k == 0 && (rc = add_epoch(r, s, ep, sgd.lr, &es, err)))
+            break;
         if (!rc && (rc = cs_model_check_weights(&r->m, err))) {
             char why[sizeof err->msg];
             snprintf(why, sizeof why, "%s", err->msg);
@@ -391,6 +396,35 @@ static void save_interrupted(run *r, int s)
     else
         say(r, "stopped in state %d; the model so far is in %s/interrupted.safetensors; "
                "--resume restarts state %d", s + 1, r->e->out, s + 1);
+}
+
+/* Keeps epoch ep of state s for epochs.csv. */
+static int add_epoch(run *r, int s, int ep, double lr, const cs_epoch_stats *es, cs_error *err)
+{
+    if (r->n_epochs == r->cap_epochs) {
+        int cap = r->cap_epochs ? 2 * r->cap_epochs : 64;
+        cs_epoch_row *v = realloc(r->epochs, sizeof *v * (size_t)cap);
+        if (!v)
+            return cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+        r->epochs = v;
+        r->cap_epochs = cap;
+    }
+    cs_epoch_row *e = &r->epochs[r->n_epochs++];
+    memset(e, 0, sizeof *e);
+    e->state = s;
+    e->epoch = ep;
+    e->lr = lr;
+    e->loss = es->loss;
+    e->train_top1 = es->seen ? (double)es->top1 / (double)es->seen : 0;
+    e->images_per_s = es->seconds > 0 ? (double)es->seen / es->seconds : 0;
+    e->seconds = es->seconds;
+    e->n_terms = es->n_terms < CS_EPOCH_TERMS ? es->n_terms : CS_EPOCH_TERMS;
+    for (int t = 0; t < e->n_terms; t++) {
+        e->term[t] = es->term[t];
+        e->weight[t] = es->weight[t];
+        snprintf(e->term_name[t], sizeof e->term_name[t], "%s", es->term_name[t] ? es->term_name[t] : "loss");
+    }
+    return CS_OK;
 }
 
 /* Evaluates state s's model on every class seen so far: sr's top-1, top-5
@@ -459,6 +493,8 @@ static int save_state(run *r, int s, cs_error *err)
         r->res->seconds = r->seconds_before + (cs_now_s() - r->t_start);
         iso_now(r->res->ended, sizeof r->res->ended);
         rc = cs_results_write(r->e->out, r->res, err);
+        if (!rc)
+            rc = cs_epochs_write(r->e->out, r->epochs, r->n_epochs, err);
     }
     return rc ? rc : keep_previous(r, err);
 }
@@ -756,6 +792,7 @@ static int load_resume(run *r, int *next, cs_error *err)
 {
     static cs_run_result old;
     cs_error e2;
+    int rc0;
     char path[PATH_MAX + 64];
     struct stat st;
     *next = 0;
@@ -775,6 +812,12 @@ static int load_resume(run *r, int *next, cs_error *err)
     for (int s = 0; s < old.n_states; s++)
         r->res->states[s] = old.states[s];
     r->res->n_states = old.n_states;
+    free(r->epochs);
+    r->epochs = NULL;
+    r->cap_epochs = 0;
+    if ((rc0 = cs_epochs_read(r->e->out, old.n_states, &r->epochs, &r->n_epochs, err)))
+        return rc0;
+    r->cap_epochs = r->n_epochs;
     if (old.started[0]) /* the run began then; its time adds up over the resumes */
         snprintf(r->res->started, sizeof r->res->started, "%s", old.started);
     r->seconds_before = old.seconds;
@@ -1033,6 +1076,7 @@ out:
     free(r.prev_params);
     free(r.prev_buffers);
     free(r.feat);
+    free(r.epochs);
     cs_device_close(r.dev);
     if (r.cil_ctx && r.cil)
         r.cil->destroy(r.cil_ctx);

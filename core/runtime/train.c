@@ -316,12 +316,14 @@ int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_
             goto out;
         if ((rc = cs_plan_step(m->plan, n, opt, err)))
             goto out;
-        double loss = 0;
+        double loss = 0, terms[CS_MAX_LOSS_TERMS] = {0};
         for (int i = 0; i < cs_graph_n_losses(g); i++) {
             float v;
             if ((rc = cs_plan_read_tensor(m->plan, cs_graph_loss(g, i), &v, 1, err)))
                 goto out;
             loss += cs_graph_loss_weight(g, i) * v;
+            if (i < CS_MAX_LOSS_TERMS)
+                terms[i] = v;
         }
         if (!isfinite(loss) || fabs(loss) > CS_LOSS_LIMIT) {
             rc = diverged(m, opt, loss, bi + 1, nb, err);
@@ -334,6 +336,13 @@ int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_
         st->seen += n;
         bi++;
         st->loss = loss_sum / bi;
+        st->n_terms = cs_graph_n_losses(g) < CS_MAX_LOSS_TERMS ? cs_graph_n_losses(g) : CS_MAX_LOSS_TERMS;
+        for (int i = 0; i < st->n_terms; i++) {
+            const cs_tensor *t = cs_graph_tensor(g, cs_graph_loss(g, i));
+            st->term[i] += (terms[i] - st->term[i]) / bi; /* running mean */
+            st->weight[i] = cs_graph_loss_weight(g, i);
+            st->term_name[i] = t->producer >= 0 ? cs_op_name(cs_graph_node(g, t->producer)->op) : "loss";
+        }
         st->seconds = cs_now_s() - t0;
         if (cb && cb(cb_ctx, bi, nb, st)) {
             stopped = 1;

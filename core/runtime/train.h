@@ -60,10 +60,15 @@ float cs_schedule_lr(const cs_schedule *s, int epoch); /* epoch counts from 0 */
 int cs_schedule_parse(const char *text, float lr, int epochs, cs_schedule *out, cs_error *err);
 
 /* What one pass over a batcher measured. */
+#define CS_MAX_LOSS_TERMS 4
 typedef struct cs_epoch_stats {
     double loss;       /* mean over batches of the (weighted) loss */
     int64_t seen, top1, top5;
     double seconds;
+    int n_terms;       /* the graph's loss terms (at most CS_MAX_LOSS_TERMS kept) */
+    double term[CS_MAX_LOSS_TERMS];   /* mean over batches of each term, unweighted */
+    double weight[CS_MAX_LOSS_TERMS]; /* each term's weight */
+    const char *term_name[CS_MAX_LOSS_TERMS]; /* the op that computes it ("softmax_xent") */
 } cs_epoch_stats;
 
 /* Called after each batch; return non-zero to stop at this batch boundary. */
