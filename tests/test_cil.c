@@ -947,6 +947,69 @@ START_TEST(divergence_is_named)
 }
 END_TEST
 
+/* cilscale eval reproduces a run's numbers from its checkpoints (issue 14 item 3). */
+START_TEST(eval_reproduces_the_run)
+{
+    const char *cfg = tiny_cfg(tiny_data(), "lucir");
+    char d[700], o[16384], e[8192], dumpdir[800], want[256];
+    snprintf(d, sizeof d, "%s/ev", tu_tmpdir());
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", d, NULL), 0);
+    char path[800];
+    snprintf(path, sizeof path, "%s/results.csv", d);
+    char csv[8192];
+    snprintf(csv, sizeof csv, "%s", slurp_file(path));
+    for (int st = 0; st < 3; st++) {
+        /* the state's row: state,n_new,n_seen,top1,top5,... */
+        char key[16];
+        snprintf(key, sizeof key, "\n%d,", st);
+        const char *row = strstr(csv, key);
+        ck_assert_ptr_nonnull(row);
+        int s0, nn, ns;
+        double t1, t5 = NAN;
+        char t5s[32];
+        ck_assert_int_ge(sscanf(row + 1, "%d,%d,%d,%lf,%31[^,]", &s0, &nn, &ns, &t1, t5s), 5);
+        t5 = strcmp(t5s, "nan") ? atof(t5s) : NAN;
+        char sarg[8];
+        snprintf(sarg, sizeof sarg, "%d", st);
+        int rc = st == 2 ? tu_run(o, sizeof o, e, sizeof e, "eval", d, NULL)
+                         : tu_run(o, sizeof o, e, sizeof e, "eval", d, "--state", sarg, NULL);
+        ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
+        snprintf(want, sizeof want, "state %d (%d classes seen, ", st, ns);
+        ck_assert_msg(strstr(o, want), "%s", o);
+        snprintf(want, sizeof want, "top-1 %.2f%%, top-5 ", 100 * t1);
+        ck_assert_msg(strstr(o, want), "want '%s' in %s", want, o);
+        if (isnan(t5))
+            ck_assert_ptr_nonnull(strstr(o, "top-5 n/a"));
+        else {
+            snprintf(want, sizeof want, "top-5 %.2f%%", 100 * t5);
+            ck_assert_msg(strstr(o, want), "want '%s' in %s", want, o);
+        }
+    }
+    snprintf(dumpdir, sizeof dumpdir, "%s/dump", tu_tmpdir());
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "eval", d, "--dump", dumpdir, NULL), 0);
+    snprintf(path, sizeof path, "%s/logits.npy", dumpdir);
+    const char *npy = slurp_file(path);
+    ck_assert_int_eq(memcmp(npy, "\x93NUMPY\x01\x00", 8), 0);
+    ck_assert_ptr_nonnull(strstr(npy + 10, "{'descr': '<f4', 'fortran_order': False, 'shape': (80, 10), }"));
+    snprintf(path, sizeof path, "%s/confusion.csv", dumpdir);
+    ck_assert_ptr_nonnull(strstr(slurp_file(path), "true\\predicted,0,1,2,3,4,5,6,7,8,9\n"));
+    snprintf(path, sizeof path, "%s/per_class.csv", dumpdir);
+    ck_assert_ptr_nonnull(strstr(slurp_file(path), "label,class,test_images,top1\n0,"));
+    /* refused: a state the run does not have, a folder without a run, another run's checkpoint */
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "eval", d, "--state", "7", NULL), 2);
+    ck_assert_msg(strstr(e, "--state 7: the run has states 0 to 2"), "%s", e);
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "eval", tu_tmpdir(), NULL), 1);
+    ck_assert_msg(strstr(e, "run.cfg: cannot read experiment"), "%s", e);
+    char other[700], cmd[2000];
+    snprintf(other, sizeof other, "%s/ev2", tu_tmpdir());
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", other, "--set", "seed=4", NULL), 0);
+    snprintf(cmd, sizeof cmd, "cp %s/state-1.safetensors %s/state-1.safetensors", other, d);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "eval", d, "--state", "1", NULL), 2);
+    ck_assert_msg(strstr(e, "state-1.safetensors belongs to another run"), "%s", e);
+}
+END_TEST
+
 START_TEST(run_config_errors)
 {
     char o[4096], e[4096];
@@ -1023,6 +1086,7 @@ int main(void)
     tcase_add_test(t, run_config_errors);
     tcase_add_test(t, run_folder_is_one_run);
     tcase_add_test(t, divergence_is_named);
+    tcase_add_test(t, eval_reproduces_the_run);
     tcase_add_test(t, sweep_lists_and_refuses);
     tcase_add_test(t, sweep_runs_skips_and_resumes);
     suite_add_tcase(s, t);

@@ -17,6 +17,7 @@ static const char usage[] =
     "  train     train a scaled network on a data set (all classes at once)\n"
     "  bench     training and inference throughput of a network on a backend\n"
     "  sweep     many experiments: the product of settings, a Figure 1 grid; resumable, in parallel\n"
+    "  eval      a run's checkpoint evaluated again: per-class accuracy, confusion, logits\n"
     "  report    one table (and plot) of finished runs' accuracy, seeds averaged\n"
     "  plugins   the plugins loaded, from where, and what failed to load\n"
     "  version   print the version\n"
@@ -29,7 +30,7 @@ static const struct {
     int (*fn)(int argc, char **argv);
 } commands[] = {
     {"scale", cmd_scale}, {"grid", cmd_grid},     {"run", cmd_run},         {"train", cmd_train},
-    {"bench", cmd_bench}, {"report", cmd_report}, {"plugins", cmd_plugins}, {"sweep", cmd_sweep},
+    {"bench", cmd_bench}, {"report", cmd_report}, {"plugins", cmd_plugins}, {"sweep", cmd_sweep}, {"eval", cmd_eval},
 };
 
 int main(int argc, char **argv)
@@ -60,7 +61,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(cmd, commands[i].name))
             return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "cilscale: unknown command '%s' (commands: run, sweep, report, scale, grid, train, bench, plugins, version; see cilscale --help)\n",
+    fprintf(stderr, "cilscale: unknown command '%s' (commands: run, sweep, eval, report, scale, grid, train, bench, plugins, version; see cilscale --help)\n",
             cmd);
     return CLI_USAGE;
 }

@@ -90,6 +90,25 @@ void cs_experiment_print_keys(FILE *f);
  * results.json/csv and the checkpoints carry it as run_id). */
 void cs_experiment_identity(const cs_experiment *e, char id[17]);
 
+/* What evaluating a run's checkpoint measured (cs_experiment_eval). */
+typedef struct cs_eval_result {
+    int state, n_seen, n_test;  /* the state evaluated (from 0), its classes, its test images */
+    double top1, top5;          /* top5 NaN with 5 or fewer classes */
+    int64_t *hits, *count;      /* [n_seen]: per model label, correct and total */
+    int64_t *confusion;         /* [n_seen * n_seen]: row the true label, column the predicted */
+    int *class_order;           /* [n_seen]: model label i is data-set class class_order[i] */
+    float *logits;              /* [n_test * n_seen], with keep_logits */
+    int *labels;                /* [n_test], the true model labels, with keep_logits */
+} cs_eval_result;
+void cs_eval_result_free(cs_eval_result *r);
+
+/* Evaluates the checkpoint of state (or, state < 0, the last finished one)
+ * in the run folder e->out on the test images of the classes seen by then,
+ * exactly as the run evaluated it (same network, batches and device): the run
+ * folder's run.cfg is e. The checkpoint must be this run's (run_id). */
+int cs_experiment_eval(const cs_experiment *e, const cs_registry *reg, int state, int keep_logits, cs_eval_result *out,
+                       cs_error *err);
+
 /* cs_experiment_run's flags. */
 enum {
     CS_RUN_RESUME = 1, /* continue after the last finished state in e->out */

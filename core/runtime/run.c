@@ -996,6 +996,144 @@ static int make_dirs(const char *path, cs_error *err)
     return CS_OK;
 }
 
+void cs_eval_result_free(cs_eval_result *r)
+{
+    free(r->hits);
+    free(r->count);
+    free(r->confusion);
+    free(r->class_order);
+    free(r->logits);
+    free(r->labels);
+    memset(r, 0, sizeof *r);
+}
+
+/* The checkpoint of state s into r's prepared model, after checking it is this run's. */
+static int load_state_model(run *r, int s, cs_error *err)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/state-%d.safetensors", r->e->out, s);
+    int64_t np = cs_graph_n_params(r->m.g), nb = cs_graph_n_buffers(r->m.g);
+    float *p = malloc(sizeof(float) * (size_t)(np + 1)), *b = malloc(sizeof(float) * (size_t)(nb + 1));
+    static cs_checkpoint_info info;
+    int rc = !p || !b ? cs_error_set(err, CS_ERR_NOMEM, "out of memory") : cs_checkpoint_load(path, r->m.g, p, b, &info, err);
+    const char *id = rc ? NULL : cs_checkpoint_meta(&info, "run_id");
+    if (!rc && (!id || strcmp(id, r->res->run_id)))
+        rc = cs_error_set(err, CS_ERR_ARG, "%s belongs to another run (run_id %s, this run %s)", path, id ? id : "none",
+                          r->res->run_id);
+    if (!rc)
+        rc = cs_plan_write(r->m.plan, CS_ARENA_PARAMS, 0, np, p, err);
+    if (!rc && nb)
+        rc = cs_plan_write(r->m.plan, CS_ARENA_BUFFERS, 0, nb, b, err);
+    free(p);
+    free(b);
+    return rc;
+}
+
+int cs_experiment_eval(const cs_experiment *e, const cs_registry *reg, int state, int keep_logits, cs_eval_result *out,
+                       cs_error *err)
+{
+    static cs_run_result res, old;
+    run r = {.e = e, .res = &res};
+    memset(out, 0, sizeof *out);
+    int rc = setup(&r, reg, err), *map = NULL, *tidx = NULL;
+    cs_batcher *eb = NULL;
+    float *img = NULL, *lab = NULL, *lg = NULL;
+    cs_error e2;
+    if (rc)
+        goto done;
+    if (state < 0) {
+        if (cs_results_read(e->out, &old, &e2) || old.n_states < 1) {
+            rc = cs_error_set(err, CS_ERR_IO, "%s: no finished state to evaluate (%s)", e->out,
+                              old.n_states < 1 ? "results.csv lists none" : e2.msg);
+            goto done;
+        }
+        state = old.n_states - 1;
+    }
+    if (state >= r.sc.n_states) {
+        rc = cs_error_set(err, CS_ERR_ARG, "--state %d: the run has states 0 to %d", state, r.sc.n_states - 1);
+        goto done;
+    }
+    r.state = state;
+    if ((rc = build_state(&r, state, 0, err)) || (rc = cs_model_prepare(&r.m, r.dev, mix(e->seed, 1), err)) ||
+        (rc = load_state_model(&r, state, err)))
+        goto done;
+    const int k = r.sc.first[state] + r.sc.count[state], B = r.m.batch;
+    out->state = state;
+    out->n_seen = k;
+    map = malloc(sizeof(int) * (size_t)r.sc.n_classes);
+    out->hits = calloc((size_t)k, sizeof(int64_t));
+    out->count = calloc((size_t)k, sizeof(int64_t));
+    out->confusion = calloc((size_t)k * (size_t)k, sizeof(int64_t));
+    out->class_order = malloc(sizeof(int) * (size_t)k);
+    img = malloc(sizeof(float) * (size_t)B * (size_t)cs_tensor_row(cs_graph_tensor(r.m.g, r.m.input)));
+    lab = malloc(sizeof(float) * (size_t)B);
+    lg = malloc(sizeof(float) * (size_t)B * (size_t)k);
+    if (!map || !out->hits || !out->count || !out->confusion || !out->class_order || !img || !lab || !lg) {
+        rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    memcpy(out->class_order, r.sc.order, sizeof(int) * (size_t)k);
+    /* the run's own evaluation: the same label map, images and batches (evaluate_state) */
+    cs_scenario_label_map(&r.sc, state, 0, map);
+    int nt = cs_scenario_indices(r.test, map, e->test_per_class, &tidx);
+    if (!(eb = cs_batcher_new(r.test, tidx, nt, e->batch, &r.in.eval, 0, map, 0, err))) {
+        rc = CS_ERR;
+        goto done;
+    }
+    if (keep_logits && (!(out->logits = malloc(sizeof(float) * (size_t)(nt ? nt : 1) * (size_t)k)) ||
+                        !(out->labels = malloc(sizeof(int) * (size_t)(nt ? nt : 1))))) {
+        rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    int64_t top1 = 0, top5 = 0, seen = 0;
+    int n;
+    while ((n = cs_batcher_next(eb, img, lab)) > 0) {
+        if ((rc = cs_plan_set_input(r.m.plan, r.m.input, img, n, err)) || (rc = cs_plan_forward(r.m.plan, n, 0, err)) ||
+            (rc = cs_plan_read_tensor(r.m.plan, r.m.logits, lg, n, err)))
+            goto done;
+        for (int i = 0; i < n; i++) {
+            const float *row = lg + (size_t)i * (size_t)k;
+            int y = (int)lab[i], best = 0, above = 0;
+            for (int c = 1; c < k; c++)
+                if (row[c] > row[best])
+                    best = c;
+            /* as the run counts (train.c): a tie with the true class is not a hit */
+            for (int c = 0; c < k; c++)
+                above += row[c] > row[y] || (row[c] == row[y] && c != y);
+            top1 += above == 0;
+            top5 += above < 5;
+            out->hits[y] += above == 0;
+            out->count[y]++;
+            out->confusion[(size_t)y * (size_t)k + (size_t)best]++;
+            if (keep_logits) {
+                memcpy(out->logits + (size_t)seen * (size_t)k, row, sizeof(float) * (size_t)k);
+                out->labels[seen] = y;
+            }
+            seen++;
+        }
+    }
+    out->n_test = (int)seen;
+    out->top1 = seen ? (double)top1 / (double)seen : NAN;
+    out->top5 = k <= 5 ? NAN : seen ? (double)top5 / (double)seen : NAN;
+done:
+    cs_batcher_free(eb);
+    free(tidx);
+    free(map);
+    free(img);
+    free(lab);
+    free(lg);
+    free_state(&r);
+    cs_device_close(r.dev);
+    if (r.cil_ctx && r.cil)
+        r.cil->destroy(r.cil_ctx);
+    cs_scenario_free(&r.sc);
+    cs_dataset_free(r.train);
+    cs_dataset_free(r.test);
+    if (rc)
+        cs_eval_result_free(out);
+    return rc;
+}
+
 int cs_experiment_network(const cs_experiment *e, const cs_registry *reg, cs_scale_result *net, cs_run_result *res,
                           cs_error *err)
 {
