@@ -106,7 +106,7 @@ END_TEST
 START_TEST(test_unknown_command)
 {
     ck_assert_int_eq(RUN("frobnicate"), 2);
-    assert_one_line(err, "cilscale: unknown command 'frobnicate'", "commands: run, sweep, report, scale, grid, train, bench, plugins, version",
+    assert_one_line(err, "cilscale: unknown command 'frobnicate'", "commands: run, sweep, eval, report, scale, grid, train, bench, plugins, version",
                     "cilscale --help", NULL);
     ck_assert_str_eq(out, "");
 }
@@ -123,8 +123,8 @@ START_TEST(test_help)
         assert_contains(out, "plugins");
         ck_assert_str_eq(err, "");
     }
-    static const char *cmds[] = {"scale", "grid", "plugins", "sweep"};
-    for (int i = 0; i < 4; i++) {
+    static const char *cmds[] = {"scale", "grid", "plugins", "sweep", "eval"};
+    for (int i = 0; i < 5; i++) {
         char want[64];
         snprintf(want, sizeof want, "usage: cilscale %s", cmds[i]);
         ck_assert_int_eq(RUN(cmds[i], "--help"), 0);
