@@ -539,8 +539,15 @@ START_TEST(test_write_svg)
     cs_error e;
     ck_assert_msg(cs_results_write(dir, make_run("a & b", 2, t1, g), &e) == 0, "%s", e.msg);
     const char *s = slurp(path_in(dir, "accuracy.svg"));
-    ck_assert_int_eq(count(s, "<polyline"), 1);
+    /* top-1 and, dashed in its colour, top-5; y from 0 to 100; ticks at the states' classes seen */
+    ck_assert_int_eq(count(s, "<polyline"), 2);
+    ck_assert_int_eq(count(s, "stroke-dasharray=\"7 4\""), 2); /* the line and its legend */
     assert_contains(s, ">a &amp; b</text>");
+    assert_contains(s, ">top-5</text>");
+    assert_contains(s, ">100</text>");
+    assert_contains(s, ">0</text>");
+    assert_contains(s, ">10</text>");
+    assert_contains(s, ">20</text>");
 }
 END_TEST
 

@@ -488,10 +488,11 @@ static int bands_svg(const char *path, const char *title, const run *runs, const
             }
             p[np++] = (cs_plot_point){x, mean, m >= 2 ? sqrt(ss / (m - 1)) : NAN, 0};
         }
-        se[ns++] = (cs_plot_series){w->label, p, np, 1, w->runs > 1};
+        se[ns++] = (cs_plot_series){w->label, p, np, 1, w->runs > 1, 0};
     }
     cs_plot plot = {.title = title && *title ? title : "top-1 accuracy against classes seen",
                     .xlabel = "classes seen", .ylabel = "top-1 accuracy (%)", .series = se, .n_series = ns,
+                    .fixed_y = 1, .y_lo = 0, .y_hi = 100,
                     .note = n_rows > n_runs ? "groups: mean over seeds, shaded +- one sample standard deviation"
                                             : NULL};
     cs_error err;
@@ -565,7 +566,7 @@ static int figure1_svg(const char *dir, const char *arch, int top5, int x_params
                 ;
             if (s == ns) {
                 snprintf(names[ns], sizeof names[ns], "%s", name);
-                se[ns] = (cs_plot_series){names[ns], NULL, 0, by_depths, 0};
+                se[ns] = (cs_plot_series){names[ns], NULL, 0, by_depths, 0, 0};
                 ns++;
             }
             order[np] = s;

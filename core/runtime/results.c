@@ -363,7 +363,7 @@ int cs_epochs_write(const char *dir, const cs_epoch_row *rows, int n, cs_error *
             if (isfinite(y))
                 p[m++] = (cs_plot_point){(double)(i + 1), y, NAN, 0};
         }
-        se[k] = (cs_plot_series){names[k], p, m, 1, 0};
+        se[k] = (cs_plot_series){names[k], p, m, 1, 0, 0};
     }
     cs_plot plot = {.title = "training loss per epoch", .xlabel = "epoch (over the whole run)",
                     .ylabel = "mean loss over the epoch's batches", .series = se, .n_series = n_series,
@@ -439,150 +439,49 @@ int cs_epochs_read(const char *dir, int before_state, cs_epoch_row **rows, int *
 
 /* ---- SVG ---- */
 
-/* A step of 1, 2 or 5 times a power of ten giving about `target` intervals over span. */
-static double nice_step(double span, int target, int whole)
+/* The accuracy plot of runs: top-1 (%) against classes seen, one line per run
+ * (and, with top5, its top-5 dashed in the same colour), y from 0 to 100,
+ * ticks at the class counts of the states. */
+static void write_svg(FILE *f, const cs_run_result *const *runs, int n, const char *title, int top5)
 {
-    double raw = span / target;
-    double p = pow(10, floor(log10(raw)));
-    double m = raw / p;
-    double step = (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
-    return whole && step < 1 ? 1 : step;
-}
-
-/* The axis [lo, hi] and its tick step covering [vmin, vmax]. */
-static void axis_range(double vmin, double vmax, int target, int whole, double *lo, double *hi, double *step)
-{
-    if (!(vmax > vmin)) {
-        vmin -= whole ? 1 : 5;
-        vmax += whole ? 1 : 5;
+    int ns = 0, nt = 0;
+    cs_plot_series *se = calloc((size_t)(2 * n + 1), sizeof *se);
+    cs_plot_point *pts = calloc((size_t)(2 * n + 1) * CS_MAX_STATES, sizeof *pts);
+    double ticks[CS_MAX_STATES];
+    if (!se || !pts) { /* an empty chart rather than none: the caller's write still fails on a full disk */
+        free(se);
+        free(pts);
+        fputs("<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n", f);
+        return;
     }
-    *step = nice_step(vmax - vmin, target, whole);
-    *lo = floor(vmin / *step + 1e-9) * *step;
-    *hi = ceil(vmax / *step - 1e-9) * *step;
-}
-
-static void write_svg(FILE *f, const cs_run_result *const *runs, int n, const char *title)
-{
-    const double width = 760, left = 70, right = width - 30, top = 50, bottom = 390;
-    const double legend_top = bottom + 72, legend_row = 20;
-    const double height = legend_top + (n > 0 ? n : 1) * legend_row + 10;
-
-    double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
-    for (int k = 0; k < n; k++)
-        for (int i = 0; i < runs[k]->n_states && i < CS_MAX_STATES; i++) {
-            const cs_state_result *st = &runs[k]->states[i];
-            if (!isfinite(st->top1))
-                continue;
-            xmin = fmin(xmin, st->n_seen);
-            xmax = fmax(xmax, st->n_seen);
-            ymin = fmin(ymin, 100 * st->top1);
-            ymax = fmax(ymax, 100 * st->top1);
-        }
-    if (!(xmax >= xmin)) {
-        xmin = 0, xmax = 100, ymin = 0, ymax = 100;
-    }
-    double x0, x1, xs, y0, y1, ys;
-    axis_range(xmin, xmax, 8, 1, &x0, &x1, &xs);
-    /* a little room above and below the lines, within 0 .. 100 % */
-    double pad = 0.03 * (ymax - ymin);
-    axis_range(fmax(0, ymin - pad), fmin(100, ymax + pad), 6, 0, &y0, &y1, &ys);
-#define PX(x) (left + ((x) - x0) / (x1 - x0) * (right - left))
-#define PY(y) (bottom - ((y) - y0) / (y1 - y0) * (bottom - top))
-
-    fprintf(f,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
-            "font-family=\"sans-serif\" font-size=\"12\">\n",
-            width, height, width, height);
-    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>\n", width, height);
-    fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\">",
-            (left + right) / 2);
-    cs_svg_text(f, title && *title ? title : "top-1 accuracy against classes seen");
-    fputs("</text>\n", f);
-
-    /* grid and ticks */
-    fputs("<g stroke=\"#dddddd\" stroke-width=\"1\">\n", f);
-    for (int i = 0; y0 + i * ys <= y1 + 1e-9 * ys; i++)
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, PY(y0 + i * ys), right,
-                PY(y0 + i * ys));
-    for (int i = 0; x0 + i * xs <= x1 + 1e-9 * xs; i++)
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", PX(x0 + i * xs), top,
-                PX(x0 + i * xs), bottom);
-    fputs("</g>\n<g stroke=\"#000000\" stroke-width=\"1\">\n", f);
-    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, bottom, right, bottom);
-    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, top, left, bottom);
-    for (int i = 0; y0 + i * ys <= y1 + 1e-9 * ys; i++)
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left - 5, PY(y0 + i * ys), left,
-                PY(y0 + i * ys));
-    for (int i = 0; x0 + i * xs <= x1 + 1e-9 * xs; i++)
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", PX(x0 + i * xs), bottom,
-                PX(x0 + i * xs), bottom + 5);
-    fputs("</g>\n<g fill=\"#000000\">\n", f);
-    for (int i = 0; y0 + i * ys <= y1 + 1e-9 * ys; i++) {
-        double v = y0 + i * ys;
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", left - 8, PY(v) + 4,
-                fabs(v) < 1e-9 * ys ? 0 : v);
-    }
-    for (int i = 0; x0 + i * xs <= x1 + 1e-9 * xs; i++) {
-        double v = x0 + i * xs;
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n", PX(v), bottom + 20,
-                fabs(v) < 1e-9 * xs ? 0 : v);
-    }
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">classes seen</text>\n",
-            (left + right) / 2, bottom + 45);
-    fprintf(f,
-            "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\" transform=\"rotate(-90 %.1f "
-            "%.1f)\">top-1 accuracy (%%)</text>\n",
-            left - 48, (top + bottom) / 2, left - 48, (top + bottom) / 2);
-    fputs("</g>\n", f);
-
-    /* one line and its markers per run, then the legend */
     for (int k = 0; k < n; k++) {
-        const char *colour = cs_svg_colour(k), *dash = cs_svg_dash(k);
-        fprintf(f, "<g class=\"run\" stroke=\"%s\" fill=\"%s\">\n<title>", colour, colour);
-        cs_svg_text(f, runs[k]->label);
-        fputs("</title>\n", f);
-        int m = 0;
-        for (int i = 0; i < runs[k]->n_states && i < CS_MAX_STATES; i++)
-            m += isfinite(runs[k]->states[i].top1);
-        if (m > 0) {
-            fputs("<polyline fill=\"none\" stroke-width=\"2\"", f);
-            if (dash)
-                fprintf(f, " stroke-dasharray=\"%s\"", dash);
-            fputs(" points=\"", f);
-            int first = 1;
+        for (int kind = 0; kind < (top5 ? 2 : 1); kind++) {
+            cs_plot_point *p = pts + (size_t)ns * CS_MAX_STATES;
+            int m = 0;
             for (int i = 0; i < runs[k]->n_states && i < CS_MAX_STATES; i++) {
                 const cs_state_result *st = &runs[k]->states[i];
-                if (!isfinite(st->top1))
-                    continue;
-                fprintf(f, "%s%.1f,%.1f", first ? "" : " ", PX((double)st->n_seen), PY(100 * st->top1));
-                first = 0;
+                double y = 100 * (kind ? st->top5 : st->top1);
+                if (isfinite(y))
+                    p[m++] = (cs_plot_point){(double)st->n_seen, y, NAN, 0};
+                int have = 0;
+                for (int t = 0; t < nt; t++)
+                    have |= ticks[t] == (double)st->n_seen;
+                if (!have && nt < CS_MAX_STATES)
+                    ticks[nt++] = st->n_seen;
             }
-            fputs("\"/>\n", f);
-            for (int i = 0; i < runs[k]->n_states && i < CS_MAX_STATES; i++) {
-                const cs_state_result *st = &runs[k]->states[i];
-                if (isfinite(st->top1))
-                    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>\n", PX((double)st->n_seen),
-                            PY(100 * st->top1));
-            }
+            int at = ns++;
+            /* top-5: the colour of the top-1 line before it (series at - 1), dashed */
+            se[at] = (cs_plot_series){kind ? "top-5" : top5 ? "top-1" : runs[k]->label, p, m, 1, 0, kind ? at : 0};
         }
-        fputs("</g>\n", f);
     }
-    fputs("<g class=\"legend\">\n", f);
-    for (int k = 0; k < n; k++) {
-        const char *colour = cs_svg_colour(k), *dash = cs_svg_dash(k);
-        double y = legend_top + k * legend_row;
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"", left,
-                y, left + 30, y, colour);
-        if (dash)
-            fprintf(f, " stroke-dasharray=\"%s\"", dash);
-        fprintf(f, "/>\n<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", left + 15, y, colour);
-        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">", left + 40, y + 4);
-        cs_svg_text(f, runs[k]->label);
-        fputs("</text>\n", f);
-    }
-    fputs("</g>\n</svg>\n", f);
-#undef PX
-#undef PY
+    cs_plot plot = {.title = title && *title ? title : "top-1 accuracy against classes seen",
+                    .xlabel = "classes seen", .ylabel = top5 ? "accuracy (%)" : "top-1 accuracy (%)",
+                    .series = se, .n_series = ns, .fixed_y = 1, .y_lo = 0, .y_hi = 100, .x_ticks = ticks,
+                    .n_x_ticks = nt,
+                    .note = top5 ? "top-5 only where more than 5 classes have been seen" : NULL};
+    cs_plot_fwrite(f, &plot);
+    free(se);
+    free(pts);
 }
 
 int cs_results_svg(const char *path, const cs_run_result *const *runs, int n, const char *title, cs_error *err)
@@ -592,7 +491,7 @@ int cs_results_svg(const char *path, const cs_run_result *const *runs, int n, co
     cs_atomic a;
     int rc = cs_atomic_open(&a, path, 0666, err);
     if (rc == CS_OK) {
-        write_svg(a.f, runs, n, title);
+        write_svg(a.f, runs, n, title, 0);
         rc = cs_atomic_commit(&a, err);
     }
     cs_atomic_release(&a);
@@ -626,7 +525,7 @@ int cs_results_write(const char *dir, const cs_run_result *r, cs_error *err)
         else if (i == 1)
             write_csv(o[i].f, r);
         else if (i == 2)
-            write_svg(o[i].f, &r, 1, r->label);
+            write_svg(o[i].f, &r, 1, r->label, 1);
         else
             write_matrix(o[i].f, r);
         rc = cs_atomic_close(&o[i], err);

@@ -48,7 +48,7 @@ static int usable(const cs_plot *p, const cs_plot_point *q)
     return isfinite(q->x) && isfinite(q->y) && (!p->log_x || q->x > 0);
 }
 
-static void write_plot(FILE *f, const cs_plot *p)
+void cs_plot_fwrite(FILE *f, const cs_plot *p)
 {
     const double width = 800, left = 75, right = width - 30, top = 50, bottom = 400;
     const double legend_top = bottom + 72, legend_row = 20;
@@ -78,7 +78,17 @@ static void write_plot(FILE *f, const cs_plot *p)
         axis(xmin - pad, xmax + pad, 8, &x0, &x1, &xs);
     }
     double pad = 0.04 * (ymax - ymin);
-    axis(ymin - pad, ymax + pad, 6, &y0, &y1, &ys);
+    if (p->fixed_y && p->y_hi > p->y_lo)
+        axis(p->y_lo, p->y_hi, 5, &y0, &y1, &ys);
+    else
+        axis(ymin - pad, ymax + pad, 6, &y0, &y1, &ys);
+    if (!p->log_x && p->n_x_ticks > 0) { /* the axis spans the ticks, with a little room */
+        double lo = p->x_ticks[0], hi = p->x_ticks[0];
+        for (int i = 1; i < p->n_x_ticks; i++)
+            lo = fmin(lo, p->x_ticks[i]), hi = fmax(hi, p->x_ticks[i]);
+        double room = hi > lo ? 0.05 * (hi - lo) : 1;
+        x0 = fmin(lo, xmin) - room, x1 = fmax(hi, xmax) + room;
+    }
 #define PX(x) (left + (((p->log_x ? log10(x) : (x))) - x0) / (x1 - x0) * (right - left))
 #define PY(y) (bottom - ((y) - y0) / (y1 - y0) * (bottom - top))
     fprintf(f,
@@ -92,6 +102,9 @@ static void write_plot(FILE *f, const cs_plot *p)
     fputs("</text>\n<g stroke=\"#dddddd\" stroke-width=\"1\">\n", f);
     for (double y = y0; y <= y1 + 1e-9 * ys; y += ys)
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, PY(y), right, PY(y));
+    for (int i = 0; !p->log_x && i < p->n_x_ticks; i++)
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", PX(p->x_ticks[i]), top,
+                PX(p->x_ticks[i]), bottom);
     fputs("</g>\n<g stroke=\"#000000\" stroke-width=\"1\">\n", f);
     fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, bottom, right, bottom);
     fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, top, left, bottom);
@@ -113,6 +126,10 @@ static void write_plot(FILE *f, const cs_plot *p)
                     snprintf(lab, sizeof lab, "%g", v);
                 fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", PX(v), bottom + 20, lab);
             }
+    } else if (p->n_x_ticks > 0) {
+        for (int i = 0; i < p->n_x_ticks; i++)
+            fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n", PX(p->x_ticks[i]),
+                    bottom + 20, p->x_ticks[i]);
     } else {
         for (double x = x0; x <= x1 + 1e-9 * xs; x += xs)
             fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n", PX(x), bottom + 20,
@@ -139,7 +156,8 @@ static void write_plot(FILE *f, const cs_plot *p)
     }
     for (int s = 0; s < p->n_series; s++) {
         const cs_plot_series *se = &p->series[s];
-        const char *colour = cs_svg_colour(s), *dash = cs_svg_dash(s);
+        const char *colour = cs_svg_colour(se->style ? se->style - 1 : s),
+                   *dash = se->style ? "7 4" : cs_svg_dash(s);
         fprintf(f, "<g class=\"series\" stroke=\"%s\" fill=\"%s\">\n<title>", colour, colour);
         cs_svg_text(f, se->label);
         fputs("</title>\n", f);
@@ -184,7 +202,8 @@ static void write_plot(FILE *f, const cs_plot *p)
     }
     fputs("<g class=\"legend\">\n", f);
     for (int s = 0; s < p->n_series; s++) {
-        const char *colour = cs_svg_colour(s), *dash = cs_svg_dash(s);
+        const int style = p->series[s].style;
+        const char *colour = cs_svg_colour(style ? style - 1 : s), *dash = style ? "7 4" : cs_svg_dash(s);
         double y = legend_top + s * legend_row;
         if (p->series[s].line) {
             fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"", left,
@@ -216,7 +235,7 @@ int cs_plot_write(const char *path, const cs_plot *p, cs_error *err)
     cs_atomic a;
     int rc = cs_atomic_open(&a, path, 0666, err);
     if (rc == CS_OK) {
-        write_plot(a.f, p);
+        cs_plot_fwrite(a.f, p);
         rc = cs_atomic_commit(&a, err);
     }
     cs_atomic_release(&a);

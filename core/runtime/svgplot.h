@@ -24,6 +24,7 @@ typedef struct cs_plot_series {
     int n;
     int line;        /* join the points (in the order given) */
     int band;        /* shade y +- sd along the line instead of error bars */
+    int style;       /* 0: the series' own colour and dash; k > 0: the colour of series k - 1, dashed */
 } cs_plot_series;
 
 typedef struct cs_plot_vline {
@@ -39,6 +40,10 @@ typedef struct cs_plot {
     const cs_plot_vline *vlines;
     int n_vlines;
     const char *note; /* a line of small text under the legend (may be NULL) */
+    int fixed_y;      /* y from y_lo to y_hi whatever the data (accuracies: 0 to 100) */
+    double y_lo, y_hi;
+    const double *x_ticks; /* ticks (and grid lines) at these x only, when n_x_ticks > 0 */
+    int n_x_ticks;
 } cs_plot;
 
 /* What every plot shares: the k-th series' colour (eight, then again) and
@@ -47,6 +52,9 @@ typedef struct cs_plot {
 const char *cs_svg_colour(int k);
 const char *cs_svg_dash(int k);
 void cs_svg_text(FILE *f, const char *s);
+
+/* Writes the chart to f (the caller's file, written atomically by the caller). */
+void cs_plot_fwrite(FILE *f, const cs_plot *p);
 
 /* Writes the chart to PATH.tmp and renames it into place. Points with a
  * non-finite x or y are left out. */
