@@ -181,6 +181,20 @@ else
     fail "CILSCALE_PLUGINS=$conf cilscale plugins (exit $rc) does not list halfdepth: $err"
 fi
 
+# The example's own conf, as shipped: include = ["@default"] (the installed
+# conf, whatever the prefix) plus build/policy-halfdepth.so from its folder.
+ex_conf_dir=$scratch/example-conf
+mkdir -p "$ex_conf_dir/build"
+cp "$src/examples/policy-halfdepth/plugins.conf" "$ex_conf_dir/"
+cp "$so" "$ex_conf_dir/build/"
+run in_root "$bin" plugins --plugins "$ex_conf_dir/plugins.conf"
+if ((rc == 0)) && grep -Eq "^policy +halfdepth +1\.0\.0 " <<<"$out" && grep -Eq "^backend +cpu " <<<"$out" &&
+    grep -Eq "^cil +lucir " <<<"$out"; then
+    pass "the example's plugins.conf: the installed plugins (include @default) and halfdepth, for any prefix"
+else
+    fail "cilscale plugins --plugins examples/policy-halfdepth/plugins.conf (exit $rc): $out $err"
+fi
+
 # ---- 4. the policy, on every shipped architecture ----
 for arch in resnet18 mobilenetv2 shufflenetv2; do
     run in_root "$bin" scale --arch "$arch" --budget 1M --policy halfdepth --json --plugins "$conf"

@@ -93,6 +93,13 @@ static const char *broken_conf(const char *name, ...)
     return tu_write(name, text);
 }
 
+static const char *path_of(const char *name)
+{
+    static char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/%s", tu_tmpdir(), name);
+    return p;
+}
+
 /* ---- usage ---- */
 
 START_TEST(test_no_command)
@@ -701,6 +708,30 @@ START_TEST(test_plugins_truncated)
 }
 END_TEST
 
+/* Confs compose (issue 14 item 7): include loads other confs first, "@default"
+ * is the conf cilscale would load; a conf that includes itself is refused. */
+START_TEST(test_plugins_include)
+{
+    char text[PATH_MAX + 128];
+    snprintf(text, sizeof text, "include = [\"@default\"];\nplugins = [\"%s/tiny-arch.so\"];\n",
+             env("CILSCALE_TEST_PLUGIN_DIR"));
+    const char *conf = tu_write("inc.conf", text);
+    ck_assert_int_eq(RUN("plugins", "--plugins", conf), 0);
+    assert_contains(out, " tiny ");
+    assert_contains(out, " mobilenetv2 ");
+    assert_contains(out, " lucir ");
+    tu_write("outer.conf", "include = [\"inc.conf\"];\n"); /* relative to the conf's folder; includes alone */
+    ck_assert_int_eq(RUN("plugins", "--plugins", path_of("outer.conf")), 0);
+    assert_contains(out, " tiny ");
+    tu_write("self.conf", "include = [\"self.conf\"];\n");
+    ck_assert_int_eq(RUN("plugins", "--plugins", path_of("self.conf")), 1);
+    assert_contains(err, "includes nest more than 8 deep");
+    tu_write("badinc.conf", "include = \"inc.conf\";\n");
+    ck_assert_int_eq(RUN("plugins", "--plugins", path_of("badinc.conf")), 1);
+    assert_contains(err, "expected 'include = [");
+}
+END_TEST
+
 START_TEST(test_plugins_env)
 {
     const char *conf = broken_conf("env.conf", "tiny-arch.so", NULL);
@@ -765,6 +796,7 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, test_plugins_conf_syntax);
     tcase_add_test(tc, test_plugins_env);
     tcase_add_test(tc, test_plugins_truncated);
+    tcase_add_test(tc, test_plugins_include);
     tcase_add_checked_fixture(tc, NULL, tu_remove_tmpdir);
     suite_add_tcase(s, tc);
     return s;

@@ -23,7 +23,53 @@ static void dir_of(const char *path, char *buf, size_t size)
         snprintf(buf, size, "%.*s", (int)(slash - path), path);
 }
 
+static int load_conf(cs_registry *r, const char *conf_path, int depth, cs_error *err);
+
+/* include = ["other.conf", "@default"]: each loaded first, in order; a
+ * relative path is read from this conf's folder, "@default" is the conf
+ * cilscale loads when none is given (the build tree's, else the installed). */
+static int load_includes(cs_registry *r, const char *conf_path, const char *dir, config_setting_t *inc, int depth,
+                         cs_error *err)
+{
+    if (!config_setting_is_array(inc) && !config_setting_is_list(inc))
+        return cs_error_set(err, CS_ERR_ARG, "%s:%d: expected 'include = [ \"other.conf\" or \"@default\", ... ];'",
+                            conf_path, config_setting_source_line(inc));
+    if (depth >= 8)
+        return cs_error_set(err, CS_ERR_ARG, "%s:%d: includes nest more than 8 deep (does a conf include itself?)",
+                            conf_path, config_setting_source_line(inc));
+    for (int i = 0; i < config_setting_length(inc); i++) {
+        config_setting_t *e = config_setting_get_elem(inc, (unsigned)i);
+        const char *p = config_setting_get_string(e);
+        if (!p)
+            return cs_error_set(err, CS_ERR_ARG, "%s:%d: include[%d]: expected a path", conf_path,
+                                config_setting_source_line(e), i);
+        char full[PATH_MAX], root[PATH_MAX];
+        if (!strcmp(p, "@default")) {
+            if (cs_build_tree_root(root, sizeof root))
+                snprintf(full, sizeof full, "%s/plugins.conf", root);
+            else
+                snprintf(full, sizeof full, "%s", CS_INSTALL_CONF);
+        } else if ((size_t)(p[0] == '/' ? snprintf(full, sizeof full, "%s", p)
+                                         : snprintf(full, sizeof full, "%s/%s", dir, p)) >= sizeof full) {
+            return cs_error_set(err, CS_ERR_ARG, "%s:%d: include[%d]: path too long", conf_path,
+                                config_setting_source_line(e), i);
+        }
+        int rc = load_conf(r, full, depth + 1, err);
+        if (rc) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            return cs_error_set(err, rc, "%s:%d: include '%s': %s", conf_path, config_setting_source_line(e), p, why);
+        }
+    }
+    return CS_OK;
+}
+
 int cs_registry_load_conf(cs_registry *r, const char *conf_path, cs_error *err)
+{
+    return load_conf(r, conf_path, 0, err);
+}
+
+static int load_conf(cs_registry *r, const char *conf_path, int depth, cs_error *err)
 {
     FILE *f = fopen(conf_path, "r");
     if (!f)
@@ -46,7 +92,18 @@ int cs_registry_load_conf(cs_registry *r, const char *conf_path, cs_error *err)
         return CS_ERR_ARG;
     }
     fclose(f);
-    config_setting_t *list = config_lookup(&cfg, "plugins");
+    config_setting_t *list = config_lookup(&cfg, "plugins"), *inc = config_lookup(&cfg, "include");
+    if (inc) {
+        int rc = load_includes(r, conf_path, dir, inc, depth, err);
+        if (rc) {
+            config_destroy(&cfg);
+            return rc;
+        }
+        if (!list) { /* includes alone are a whole conf */
+            config_destroy(&cfg);
+            return CS_OK;
+        }
+    }
     if (!list || !(config_setting_is_array(list) || config_setting_is_list(list))) {
         int line = list ? config_setting_source_line(list) : 0;
         cs_error_set(err, CS_ERR_ARG, "%s:%d: expected 'plugins = [ \"path/to/plugin.so\", ... ];'", conf_path,
@@ -57,9 +114,9 @@ int cs_registry_load_conf(cs_registry *r, const char *conf_path, cs_error *err)
     config_setting_t *root = config_root_setting(&cfg);
     for (int i = 0; i < config_setting_length(root); i++) {
         config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
-        if (strcmp(config_setting_name(s), "plugins") != 0) {
+        if (strcmp(config_setting_name(s), "plugins") != 0 && strcmp(config_setting_name(s), "include") != 0) {
             char line[1024];
-            snprintf(line, sizeof line, "%s:%d: unknown key '%s' ignored (known: plugins)", conf_path,
+            snprintf(line, sizeof line, "%s:%d: unknown key '%s' ignored (known: plugins, include)", conf_path,
                      config_setting_source_line(s), config_setting_name(s));
             cs_registry_add_problem(r, line);
         }
