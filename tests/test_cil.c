@@ -994,7 +994,18 @@ START_TEST(eval_reproduces_the_run)
     snprintf(path, sizeof path, "%s/confusion.csv", dumpdir);
     ck_assert_ptr_nonnull(strstr(slurp_file(path), "true\\predicted,0,1,2,3,4,5,6,7,8,9\n"));
     snprintf(path, sizeof path, "%s/per_class.csv", dumpdir);
-    ck_assert_ptr_nonnull(strstr(slurp_file(path), "label,class,test_images,top1\n0,"));
+    char dumped[4096];
+    snprintf(dumped, sizeof dumped, "%s", slurp_file(path));
+    ck_assert_ptr_nonnull(strstr(dumped, "label,class,test_images,top1\n0,"));
+    /* the run folder's own per-class and confusion files of its last state say the same */
+    snprintf(path, sizeof path, "%s/per_class-2.csv", d);
+    ck_assert_str_eq(slurp_file(path), dumped);
+    snprintf(path, sizeof path, "%s/confusion.csv", dumpdir);
+    snprintf(dumped, sizeof dumped, "%s", slurp_file(path));
+    snprintf(path, sizeof path, "%s/confusion-2.csv", d);
+    ck_assert_str_eq(slurp_file(path), dumped);
+    snprintf(path, sizeof path, "%s/confusion-0.csv", d); /* state 0: its 4 classes */
+    ck_assert_ptr_nonnull(strstr(slurp_file(path), "true\\predicted,0,1,2,3\n"));
     /* refused: a state the run does not have, a folder without a run, another run's checkpoint */
     ck_assert_int_eq(tu_run(o, sizeof o, e, sizeof e, "eval", d, "--state", "7", NULL), 2);
     ck_assert_msg(strstr(e, "--state 7: the run has states 0 to 2"), "%s", e);

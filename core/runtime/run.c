@@ -48,6 +48,8 @@ typedef struct run {
     double t_start;
     double seconds_before; /* wall time of the run before this resume */
     cs_epoch_row *epochs;  /* every finished epoch, for epochs.csv */
+    int64_t *per, *confusion; /* the last evaluation: per label hits and images (2k), confusion (k x k) */
+    int eval_k;
     int n_epochs, cap_epochs;
     char msg[512];
 } run;
@@ -65,6 +67,7 @@ static void say(run *r, const char *fmt, ...)
 
 static void iso_now(char *buf, size_t size);
 static int add_epoch(run *r, int s, int ep, double lr, const cs_epoch_stats *es, cs_error *err);
+static int write_state_classes(run *r, int s, cs_error *err);
 
 static uint64_t mix(uint64_t seed, uint64_t a) { return seed * 0x9e3779b97f4a7c15ULL + a * 0xbf58476d1ce4e5b9ULL + 1; }
 
@@ -398,6 +401,45 @@ static void save_interrupted(run *r, int s)
                "--resume restarts state %d", s + 1, r->e->out, s + 1);
 }
 
+/* per_class-S.csv and confusion-S.csv: the last evaluation (state s), by model
+ * label (data-set class class_order[label]); each atomically. */
+static int write_state_classes(run *r, int s, cs_error *err)
+{
+    char path[PATH_MAX + 64];
+    const int k = r->eval_k;
+    cs_atomic a;
+    int rc;
+    if (!r->per || !r->confusion)
+        return CS_OK;
+    snprintf(path, sizeof path, "%s/per_class-%d.csv", r->e->out, s);
+    if ((rc = cs_atomic_open(&a, path, 0666, err)) == CS_OK) {
+        fputs("label,class,test_images,top1\n", a.f);
+        for (int i = 0; i < k; i++)
+            fprintf(a.f, "%d,%d,%lld,%.6g\n", i, r->sc.order[i], (long long)r->per[k + i],
+                    r->per[k + i] ? (double)r->per[i] / (double)r->per[k + i] : NAN);
+        rc = cs_atomic_commit(&a, err);
+    }
+    cs_atomic_release(&a);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof path, "%s/confusion-%d.csv", r->e->out, s);
+    if ((rc = cs_atomic_open(&a, path, 0666, err)) == CS_OK) {
+        fputs("true\\predicted", a.f);
+        for (int j = 0; j < k; j++)
+            fprintf(a.f, ",%d", j);
+        fputc('\n', a.f);
+        for (int i = 0; i < k; i++) {
+            fprintf(a.f, "%d", i);
+            for (int j = 0; j < k; j++)
+                fprintf(a.f, ",%lld", (long long)r->confusion[(size_t)i * (size_t)k + (size_t)j]);
+            fputc('\n', a.f);
+        }
+        rc = cs_atomic_commit(&a, err);
+    }
+    cs_atomic_release(&a);
+    return rc;
+}
+
 /* Keeps epoch ep of state s for epochs.csv. */
 static int add_epoch(run *r, int s, int ep, double lr, const cs_epoch_stats *es, cs_error *err)
 {
@@ -447,7 +489,9 @@ static int evaluate_state(run *r, int s, cs_state_result *sr, cs_error *err)
     eb = cs_batcher_new(r->test, tidx, nt, e->batch, &r->in.eval, 0, map, 0, err);
     free(tidx);
     per = calloc(2 * (size_t)k, sizeof(int64_t));
-    if (!eb || !per || (rc = cs_model_evaluate(&r->m, eb, 0, &es, per, err))) {
+    free(r->confusion);
+    r->confusion = calloc((size_t)k * (size_t)k, sizeof(int64_t));
+    if (!eb || !per || !r->confusion || (rc = cs_model_evaluate_ex(&r->m, eb, 0, &es, per, r->confusion, err))) {
         if (!rc) {
             char why[sizeof err->msg];
             snprintf(why, sizeof why, "%s", eb ? "out of memory" : err->msg);
@@ -476,7 +520,9 @@ static int evaluate_state(run *r, int s, cs_state_result *sr, cs_error *err)
         sr->n_seen, t1, t5, sr->train_seconds, sr->train_loss);
 out:
     cs_batcher_free(eb);
-    free(per);
+    free(r->per);
+    r->per = per; /* kept for per_class-K.csv */
+    r->eval_k = k;
     free(map);
     return rc;
 }
@@ -495,6 +541,8 @@ static int save_state(run *r, int s, cs_error *err)
         rc = cs_results_write(r->e->out, r->res, err);
         if (!rc)
             rc = cs_epochs_write(r->e->out, r->epochs, r->n_epochs, err);
+        if (!rc)
+            rc = write_state_classes(r, s, err);
     }
     return rc ? rc : keep_previous(r, err);
 }
@@ -853,13 +901,22 @@ static int load_resume(run *r, int *next, cs_error *err)
 }
 
 /* The files a run folder holds (besides state-K.safetensors). */
-static const char *const run_files[] = {"run.cfg", "results.json", "results.csv", "accuracy.svg",
+static const char *const run_files[] = {"run.cfg",    "results.json", "results.csv", "accuracy.svg",
+                                        "accuracy_matrix.csv", "epochs.csv", "losses.svg",
                                         "interrupted.safetensors", NULL};
 
 static int is_state_file(const char *name)
 {
     int k, n = 0;
     return sscanf(name, "state-%d.safetensors%n", &k, &n) == 1 && n > 0 && name[n] == '\0';
+}
+
+/* per_class-K.csv and confusion-K.csv: a state's, moved aside with the run */
+static int is_state_table(const char *name)
+{
+    int k, n = 0, m = 0;
+    return (sscanf(name, "per_class-%d.csv%n", &k, &n) == 1 && n > 0 && name[n] == '\0') ||
+           (sscanf(name, "confusion-%d.csv%n", &k, &m) == 1 && m > 0 && name[m] == '\0');
 }
 
 /* Which run the folder's files are of: 0 none there, 1 this run, -1 another
@@ -925,7 +982,7 @@ static int move_aside(const char *dir, cs_error *err)
     struct dirent *de;
     int rc = CS_OK;
     while (rc == CS_OK && (de = readdir(dp))) {
-        int mine = is_state_file(de->d_name);
+        int mine = is_state_file(de->d_name) || is_state_table(de->d_name);
         for (int i = 0; run_files[i]; i++)
             mine |= !strcmp(de->d_name, run_files[i]);
         if (!mine)
@@ -1215,6 +1272,8 @@ out:
     free(r.prev_buffers);
     free(r.feat);
     free(r.epochs);
+    free(r.per);
+    free(r.confusion);
     cs_device_close(r.dev);
     if (r.cil_ctx && r.cil)
         r.cil->destroy(r.cil_ctx);

@@ -145,6 +145,23 @@ bad:
 /* Top-1 and top-5 hits of n rows of logits [n, k] against labels; per_label
  * (optional) gets hits in [0, k) and counts in [k, 2k). */
 static void count_hits(const float *logits, const float *labels, int n, int k, int64_t *top1, int64_t *top5,
+                       int64_t *per_label);
+
+/* Adds the batch's predictions (argmax, the first of equal maxima) to the k x k confusion matrix. */
+static void count_confusion(const float *logits, const float *labels, int n, int k, int64_t *confusion)
+{
+    for (int i = 0; i < n; i++) {
+        const float *row = logits + (size_t)i * k;
+        int y = (int)labels[i], best = 0;
+        for (int j = 1; j < k; j++)
+            if (row[j] > row[best])
+                best = j;
+        if (y >= 0 && y < k)
+            confusion[(size_t)y * (size_t)k + (size_t)best]++;
+    }
+}
+
+static void count_hits(const float *logits, const float *labels, int n, int k, int64_t *top1, int64_t *top5,
                        int64_t *per_label)
 {
     for (int i = 0; i < n; i++) {
@@ -358,6 +375,12 @@ out:
 int cs_model_evaluate(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st, int64_t *per_label,
                       cs_error *err)
 {
+    return cs_model_evaluate_ex(m, b, frozen, st, per_label, NULL, err);
+}
+
+int cs_model_evaluate_ex(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st, int64_t *per_label,
+                         int64_t *confusion, cs_error *err)
+{
     memset(st, 0, sizeof *st);
     host_batch hb;
     int rc = host_batch_alloc(&hb, m, err), n;
@@ -372,6 +395,8 @@ int cs_model_evaluate(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st
             (rc = cs_plan_read_tensor(m->plan, m->logits, logits, n, err)))
             goto out;
         count_hits(logits, labels, n, k, &st->top1, &st->top5, per_label);
+        if (confusion)
+            count_confusion(logits, labels, n, k, confusion);
         st->seen += n;
     }
 out:

@@ -98,6 +98,10 @@ int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_
 /* Top-1 / top-5 over every batch of b (eval mode; frozen = use the frozen
  * arenas). With per_label (2 x classes int64s, zeroed by the caller), also
  * counts per true label: [0, K) hits, [K, 2K) images. */
+/* cs_model_evaluate, also adding each image to confusion [k x k] (row the
+ * true label, column the argmax) when not NULL. */
+int cs_model_evaluate_ex(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st, int64_t *per_label,
+                         int64_t *confusion, cs_error *err);
 int cs_model_evaluate(cs_model *m, cs_batcher *b, int frozen, cs_epoch_stats *st, int64_t *per_label,
                       cs_error *err);
 
