@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "runtime/atomic.h"
 #include "runtime/experiment.h"
+#include "runtime/results.h"
 
 static const char usage[] =
     "usage: cilscale eval RUN_DIR [--state K] [--dump DIR] [--plugins FILE]\n"
@@ -85,33 +86,7 @@ static int dump(const char *dir, const cs_eval_result *r, cs_error *err)
     char path[PATH_MAX + 32];
     cs_atomic a;
     int rc, k = r->n_seen;
-    snprintf(path, sizeof path, "%s/per_class.csv", dir);
-    if ((rc = cs_atomic_open(&a, path, 0666, err)) == CS_OK) {
-        fputs("label,class,test_images,top1\n", a.f);
-        for (int i = 0; i < k; i++)
-            fprintf(a.f, "%d,%d,%lld,%.6g\n", i, r->class_order[i], (long long)r->count[i],
-                    r->count[i] ? (double)r->hits[i] / (double)r->count[i] : NAN);
-        rc = cs_atomic_commit(&a, err);
-    }
-    cs_atomic_release(&a);
-    if (rc)
-        return rc;
-    snprintf(path, sizeof path, "%s/confusion.csv", dir);
-    if ((rc = cs_atomic_open(&a, path, 0666, err)) == CS_OK) {
-        fputs("true\\predicted", a.f);
-        for (int j = 0; j < k; j++)
-            fprintf(a.f, ",%d", j);
-        fputc('\n', a.f);
-        for (int i = 0; i < k; i++) {
-            fprintf(a.f, "%d", i);
-            for (int j = 0; j < k; j++)
-                fprintf(a.f, ",%lld", (long long)r->confusion[(size_t)i * (size_t)k + (size_t)j]);
-            fputc('\n', a.f);
-        }
-        rc = cs_atomic_commit(&a, err);
-    }
-    cs_atomic_release(&a);
-    if (rc)
+    if ((rc = cs_results_write_classes(dir, -1, k, r->class_order, r->hits, r->count, r->confusion, err)))
         return rc;
     snprintf(path, sizeof path, "%s/logits.npy", dir);
     if ((rc = write_npy(path, "<f4", r->logits, sizeof(float), r->n_test, k, err)))

@@ -299,6 +299,45 @@ static void write_matrix(FILE *f, const cs_run_result *r)
     }
 }
 
+/* ---- per_class and confusion ---- */
+
+int cs_results_write_classes(const char *dir, int s, int k, const int *order, const int64_t *hits,
+                             const int64_t *count, const int64_t *confusion, cs_error *err)
+{
+    char path[PATH_MAX + 64], suffix[32] = "";
+    if (s >= 0)
+        snprintf(suffix, sizeof suffix, "-%d", s);
+    cs_atomic a;
+    snprintf(path, sizeof path, "%s/per_class%s.csv", dir, suffix);
+    int rc = cs_atomic_open(&a, path, 0666, err);
+    if (rc == CS_OK) {
+        fputs("label,class,test_images,top1\n", a.f);
+        for (int i = 0; i < k; i++)
+            fprintf(a.f, "%d,%d,%lld,%.6g\n", i, order[i], (long long)count[i],
+                    count[i] ? (double)hits[i] / (double)count[i] : NAN);
+        rc = cs_atomic_commit(&a, err);
+    }
+    cs_atomic_release(&a);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof path, "%s/confusion%s.csv", dir, suffix);
+    if ((rc = cs_atomic_open(&a, path, 0666, err)) == CS_OK) {
+        fputs("true\\predicted", a.f);
+        for (int j = 0; j < k; j++)
+            fprintf(a.f, ",%d", j);
+        fputc('\n', a.f);
+        for (int i = 0; i < k; i++) {
+            fprintf(a.f, "%d", i);
+            for (int j = 0; j < k; j++)
+                fprintf(a.f, ",%lld", (long long)confusion[(size_t)i * (size_t)k + (size_t)j]);
+            fputc('\n', a.f);
+        }
+        rc = cs_atomic_commit(&a, err);
+    }
+    cs_atomic_release(&a);
+    return rc;
+}
+
 /* ---- epochs.csv, losses.svg ---- */
 
 #define EPOCHS_HEADER "state,epoch,lr,loss,train_top1,images_per_s,seconds,term,value,weight"

@@ -85,6 +85,13 @@ int cs_results_write(const char *dir, const cs_run_result *r, cs_error *err);
  * CS_ERR_IO with one line "DIR/results.csv:LINE: what is wrong". */
 int cs_results_read(const char *dir, cs_run_result *r, cs_error *err);
 
+/* DIR/per_class-S.csv and DIR/confusion-S.csv (or, with s < 0,
+ * DIR/per_class.csv and DIR/confusion.csv) for k model labels: hits[i] of
+ * count[i] test images right for label i (data-set class order[i]),
+ * confusion[k x k] with rows the true label; each atomically. */
+int cs_results_write_classes(const char *dir, int s, int k, const int *order, const int64_t *hits,
+                             const int64_t *count, const int64_t *confusion, cs_error *err);
+
 /* One training epoch of a run, for epochs.csv and losses.svg. */
 #define CS_EPOCH_TERMS 4
 typedef struct cs_epoch_row {

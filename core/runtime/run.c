@@ -401,43 +401,13 @@ static void save_interrupted(run *r, int s)
                "--resume restarts state %d", s + 1, r->e->out, s + 1);
 }
 
-/* per_class-S.csv and confusion-S.csv: the last evaluation (state s), by model
- * label (data-set class class_order[label]); each atomically. */
+/* per_class-S.csv and confusion-S.csv: the last evaluation (state s). */
 static int write_state_classes(run *r, int s, cs_error *err)
 {
-    char path[PATH_MAX + 64];
-    const int k = r->eval_k;
-    cs_atomic a;
-    int rc;
     if (!r->per || !r->confusion)
         return CS_OK;
-    snprintf(path, sizeof path, "%s/per_class-%d.csv", r->e->out, s);
-    if ((rc = cs_atomic_open(&a, path, 0666, err)) == CS_OK) {
-        fputs("label,class,test_images,top1\n", a.f);
-        for (int i = 0; i < k; i++)
-            fprintf(a.f, "%d,%d,%lld,%.6g\n", i, r->sc.order[i], (long long)r->per[k + i],
-                    r->per[k + i] ? (double)r->per[i] / (double)r->per[k + i] : NAN);
-        rc = cs_atomic_commit(&a, err);
-    }
-    cs_atomic_release(&a);
-    if (rc)
-        return rc;
-    snprintf(path, sizeof path, "%s/confusion-%d.csv", r->e->out, s);
-    if ((rc = cs_atomic_open(&a, path, 0666, err)) == CS_OK) {
-        fputs("true\\predicted", a.f);
-        for (int j = 0; j < k; j++)
-            fprintf(a.f, ",%d", j);
-        fputc('\n', a.f);
-        for (int i = 0; i < k; i++) {
-            fprintf(a.f, "%d", i);
-            for (int j = 0; j < k; j++)
-                fprintf(a.f, ",%lld", (long long)r->confusion[(size_t)i * (size_t)k + (size_t)j]);
-            fputc('\n', a.f);
-        }
-        rc = cs_atomic_commit(&a, err);
-    }
-    cs_atomic_release(&a);
-    return rc;
+    return cs_results_write_classes(r->e->out, s, r->eval_k, r->sc.order, r->per, r->per + r->eval_k, r->confusion,
+                                    err);
 }
 
 /* Keeps epoch ep of state s for epochs.csv. */
@@ -1053,6 +1023,25 @@ static int make_dirs(const char *path, cs_error *err)
     return CS_OK;
 }
 
+/* Everything a run holds, freed: the one cleanup of cs_experiment_run and cs_experiment_eval. */
+static void release(run *r)
+{
+    free_state(r);
+    cs_graph_free(r->prev_g);
+    free(r->prev_params);
+    free(r->prev_buffers);
+    free(r->feat);
+    free(r->epochs);
+    free(r->per);
+    free(r->confusion);
+    cs_device_close(r->dev);
+    if (r->cil_ctx && r->cil)
+        r->cil->destroy(r->cil_ctx);
+    cs_scenario_free(&r->sc);
+    cs_dataset_free(r->train);
+    cs_dataset_free(r->test);
+}
+
 void cs_eval_result_free(cs_eval_result *r)
 {
     free(r->hits);
@@ -1179,13 +1168,7 @@ done:
     free(img);
     free(lab);
     free(lg);
-    free_state(&r);
-    cs_device_close(r.dev);
-    if (r.cil_ctx && r.cil)
-        r.cil->destroy(r.cil_ctx);
-    cs_scenario_free(&r.sc);
-    cs_dataset_free(r.train);
-    cs_dataset_free(r.test);
+    release(&r);
     if (rc)
         cs_eval_result_free(out);
     return rc;
@@ -1266,20 +1249,7 @@ int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int flags,
     remove(stale);
 out:
     res->seconds = r.seconds_before + (cs_now_s() - t0);
-    free_state(&r);
-    cs_graph_free(r.prev_g);
-    free(r.prev_params);
-    free(r.prev_buffers);
-    free(r.feat);
-    free(r.epochs);
-    free(r.per);
-    free(r.confusion);
-    cs_device_close(r.dev);
-    if (r.cil_ctx && r.cil)
-        r.cil->destroy(r.cil_ctx);
-    cs_scenario_free(&r.sc);
-    cs_dataset_free(r.train);
-    cs_dataset_free(r.test);
+    release(&r);
     res->config_text = NULL;
     free(cfg_text);
     if (lock_fd >= 0)
