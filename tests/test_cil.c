@@ -1021,6 +1021,30 @@ START_TEST(eval_reproduces_the_run)
 }
 END_TEST
 
+/* cilscale train: a model and its per-epoch log (issue 14 item 1). */
+START_TEST(train_writes_epochs)
+{
+    const char *data = tiny_data();
+    char d[700], o[8192], e[8192], path[800];
+    snprintf(d, sizeof d, "%s/tr", tu_tmpdir());
+    int rc = tu_run(o, sizeof o, e, sizeof e, "train", "--arch", "resnet18", "--width", "0.1", "--depth", "0.5",
+                    "--data", data, "--epochs", "2", "--batch", "16", "--device", "threads=1", "--out", d, NULL);
+    ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
+    ck_assert_ptr_nonnull(strstr(o, "test accuracy "));
+    snprintf(path, sizeof path, "%s/epochs.csv", d);
+    const char *csv = slurp_file(path);
+    ck_assert_ptr_nonnull(csv);
+    ck_assert_ptr_nonnull(strstr(csv, "state,epoch,lr,loss,train_top1,images_per_s,seconds,term,value,weight\n0,0,0.1,"));
+    ck_assert_ptr_nonnull(strstr(csv, "\n0,1,0.05,")); /* cosine: half the rate in the second of two epochs */
+    ck_assert_ptr_nonnull(strstr(csv, ",softmax_xent,"));
+    snprintf(path, sizeof path, "%s/model.safetensors", d);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    snprintf(path, sizeof path, "%s/losses.svg", d);
+    ck_assert_int_eq(stat(path, &st), 0);
+}
+END_TEST
+
 START_TEST(run_config_errors)
 {
     char o[4096], e[4096];
@@ -1098,6 +1122,7 @@ int main(void)
     tcase_add_test(t, run_folder_is_one_run);
     tcase_add_test(t, divergence_is_named);
     tcase_add_test(t, eval_reproduces_the_run);
+    tcase_add_test(t, train_writes_epochs);
     tcase_add_test(t, sweep_lists_and_refuses);
     tcase_add_test(t, sweep_runs_skips_and_resumes);
     suite_add_tcase(s, t);

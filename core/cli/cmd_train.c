@@ -11,6 +11,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/train.h"
 #include "cli/cli.h"
+#include "runtime/results.h"
 #include "cli/progress.h"
 
 static const char usage[] =
@@ -42,7 +43,8 @@ static const char usage[] =
     "  --seed S           drives initialisation, shuffling and augmentation (default 1)\n"
     "  --backend B        compute backend plugin (default cpu)\n"
     "  --device D         backend device string (cpu: threads=N)\n"
-    "  --out DIR          write the trained model there (model.safetensors)\n"
+    "  --out DIR          write the trained model there (model.safetensors), and epochs.csv and\n"
+    "                     losses.svg (a row per epoch: lr, loss, training accuracy, images/s)\n"
     "  --plugins FILE     plugins.conf to load\n"
     "  --help             this text\n"
     "\n"
@@ -242,6 +244,8 @@ int cmd_train(int argc, char **argv)
     cs_epoch_stats tr = {0}, te = {0};
     int epoch, stopped = 0;
     double total_s = 0;
+    /* with --out: DIR/epochs.csv and losses.svg, rewritten after each epoch (state 0 throughout) */
+    cs_epoch_row *rows = o.out ? calloc((size_t)o.epochs + 1, sizeof *rows) : NULL;
     for (epoch = 0; epoch < o.epochs && !stopped; epoch++) {
         cs_sgd sgd = {.lr = cs_schedule_lr(&sched, epoch), .momentum = (float)o.momentum,
                       .weight_decay = (float)o.wd, .nesterov = o.nesterov};
@@ -260,6 +264,22 @@ int cmd_train(int argc, char **argv)
             goto out_sig;
         }
         total_s += te.seconds;
+        if (rows && !stopped) {
+            cs_epoch_row *e = &rows[epoch];
+            *e = (cs_epoch_row){.state = 0, .epoch = epoch, .lr = sgd.lr, .loss = tr.loss,
+                                .train_top1 = tr.seen ? (double)tr.top1 / (double)tr.seen : 0,
+                                .images_per_s = tr.seconds > 0 ? (double)tr.seen / tr.seconds : 0,
+                                .seconds = tr.seconds, .n_terms = tr.n_terms < CS_EPOCH_TERMS ? tr.n_terms : CS_EPOCH_TERMS};
+            for (int t = 0; t < e->n_terms; t++) {
+                e->term[t] = tr.term[t];
+                e->weight[t] = tr.weight[t];
+                snprintf(e->term_name[t], sizeof e->term_name[t], "%s", tr.term_name[t] ? tr.term_name[t] : "loss");
+            }
+            if (cs_epochs_write(o.out, rows, epoch + 1, &err)) {
+                fprintf(stderr, "cilscale train: %s\n", err.msg);
+                rc = CLI_FAIL;
+            }
+        }
         char t5[16] = "n/a"; /* top-5 of 5 or fewer classes says nothing */
         if (train->n_classes > 5)
             snprintf(t5, sizeof t5, "%.2f%%", 100.0 * (double)te.top5 / (double)te.seen);
@@ -295,6 +315,7 @@ int cmd_train(int argc, char **argv)
     }
 out_sig:
     cli_release_interrupt();
+    free(rows);
 out:
     cs_model_free(&m);
     cs_device_close(be_dev);
