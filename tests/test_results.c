@@ -373,6 +373,11 @@ START_TEST(test_csv_roundtrip)
     assert_contains(m, "\n0,10,0.123457,nan,0.123457,0.123457,,,,\n");
     assert_contains(m, "\n2,30,0.5,0.35,0.5,0.3,0.4,0.5,,\n"); /* old: (0.3 + 0.4) / 2 */
     assert_contains(m, "\n3,40,0.25,nan,0.9,0.6,nan,0.8,0.9,\n"); /* a NaN group makes old NaN */
+    /* and as a heatmap: a cell per (state, group so far), 4 states: 1 + 2 + 3 + 4 */
+    const char *hm = slurp(path_in(dir, "accuracy_matrix.svg"));
+    ck_assert_int_eq(count(hm, "class=\"cell\""), 10);
+    assert_contains(hm, ">after state 3</text>");
+    assert_contains(hm, ">group 4</text>"); /* 5 planned */
     ck_assert_str_eq(back.count, "count: a b"); /* one line */
     ck_assert_int_eq(back.n_stages, 4);
     ck_assert_int_eq(back.depths[3], 1);

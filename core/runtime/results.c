@@ -299,6 +299,49 @@ static void write_matrix(FILE *f, const cs_run_result *r)
     }
 }
 
+/* ---- accuracy_matrix.svg: the matrix as a heatmap ---- */
+
+/* A cell per (state, group): white (0%) to dark blue (100%), its value written in
+ * it; empty where the group has not come yet. */
+static void write_heatmap(FILE *f, const cs_run_result *r)
+{
+    int n = r->n_states, planned = r->n_states_planned > n ? r->n_states_planned : n;
+    const double cell = 56, left = 90, top = 60;
+    double width = left + (planned > 0 ? planned : 1) * cell + 30, height = top + (n > 0 ? n : 1) * cell + 30;
+    width = width < 560 ? 560 : width; /* room for the title (the run's label) */
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+               "font-family=\"sans-serif\" font-size=\"11\">\n<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" "
+               "fill=\"#ffffff\"/>\n<text x=\"%.1f\" y=\"24\" text-anchor=\"middle\" font-size=\"14\" "
+               "font-weight=\"bold\">",
+            width, height, width, height, width, height, width / 2);
+    cs_svg_text(f, r->label);
+    fputs("</text>\n", f);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">top-1 (%%) on the classes each state added</text>\n",
+            left + planned * cell / 2, top - 22);
+    for (int j = 0; j < planned; j++)
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">group %d</text>\n", left + (j + 0.5) * cell,
+                top - 6, j);
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">after state %d</text>\n", left - 6,
+                top + (i + 0.5) * cell + 4, i);
+        for (int j = 0; j <= i && j < planned; j++) {
+            double v = r->states[i].group_top1[j];
+            int shade = isfinite(v) ? (int)(255 - 200 * fmin(1, fmax(0, v))) : 255;
+            fprintf(f, "<rect class=\"cell\" x=\"%.1f\" y=\"%.1f\" width=\"%.0f\" height=\"%.0f\" "
+                       "fill=\"rgb(%d,%d,255)\" stroke=\"#ffffff\"/>\n",
+                    left + j * cell, top + i * cell, cell, cell, shade, shade);
+            fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"%s\">", left + (j + 0.5) * cell,
+                    top + (i + 0.5) * cell + 4, isfinite(v) && v > 0.6 ? "#ffffff" : "#000000");
+            if (isfinite(v))
+                fprintf(f, "%.0f", 100 * v);
+            else
+                fputs("-", f);
+            fputs("</text>\n", f);
+        }
+    }
+    fputs("</svg>\n", f);
+}
+
 /* ---- per_class and confusion ---- */
 
 int cs_results_write_classes(const char *dir, int s, int k, const int *order, const int64_t *hits,
@@ -545,12 +588,13 @@ int cs_results_write(const char *dir, const cs_run_result *r, cs_error *err)
         return cs_error_set(err, CS_ERR_ARG, "%s: %d states: expected 0 to %d", dir, r->n_states, CS_MAX_STATES);
     if (r->n_stages < 0 || r->n_stages > MAX_STAGES_KEPT)
         return cs_error_set(err, CS_ERR_ARG, "%s: %d stages: expected 0 to %d", dir, r->n_stages, MAX_STAGES_KEPT);
-    static const char *const names[] = {"results.json", "results.csv", "accuracy.svg", "accuracy_matrix.csv"};
-    enum { N_FILES = 4 };
+    static const char *const names[] = {"results.json", "results.csv", "accuracy.svg", "accuracy_matrix.csv",
+                                        "accuracy_matrix.svg"};
+    enum { N_FILES = 5 };
     cs_atomic o[N_FILES];
     memset(o, 0, sizeof o);
     int rc = CS_OK;
-    /* all four complete before any is renamed into place */
+    /* all five complete before any is renamed into place */
     for (int i = 0; i < N_FILES && rc == CS_OK; i++) {
         char path[PATH_MAX];
         if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= sizeof path) {
@@ -565,8 +609,10 @@ int cs_results_write(const char *dir, const cs_run_result *r, cs_error *err)
             write_csv(o[i].f, r);
         else if (i == 2)
             write_svg(o[i].f, &r, 1, r->label, 1);
-        else
+        else if (i == 3)
             write_matrix(o[i].f, r);
+        else
+            write_heatmap(o[i].f, r);
         rc = cs_atomic_close(&o[i], err);
     }
     for (int i = 0; i < N_FILES && rc == CS_OK; i++)

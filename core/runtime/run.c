@@ -872,7 +872,7 @@ static int load_resume(run *r, int *next, cs_error *err)
 
 /* The files a run folder holds (besides state-K.safetensors). */
 static const char *const run_files[] = {"run.cfg",    "results.json", "results.csv", "accuracy.svg",
-                                        "accuracy_matrix.csv", "epochs.csv", "losses.svg",
+                                        "accuracy_matrix.csv", "accuracy_matrix.svg", "epochs.csv", "losses.svg",
                                         "interrupted.safetensors", NULL};
 
 static int is_state_file(const char *name)
