@@ -207,16 +207,35 @@ static int strings_of(const char *file, const config_setting_t *list, const char
     }
     *n = config_setting_length(list);
     *out = calloc((size_t)*n + 1, sizeof(char *));
+    if (!*out) {
+        fprintf(stderr, "cilscale sweep: out of memory\n");
+        return -1;
+    }
     for (int i = 0; i < *n; i++) {
         const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
         if (config_setting_type(e) != CONFIG_TYPE_STRING) {
             fprintf(stderr, "cilscale sweep: %s:%d: %s[%d]: expected a string \"key=v1,v2\"\n", file,
                     config_setting_source_line(e), name, i);
+            free(*out);
             return -1;
         }
         (*out)[i] = (char *)config_setting_get_string(e);
     }
     return 0;
+}
+
+/* A sweep file's list of "key=v1,v2" strings: to every run (b NULL) or as block b's axes. */
+static int add_sets(sweep *s, block *b, const char *file, const config_setting_t *list, const char *name,
+                    const char *where)
+{
+    char **v;
+    int n, rc = 0;
+    if (strings_of(file, list, name, &v, &n))
+        return -1;
+    for (int k = 0; k < n && !rc; k++)
+        rc = add_set(s, b, where, v[k]);
+    free(v);
+    return rc;
 }
 
 static int load_file(const char *path, sweep *s)
@@ -275,16 +294,8 @@ static int load_file(const char *path, sweep *s)
             if (parse_seeds(where, buf, s))
                 goto out;
         } else if (!strcmp(name, "set")) {
-            char **v;
-            int n;
-            if (strings_of(path, e, "set", &v, &n))
+            if (add_sets(s, NULL, path, e, "set", where))
                 goto out;
-            for (int k = 0; k < n; k++)
-                if (add_set(s, NULL, where, v[k])) {
-                    free(v);
-                    goto out;
-                }
-            free(v);
         } else if (!strcmp(name, "blocks")) {
             for (int k = 0; k < config_setting_length(e); k++) {
                 const config_setting_t *b = config_setting_get_elem(e, (unsigned)k);
@@ -301,16 +312,8 @@ static int load_file(const char *path, sweep *s)
                     if (!strcmp(fn, "figure1") && config_setting_type(f) == CONFIG_TYPE_BOOL) {
                         bl->figure1 = config_setting_get_bool(f);
                     } else if (!strcmp(fn, "vary")) {
-                        char **v;
-                        int n;
-                        if (strings_of(path, f, where, &v, &n))
+                        if (add_sets(s, bl, path, f, "vary", where))
                             goto out;
-                        for (int q = 0; q < n; q++)
-                            if (add_set(s, bl, where, v[q])) {
-                                free(v);
-                                goto out;
-                            }
-                        free(v);
                     } else {
                         fprintf(stderr, "cilscale sweep: %s: unknown key (a block has vary = [\"key=v1,v2\", ...] "
                                         "and figure1 = true/false)\n", where);
