@@ -893,6 +893,35 @@ START_TEST(test_epochs_roundtrip)
 }
 END_TEST
 
+/* One epoch of one loss term: the total and the weighted term are the same
+ * number up to rounding (term x weight), a y range of a few ulps. The plot's
+ * tick step once came out below the values' resolution and the tick loop
+ * never ended (cilscale train --epochs 1 filled the disk with losses.svg.tmp).
+ * The file must be a few kB with a handful of grid lines. */
+START_TEST(test_losses_one_epoch)
+{
+    const double loss = 2.17711;
+    const double w = 1.0000000000000002; /* term x weight is loss + 1 ulp */
+    cs_epoch_row row = {.state = 0, .epoch = 0, .lr = 0.1, .loss = loss, .train_top1 = 0.2, .images_per_s = 700,
+                        .seconds = 1.3, .n_terms = 1, .term = {loss}, .weight = {w}, .term_name = {"softmax_xent"}};
+    ck_assert(row.term[0] * row.weight[0] != loss); /* the range really is a few ulps, not one value */
+    const char *dir = subdir("one-epoch");
+    cs_error e;
+    ck_assert_msg(cs_epochs_write(dir, &row, 1, &e) == CS_OK, "%s", e.msg);
+    const char *svg = slurp(path_in(dir, "losses.svg"));
+    ck_assert_uint_lt(strlen(svg), 20000);
+    ck_assert_int_le(count(svg, "<line"), 20);
+    ck_assert_int_ge(count(svg, "<line"), 4);
+    assert_contains(svg, "</svg>\n");
+    /* a single point: the same */
+    row.weight[0] = 1;
+    row.loss = loss;
+    ck_assert_msg(cs_epochs_write(dir, &row, 1, &e) == CS_OK, "%s", e.msg);
+    ck_assert_uint_lt(strlen(slurp(path_in(dir, "losses.svg"))), 20000);
+    assert_no_temps(dir);
+}
+END_TEST
+
 /* Control characters in a results.csv (not written by cilscale) never reach
  * the terminal through report (issue 13 item 9). */
 START_TEST(test_report_control_chars)
@@ -981,6 +1010,7 @@ static Suite *results_suite(void)
     tcase_add_test(tc, test_report_figure1);
     tcase_add_test(tc, test_report_control_chars);
     tcase_add_test(tc, test_epochs_roundtrip);
+    tcase_add_test(tc, test_losses_one_epoch);
     tcase_add_checked_fixture(tc, NULL, tu_remove_tmpdir);
     suite_add_tcase(s, tc);
     return s;

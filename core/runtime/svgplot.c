@@ -33,14 +33,25 @@ void cs_svg_text(FILE *f, const char *s)
 /* An axis [lo, hi] with a tick step of 1, 2 or 5 times a power of ten. */
 static void axis(double vmin, double vmax, int target, double *lo, double *hi, double *step)
 {
-    if (!(vmax > vmin)) {
-        double d = fabs(vmin) > 0 ? fabs(vmin) * 0.1 : 1;
+    /* a range that is one value, or one value up to rounding (two series of
+     * the same numbers summed in another order), gets room around it: a step
+     * below the values' resolution would never advance a tick loop */
+    const double mag = fmax(fabs(vmin), fabs(vmax));
+    if (!(vmax - vmin > 1e-9 * mag)) {
+        double d = mag > 0 ? mag * 0.1 : 1;
         vmin -= d, vmax += d;
     }
     double raw = (vmax - vmin) / target, p = pow(10, floor(log10(raw))), m = raw / p;
     *step = (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
     *lo = floor(vmin / *step + 1e-9) * *step;
     *hi = ceil(vmax / *step - 1e-9) * *step;
+}
+
+/* The ticks from lo to hi at step (lo + i step for i = 0..n), at most 1000. */
+static int n_ticks(double lo, double hi, double step)
+{
+    double n = step > 0 ? floor((hi - lo) / step + 1e-9) : 0;
+    return isfinite(n) && n > 0 ? (n < 1000 ? (int)n : 1000) : 0;
 }
 
 static int usable(const cs_plot *p, const cs_plot_point *q)
@@ -100,8 +111,9 @@ void cs_plot_fwrite(FILE *f, const cs_plot *p)
             (left + right) / 2);
     cs_svg_text(f, p->title);
     fputs("</text>\n<g stroke=\"#dddddd\" stroke-width=\"1\">\n", f);
-    for (double y = y0; y <= y1 + 1e-9 * ys; y += ys)
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, PY(y), right, PY(y));
+    for (int i = 0, n = n_ticks(y0, y1, ys); i <= n; i++)
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, PY(y0 + i * ys), right,
+                PY(y0 + i * ys));
     for (int i = 0; !p->log_x && i < p->n_x_ticks; i++)
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", PX(p->x_ticks[i]), top,
                 PX(p->x_ticks[i]), bottom);
@@ -109,9 +121,11 @@ void cs_plot_fwrite(FILE *f, const cs_plot *p)
     fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, bottom, right, bottom);
     fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", left, top, left, bottom);
     fputs("</g>\n<g fill=\"#000000\">\n", f);
-    for (double y = y0; y <= y1 + 1e-9 * ys; y += ys)
+    for (int i = 0, n = n_ticks(y0, y1, ys); i <= n; i++) {
+        const double y = y0 + i * ys;
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", left - 8, PY(y) + 4,
                 fabs(y) < 1e-9 * ys ? 0 : y);
+    }
     if (p->log_x) {
         static const int mant[] = {1, 2, 5};
         for (double dec = x0; dec < x1 + 1e-9; dec += 1)
@@ -131,9 +145,11 @@ void cs_plot_fwrite(FILE *f, const cs_plot *p)
             fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n", PX(p->x_ticks[i]),
                     bottom + 20, p->x_ticks[i]);
     } else {
-        for (double x = x0; x <= x1 + 1e-9 * xs; x += xs)
+        for (int i = 0, n = n_ticks(x0, x1, xs); i <= n; i++) {
+            const double x = x0 + i * xs;
             fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n", PX(x), bottom + 20,
                     fabs(x) < 1e-9 * xs ? 0 : x);
+        }
     }
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">", (left + right) / 2,
             bottom + 45);
