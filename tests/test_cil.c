@@ -303,6 +303,18 @@ START_TEST(experiment_errors_name_the_key)
     ck_assert_int_eq(cs_experiment_set(&e, "model.depths=1,,2", &err), CS_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "model.depths: '1,,2': expected blocks per stage"), "%s", err.msg);
     ck_assert_int_eq(cs_experiment_set(&e, "model.depths=1,2,", &err), CS_ERR_ARG);
+    /* --set takes a list as a config file writes it, brackets and spaces included */
+    ck_assert_int_eq(cs_experiment_set(&e, "model.depths=[2, 1,1, 3]", &err), CS_OK);
+    ck_assert_int_eq(e.n_depths, 4);
+    ck_assert_int_eq(e.depths[0], 2);
+    ck_assert_int_eq(e.depths[3], 3);
+    ck_assert_int_eq(cs_experiment_set(&e, "model.depths=[2,x]", &err), CS_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "model.depths: '[2,x]': expected blocks per stage"), "%s", err.msg);
+    ck_assert_int_eq(cs_experiment_set(&e, "model.depths=[]", &err), CS_ERR_ARG);
+    ck_assert_int_eq(cs_experiment_set(&e, "scenario.order=[1, 0, 2]", &err), CS_OK);
+    ck_assert_int_eq(e.n_order, 3);
+    ck_assert_int_eq(e.order[0], 1);
+    ck_assert_int_eq(e.order[2], 2);
 }
 END_TEST
 

@@ -181,6 +181,23 @@ static int add_cil_opt(cs_experiment *e, const char *k, const char *v, const cha
 }
 
 /* Parses text for key k into e; where = "FILE:LINE: " or "--set ". */
+
+/* A list as --set gives it: "[2, 1, 1, 2]" (as in a config file) or "2,1,1,2"
+ * reads as "2,1,1,2"; anything else is returned as it is, for the caller's
+ * error message. */
+static const char *list_text(const char *v, char *buf, size_t size)
+{
+    size_t n = strlen(v);
+    if (n < 2 || v[0] != '[' || v[n - 1] != ']' || n >= size)
+        return v;
+    size_t u = 0;
+    for (size_t i = 1; i + 1 < n; i++)
+        if (v[i] != ' ' && v[i] != '\t')
+            buf[u++] = v[i];
+    buf[u] = 0;
+    return buf;
+}
+
 static int set_from_text(cs_experiment *e, const key *k, const char *v, const char *where, cs_error *err)
 {
     char *p = (char *)e + k->offset;
@@ -246,7 +263,8 @@ static int set_from_text(cs_experiment *e, const key *k, const char *v, const ch
     }
     case K_DEPTHS: {
         int n = 0;
-        const char *q = v;
+        char lb[512];
+        const char *q = list_text(v, lb, sizeof lb);
         while (*q) {
             long x = strtol(q, &end, 10);
             if (end == q || x < 1 || x > 100000 || n == CS_EXP_MAX_STAGES || (*end && *end != ',') ||
@@ -267,7 +285,8 @@ static int set_from_text(cs_experiment *e, const key *k, const char *v, const ch
             return CS_OK;
         }
         int n = 0;
-        const char *q = v;
+        char lb[4096];
+        const char *q = list_text(v, lb, sizeof lb);
         while (*q) {
             long x = strtol(q, &end, 10);
             if (end == q || x < 0 || x >= CS_EXP_MAX_ORDER || n == CS_EXP_MAX_ORDER || (*end && *end != ','))
