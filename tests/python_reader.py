@@ -44,6 +44,14 @@ check(len(run.matrix) == 2 and run.matrix[1]["group_1"] is not None and run.matr
 check(abs(run.matrix[1]["top1"] - run.top1()[1]) <= 1e-6, "the matrix's top1 is the state's")
 check({e["term"] for e in run.epochs} == {"softmax_xent", "cosine_embed"}, "epochs.csv: both LUCIR terms")
 check(repr(run).startswith("Run('lucir resnet18 w=0.1"), "repr names the run: %r" % run)
+meta, entries, _ = cilscale.read_header(os.path.join(out, "state-1.safetensors"))
+check([int(c) for c in meta["class_order"].split(",")] == run.class_order and meta["state"] == "1",
+      "the checkpoint's metadata (read without numpy) has the run's class order and its state")
+check(meta["depths"] == ",".join(str(d) for d in run.results["depths"]) and
+      meta["widths"] == ",".join(str(d) for d in run.results["widths"]) and meta["head"] == "cosine" and
+      meta["last_relu"] == "0" and meta["stem"] == "small" and meta["input"] == "1x28x28",
+      "... and says what the network is: %s" % {k: meta[k] for k in ("depths", "widths", "head", "stem", "input")})
+check(entries["fc.weight"]["shape"] == [10, run.results["widths"][-1]], "fc.weight is classes x features")
 try:
     import pandas  # noqa: F401
     check(len(run.frame("epochs")) == len(run.epochs), "frame('epochs') has every row")

@@ -14,7 +14,7 @@
 #include "runtime/results.h"
 
 static const char usage[] =
-    "usage: cilscale eval RUN_DIR [--state K] [--dump DIR] [--plugins FILE]\n"
+    "usage: cilscale eval RUN_DIR [--state K] [--dump DIR [--inputs]] [--plugins FILE]\n"
     "\n"
     "Evaluates the checkpoint RUN_DIR/state-K.safetensors (default: the last\n"
     "finished state) on the test images of the classes seen by then, as the run\n"
@@ -26,6 +26,8 @@ static const char usage[] =
     "                   model label, columns: predicted), DIR/logits.npy (float32,\n"
     "                   test images x classes seen), DIR/labels.npy (int32) and\n"
     "                   DIR/predictions.csv\n"
+    "  --inputs         with --dump, also DIR/inputs.npy: the test images as the\n"
+    "                   network saw them (float32, images x C x H x W, normalised)\n"
     "  --plugins FILE   plugins.conf to load\n"
     "  --help           this text\n"
     "\n"
@@ -34,11 +36,11 @@ static const char usage[] =
     "checkpoint that is not the run's.\n";
 
 typedef struct eval_opts {
-    int state;
+    int state, inputs;
     const char *dump, *plugins;
 } eval_opts;
 
-enum { O_STATE = 300, O_DUMP, O_PLUGINS };
+enum { O_STATE = 300, O_DUMP, O_INPUTS, O_PLUGINS };
 
 static int take_option(void *ctx, int opt, const char *arg)
 {
@@ -46,19 +48,24 @@ static int take_option(void *ctx, int opt, const char *arg)
     switch (opt) {
     case O_STATE: return cli_int("eval", "state", arg, 0, 63, &o->state) ? CLI_OPT_BAD : CLI_OPT_TAKEN;
     case O_DUMP: o->dump = arg; return CLI_OPT_TAKEN;
+    case O_INPUTS: o->inputs = 1; return CLI_OPT_TAKEN;
     case O_PLUGINS: o->plugins = arg; return CLI_OPT_TAKEN;
     default: return CLI_OPT_UNKNOWN;
     }
 }
 
-/* A .npy file (format 1.0): a C-order array of dtype descr and shape rows x cols (cols 0: 1-d). */
-static int write_npy(const char *path, const char *descr, const void *data, size_t elem, int rows, int cols,
+/* A .npy file (format 1.0): a C-order array of dtype descr and shape dims[0..nd). */
+static int write_npy(const char *path, const char *descr, const void *data, size_t elem, int nd, const int *dims,
                      cs_error *err)
 {
-    char hdr[160];
-    int n = cols ? snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%d, %d), }", descr,
-                            rows, cols)
-                 : snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%d,), }", descr, rows);
+    char hdr[256];
+    size_t count = 1;
+    int n = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
+    for (int i = 0; i < nd; i++) {
+        n += snprintf(hdr + n, sizeof hdr - (size_t)n, "%d%s", dims[i], nd == 1 || i + 1 < nd ? ", " : "");
+        count *= (size_t)dims[i];
+    }
+    n += snprintf(hdr + n, sizeof hdr - (size_t)n, "), }");
     int total = 10 + n + 1, pad = (64 - total % 64) % 64; /* the header ends in \n on a 64-byte boundary */
     cs_atomic a;
     int rc = cs_atomic_open(&a, path, 0666, err);
@@ -72,7 +79,7 @@ static int write_npy(const char *path, const char *descr, const void *data, size
         for (int i = 0; i < pad; i++)
             fputc(' ', a.f);
         fputc('\n', a.f);
-        fwrite(data, elem, (size_t)rows * (size_t)(cols ? cols : 1), a.f);
+        fwrite(data, elem, count, a.f);
         rc = cs_atomic_commit(&a, err);
     }
     cs_atomic_release(&a);
@@ -89,11 +96,17 @@ static int dump(const char *dir, const cs_eval_result *r, cs_error *err)
     if ((rc = cs_results_write_classes(dir, -1, k, r->class_order, r->hits, r->count, r->confusion, err)))
         return rc;
     snprintf(path, sizeof path, "%s/logits.npy", dir);
-    if ((rc = write_npy(path, "<f4", r->logits, sizeof(float), r->n_test, k, err)))
+    if ((rc = write_npy(path, "<f4", r->logits, sizeof(float), 2, (int[]){r->n_test, k}, err)))
         return rc;
     snprintf(path, sizeof path, "%s/labels.npy", dir);
-    if ((rc = write_npy(path, "<i4", r->labels, sizeof(int), r->n_test, 0, err)))
+    if ((rc = write_npy(path, "<i4", r->labels, sizeof(int), 1, (int[]){r->n_test}, err)))
         return rc;
+    if (r->inputs) {
+        snprintf(path, sizeof path, "%s/inputs.npy", dir);
+        if ((rc = write_npy(path, "<f4", r->inputs, sizeof(float), 4, (int[]){r->n_test, r->in_c, r->in_h, r->in_w},
+                            err)))
+            return rc;
+    }
     snprintf(path, sizeof path, "%s/predictions.csv", dir);
     if ((rc = cs_atomic_open(&a, path, 0666, err)) == CS_OK) {
         fputs("image,label,predicted\n", a.f);
@@ -115,6 +128,7 @@ int cmd_eval(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"state", required_argument, 0, O_STATE}, {"dump", required_argument, 0, O_DUMP},
+        {"inputs", no_argument, 0, O_INPUTS},
         {"plugins", required_argument, 0, O_PLUGINS}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     eval_opts o = {.state = -1};
@@ -126,6 +140,10 @@ int cmd_eval(int argc, char **argv)
         return CLI_USAGE;
     }
     const char *dir = argv[optind];
+    if (o.inputs && !o.dump) {
+        fprintf(stderr, "cilscale eval: --inputs says what --dump DIR writes; give --dump DIR too\n");
+        return CLI_USAGE;
+    }
     static cs_experiment e;
     cs_experiment_defaults(&e);
     cs_error err;
@@ -140,7 +158,7 @@ int cmd_eval(int argc, char **argv)
     if (!reg)
         return CLI_FAIL;
     cs_eval_result r;
-    rc = cs_experiment_eval(&e, reg, o.state, o.dump != NULL, &r, &err);
+    rc = cs_experiment_eval(&e, reg, o.state, o.dump ? CS_EVAL_LOGITS | (o.inputs ? CS_EVAL_INPUTS : 0) : 0, &r, &err);
     cs_registry_free(reg);
     if (rc) {
         fprintf(stderr, "cilscale eval: %s\n", err.msg);
@@ -160,7 +178,8 @@ int cmd_eval(int argc, char **argv)
         fprintf(stderr, "cilscale eval: %s\n", err.msg);
         rc = CLI_FAIL;
     } else if (o.dump) {
-        printf("  per_class.csv, confusion.csv, logits.npy, labels.npy, predictions.csv in %s\n", o.dump);
+        printf("  per_class.csv, confusion.csv, logits.npy, labels.npy, predictions.csv%s in %s\n",
+               o.inputs ? ", inputs.npy" : "", o.dump);
     }
     cs_eval_result_free(&r);
     return rc ? CLI_FAIL : CLI_OK;

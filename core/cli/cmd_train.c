@@ -303,7 +303,9 @@ int cmd_train(int argc, char **argv)
         char acc[32], ep[16];
         snprintf(acc, sizeof acc, "%.4f", (double)te.top1 / (double)te.seen);
         snprintf(ep, sizeof ep, "%d", epoch);
-        const char *meta[] = {"arch", ap->name, "test_top1", acc, "epochs", ep, NULL};
+        const char *extra[] = {"test_top1", acc, "epochs", ep, NULL};
+        cs_model_meta mm;
+        const char *const *meta = cs_model_meta_fill(&mm, &m, &in.eval, extra);
         if (!params || cs_model_read_params(&m, params, params + cs_graph_n_params(m.g), &err) ||
             cs_checkpoint_save(path, m.g, params, params + cs_graph_n_params(m.g), meta, &err)) {
             fprintf(stderr, "cilscale train: saving the model: %s\n", params ? err.msg : "out of memory");

@@ -30,7 +30,7 @@ extern "C" {
 
 /* What a load found; the metadata's first CS_CKPT_META_MAX pairs are copied
  * (a key or value longer than its buffer is cut short). */
-#define CS_CKPT_META_MAX 16
+#define CS_CKPT_META_MAX 32
 #define CS_CKPT_META_KEY 64
 #define CS_CKPT_META_VALUE 512
 

@@ -99,14 +99,22 @@ typedef struct cs_eval_result {
     int *class_order;           /* [n_seen]: model label i is data-set class class_order[i] */
     float *logits;              /* [n_test * n_seen], with keep_logits */
     int *labels;                /* [n_test], the true model labels, with keep_logits */
+    float *inputs;              /* [n_test * c * h * w]: the images as the network saw them, with CS_EVAL_INPUTS */
+    int in_c, in_h, in_w;       /* the network's input shape */
 } cs_eval_result;
 void cs_eval_result_free(cs_eval_result *r);
+
+/* cs_experiment_eval's keep flags. */
+enum {
+    CS_EVAL_LOGITS = 1, /* keep logits and labels */
+    CS_EVAL_INPUTS = 2, /* also keep the input images (normalised, N x C x H x W) */
+};
 
 /* Evaluates the checkpoint of state (or, state < 0, the last finished one)
  * in the run folder e->out on the test images of the classes seen by then,
  * exactly as the run evaluated it (same network, batches and device): the run
  * folder's run.cfg is e. The checkpoint must be this run's (run_id). */
-int cs_experiment_eval(const cs_experiment *e, const cs_registry *reg, int state, int keep_logits, cs_eval_result *out,
+int cs_experiment_eval(const cs_experiment *e, const cs_registry *reg, int state, int keep, cs_eval_result *out,
                        cs_error *err);
 
 /* cs_experiment_run's flags. */

@@ -282,8 +282,9 @@ static int save_model(run *r, const char *name, cs_error *err)
     size_t u = 0;
     for (int i = 0; i < r->sc.n_classes && u < sizeof order; i++)
         u += (size_t)snprintf(order + u, sizeof order - u, "%s%d", i ? "," : "", r->sc.order[i]);
-    const char *meta[] = {"state", st,    "arch",   r->arch_p->name,  "cil", r->cil_p->name, "class_order",
-                          order,   "run_id", r->res->run_id, NULL};
+    const char *extra[] = {"state", st, "cil", r->cil_p->name, "class_order", order, "run_id", r->res->run_id, NULL};
+    cs_model_meta mm;
+    const char *const *meta = cs_model_meta_fill(&mm, &r->m, &r->in.eval, extra);
     int rc = cs_model_read_params(&r->m, p, p + cs_graph_n_params(r->m.g), err);
     if (!rc)
         rc = cs_checkpoint_save(path, r->m.g, p, p + cs_graph_n_params(r->m.g), meta, err);
@@ -1050,6 +1051,7 @@ void cs_eval_result_free(cs_eval_result *r)
     free(r->class_order);
     free(r->logits);
     free(r->labels);
+    free(r->inputs);
     memset(r, 0, sizeof *r);
 }
 
@@ -1075,7 +1077,7 @@ static int load_state_model(run *r, int s, cs_error *err)
     return rc;
 }
 
-int cs_experiment_eval(const cs_experiment *e, const cs_registry *reg, int state, int keep_logits, cs_eval_result *out,
+int cs_experiment_eval(const cs_experiment *e, const cs_registry *reg, int state, int keep, cs_eval_result *out,
                        cs_error *err)
 {
     static cs_run_result res, old;
@@ -1126,8 +1128,14 @@ int cs_experiment_eval(const cs_experiment *e, const cs_registry *reg, int state
         rc = CS_ERR;
         goto done;
     }
+    const int keep_logits = keep & (CS_EVAL_LOGITS | CS_EVAL_INPUTS);
+    const size_t row_in = (size_t)cs_tensor_row(cs_graph_tensor(r.m.g, r.m.input));
+    out->in_c = r.m.in_c;
+    out->in_h = r.m.in_h;
+    out->in_w = r.m.in_w;
     if (keep_logits && (!(out->logits = malloc(sizeof(float) * (size_t)(nt ? nt : 1) * (size_t)k)) ||
-                        !(out->labels = malloc(sizeof(int) * (size_t)(nt ? nt : 1))))) {
+                        !(out->labels = malloc(sizeof(int) * (size_t)(nt ? nt : 1))) ||
+                        ((keep & CS_EVAL_INPUTS) && !(out->inputs = malloc(sizeof(float) * (size_t)(nt ? nt : 1) * row_in))))) {
         rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -1154,6 +1162,8 @@ int cs_experiment_eval(const cs_experiment *e, const cs_registry *reg, int state
             if (keep_logits) {
                 memcpy(out->logits + (size_t)seen * (size_t)k, row, sizeof(float) * (size_t)k);
                 out->labels[seen] = y;
+                if (out->inputs)
+                    memcpy(out->inputs + (size_t)seen * row_in, img + (size_t)i * row_in, sizeof(float) * row_in);
             }
             seen++;
         }

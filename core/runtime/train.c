@@ -63,6 +63,41 @@ int cs_model_init(cs_model *m, const cs_arch_iface *arch, const char *arch_name,
     return rc;
 }
 
+const char *const *cs_model_meta_fill(cs_model_meta *meta, const cs_model *m, const cs_augment *eval,
+                                      const char *const *extra)
+{
+    const cs_arch_config *c = &m->cfg;
+    int widths[CS_MAX_STAGES];
+    cs_arch_widths(m->arch, c, widths);
+    snprintf(meta->w, sizeof meta->w, "%.17g", c->w);
+    size_t ud = 0, uw = 0;
+    for (int i = 0; i < m->arch->n_stages; i++) {
+        ud += (size_t)snprintf(meta->depths + ud, sizeof meta->depths - ud, "%s%d", i ? "," : "", c->depths[i]);
+        uw += (size_t)snprintf(meta->widths + uw, sizeof meta->widths - uw, "%s%d", i ? "," : "", widths[i]);
+    }
+    snprintf(meta->in_channels, sizeof meta->in_channels, "%d", m->in_c);
+    snprintf(meta->input, sizeof meta->input, "%dx%dx%d", m->in_c, m->in_h, m->in_w);
+    size_t um = 0, us = 0;
+    for (int ch = 0; ch < m->in_c && ch < 3; ch++) {
+        um += (size_t)snprintf(meta->mean + um, sizeof meta->mean - um, "%s%.9g", ch ? "," : "", (double)eval->mean[ch]);
+        us += (size_t)snprintf(meta->std + us, sizeof meta->std - us, "%s%.9g", ch ? "," : "", (double)eval->std[ch]);
+    }
+    int n = 0;
+    const int cap = (int)(sizeof meta->kv / sizeof meta->kv[0]) - 1 - 2 * 12;
+    for (int i = 0; extra && extra[i] && extra[i + 1] && n < cap; i += 2) {
+        meta->kv[n++] = extra[i];
+        meta->kv[n++] = extra[i + 1];
+    }
+    const char *net[] = {"arch", m->arch_name, "w", meta->w, "depths", meta->depths, "widths", meta->widths,
+                         "in_channels", meta->in_channels, "stem", cs_stem_name(c->stem), "head",
+                         cs_head_name(c->head), "last_relu", c->no_last_relu ? "0" : "1", "convention",
+                         cs_convention_name(c->convention), "input", meta->input, "mean", meta->mean, "std", meta->std};
+    for (size_t i = 0; i < sizeof net / sizeof net[0]; i++)
+        meta->kv[n++] = net[i];
+    meta->kv[n] = NULL;
+    return meta->kv;
+}
+
 void cs_model_free(cs_model *m)
 {
     cs_plan_release(m->plan);

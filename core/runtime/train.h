@@ -41,6 +41,18 @@ int cs_model_build(cs_model *m, const cs_arch_iface *arch, const char *arch_name
 int cs_model_prepare(cs_model *m, cs_device *dev, uint64_t seed, cs_error *err);
 void cs_model_free(cs_model *m);
 
+/* A checkpoint's metadata for m: extra ({"key", "value", ..., NULL} or NULL)
+ * followed by what rebuilding the network elsewhere takes
+ * (python/cilscale/nets.py): arch, w, depths, widths, in_channels, stem,
+ * head, last_relu (0 or 1), convention, input (CxHxW) and the input's mean
+ * and std per channel (eval's normalisation). The strings live in meta. */
+typedef struct cs_model_meta {
+    char w[32], depths[128], widths[256], in_channels[16], input[64], mean[96], std[96];
+    const char *kv[2 * 24 + 1];
+} cs_model_meta;
+const char *const *cs_model_meta_fill(cs_model_meta *meta, const cs_model *m, const cs_augment *eval,
+                                      const char *const *extra);
+
 /* Host copies of the parameter and buffer arenas (g->n_params, g->n_buffers floats). */
 int cs_model_read_params(cs_model *m, float *params, float *buffers, cs_error *err);
 int cs_model_write_params(cs_model *m, const float *params, const float *buffers, cs_error *err);

@@ -5,16 +5,24 @@
     run.summary["avg_incremental_top1"], run.class_order, run.matrix[-1], run.epochs[0]
     run.frame("epochs")          # a pandas DataFrame, when pandas is installed
 
+    ck = cilscale.read_checkpoint("runs/fashion-mnist/state-4.safetensors")  # needs numpy
+    ck.metadata["widths"], ck.tensors["fc.weight"].shape, ck.class_order
+
+    import cilscale.nets                     # needs torch
+    net = cilscale.nets.load_module("runs/fashion-mnist/state-4.safetensors")
+    net(net.normalize(images_uint8))         # the logits cilscale computes
+
 The files and their columns are described in docs/user-guide.md ("Results and
-reports"). Building the PyTorch module of a checkpoint is not here yet: see
-bench/torch_reference.py in the source tree.
+reports", "In Python").
 """
 import csv
 import json
 import math
 import os
 
-__all__ = ["Run", "read_run"]
+from .checkpoint import Checkpoint, read_checkpoint, read_header
+
+__all__ = ["Run", "read_run", "Checkpoint", "read_checkpoint", "read_header"]
 
 
 def _number(text):
