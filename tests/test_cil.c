@@ -557,7 +557,7 @@ START_TEST(run_writes_results_and_resume_matches)
     int rc = tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", a, NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
     ck_assert_ptr_nonnull(strstr(o, "lucir resnet18 w=0.1 [1,1,1,1] seed 3"));
-    ck_assert_ptr_nonnull(strstr(e, "state 3/3: 10 classes seen"));
+    ck_assert_ptr_nonnull(strstr(e, "state 2 (3/3): 10 classes seen"));
     const char *files[] = {"results.json", "results.csv", "accuracy.svg", "run.cfg", "state-0.safetensors",
                            "state-2.safetensors"};
     for (int i = 0; i < 6; i++) {
@@ -578,7 +578,7 @@ START_TEST(run_writes_results_and_resume_matches)
     ck_assert_int_eq(system(o), 0);
     rc = tu_run(o, sizeof o, e, sizeof e, "run", "--resume", b, NULL);
     ck_assert_msg(rc == 0, "exit %d: %s", rc, e);
-    ck_assert_ptr_nonnull(strstr(e, "resuming after state 1 of 3"));
+    ck_assert_ptr_nonnull(strstr(e, "resuming after state 0 (1/3 done)"));
     accuracy_rows(b, rows_b, sizeof rows_b);
     ck_assert_str_eq(rows_b, rows_a);
     /* provenance: the run began when a began (kept over the resume), its time adds up, the command is the resume's */
@@ -946,7 +946,7 @@ START_TEST(divergence_is_named)
     snprintf(d, sizeof d, "%s/div", tu_tmpdir());
     int rc = tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", d, "--set", "cil.lambda_base=1e30", NULL);
     ck_assert_int_eq(rc, 1);
-    ck_assert_msg(strstr(e, "state 2, epoch 1: the loss became") &&
+    ck_assert_msg(strstr(e, "state 1, epoch 1/2: the loss became") &&
                       strstr(e, "the term cosine_embed (weight 1.") && strstr(e, "is far too heavy: lower its weight"),
                   "%s", e);
     rc = tu_run(o, sizeof o, e, sizeof e, "run", cfg, "--out", d, "--force", "--set", "train.lr=1000", "--set",

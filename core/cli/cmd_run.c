@@ -58,9 +58,9 @@ static int on_batch(void *ctx, int state, int n_states, int epoch, int epochs, i
     if (cli_progress_due(&u->p)) {
         double per_batch = st->seconds / bi;
         double left = per_batch * ((nb - bi) + (double)nb * (epochs - epoch - 1));
-        cli_progress_update(&u->p, "state %d/%d  epoch %d/%d  batch %d/%d  loss %.4f  acc %.1f%%  %.0f img/s  %s left "
+        cli_progress_update(&u->p, "state %d (%d/%d)  epoch %d/%d  batch %d/%d  loss %.4f  acc %.1f%%  %.0f img/s  %s left "
                                    "in this state",
-                            state + 1, n_states, epoch + 1, epochs, bi, nb, st->loss,
+                            state, state + 1, n_states, epoch + 1, epochs, bi, nb, st->loss,
                             100.0 * (double)st->top1 / (double)st->seen, (double)st->seen / st->seconds,
                             cli_duration(left));
     }

@@ -372,7 +372,7 @@ static int train_state(run *r, int s, const cs_cil_state *st, cs_state_result *s
         if (k < 0) {
             char why[sizeof err->msg];
             snprintf(why, sizeof why, "%s", err->msg);
-            rc = cs_error_set(err, k, "state %d, epoch %d: %s", s + 1, ep + 1, why);
+            rc = cs_error_set(err, k, "state %d, epoch %d/%d: %s", s, ep + 1, epochs, why);
         }
         stopped = k == 1;
         sr->train_loss = es.loss;
@@ -381,7 +381,7 @@ static int train_state(run *r, int s, const cs_cil_state *st, cs_state_result *s
         if (!rc && (rc = cs_model_check_weights(&r->m, err))) {
             char why[sizeof err->msg];
             snprintf(why, sizeof why, "%s", err->msg);
-            rc = cs_error_set(err, rc, "state %d, epoch %d: %s", s + 1, ep + 1, why);
+            rc = cs_error_set(err, rc, "state %d, epoch %d/%d: %s", s, ep + 1, epochs, why);
         }
     }
     sr->train_seconds = cs_now_s() - t0;
@@ -399,7 +399,7 @@ static void save_interrupted(run *r, int s)
         say(r, "could not save the interrupted model: %s", e2.msg);
     else
         say(r, "stopped in state %d; the model so far is in %s/interrupted.safetensors; "
-               "--resume restarts state %d", s + 1, r->e->out, s + 1);
+               "--resume restarts state %d", s, r->e->out, s);
 }
 
 /* per_class-S.csv and confusion-S.csv: the last evaluation (state s). */
@@ -466,7 +466,7 @@ static int evaluate_state(run *r, int s, cs_state_result *sr, cs_error *err)
         if (!rc) {
             char why[sizeof err->msg];
             snprintf(why, sizeof why, "%s", eb ? "out of memory" : err->msg);
-            rc = cs_error_set(err, CS_ERR, "evaluating state %d: %s", s + 1, why);
+            rc = cs_error_set(err, CS_ERR, "evaluating state %d: %s", s, why);
         }
         goto out;
     }
@@ -487,7 +487,7 @@ static int evaluate_state(run *r, int s, cs_state_result *sr, cs_error *err)
         snprintf(t1, sizeof t1, "%.2f%%", 100 * sr->top1);
     if (!isnan(sr->top5))
         snprintf(t5, sizeof t5, "%.2f%%", 100 * sr->top5);
-    say(r, "state %d/%d: %d classes seen: top-1 %s, top-5 %s (train %.0fs, loss %.4f)", s + 1, r->sc.n_states,
+    say(r, "state %d (%d/%d): %d classes seen: top-1 %s, top-5 %s (train %.0fs, loss %.4f)", s, s + 1, r->sc.n_states,
         sr->n_seen, t1, t5, sr->train_seconds, sr->train_loss);
 out:
     cs_batcher_free(eb);
@@ -867,7 +867,7 @@ static int load_resume(run *r, int *next, cs_error *err)
     r->prev_params = p;
     r->prev_buffers = b;
     *next = old.n_states;
-    say(r, "resuming after state %d of %d from %s", old.n_states, r->sc.n_states, r->e->out);
+    say(r, "resuming after state %d (%d/%d done) from %s", old.n_states - 1, old.n_states, r->sc.n_states, r->e->out);
     return CS_OK;
 }
 
