@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "runtime/results.h"
+#include "runtime/svgplot.h"
 #include "testutil.h"
 
 #define TOL 1e-12
@@ -922,6 +923,50 @@ START_TEST(test_losses_one_epoch)
 }
 END_TEST
 
+/* Plots fit for a paper (issue 14 item 9): 20 series get 20 distinct
+ * (colour, dash) styles, and past 6 series the legend takes two columns, so
+ * the figure is shorter than one legend row per series. */
+START_TEST(test_plot_styles_and_legend)
+{
+    for (int a = 0; a < 20; a++)
+        for (int b = a + 1; b < 20; b++) {
+            const char *da = cs_svg_dash(a), *db = cs_svg_dash(b);
+            int same_dash = (!da && !db) || (da && db && !strcmp(da, db));
+            ck_assert_msg(!(same_dash && !strcmp(cs_svg_colour(a), cs_svg_colour(b))), "series %d and %d look alike",
+                          a, b);
+        }
+    cs_plot_point pts[10][2];
+    cs_plot_series se[10];
+    char labels[10][16];
+    for (int s = 0; s < 10; s++) {
+        pts[s][0] = (cs_plot_point){2, 50 - s, NAN, 0};
+        pts[s][1] = (cs_plot_point){4, 40 - s, NAN, 0};
+        snprintf(labels[s], sizeof labels[s], "series %d", s);
+        se[s] = (cs_plot_series){labels[s], pts[s], 2, 1, 0, 0};
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cs_plot p = {.title = "t", .xlabel = "x", .ylabel = "y", .series = se, .n_series = 10};
+    cs_plot_fwrite(f, &p);
+    fclose(f);
+    /* 10 entries in 5 rows of 2: legend rows at 472 + 20 r, height 472 + 5 x 20 + 10 */
+    ck_assert_msg(strstr(buf, "height=\"582\""), "%.200s", buf);
+    ck_assert_msg(strstr(buf, "<text x=\"115.0\" y=\"476.0\">series 0</text>"), "%s", strstr(buf, "legend"));
+    ck_assert_msg(strstr(buf, "<text x=\"462.5\" y=\"476.0\">series 5</text>"), "%s", strstr(buf, "legend"));
+    free(buf);
+    /* 3 series: one column */
+    buf = NULL;
+    f = open_memstream(&buf, &len);
+    p.n_series = 3;
+    cs_plot_fwrite(f, &p);
+    fclose(f);
+    ck_assert_msg(strstr(buf, "height=\"542\""), "%.200s", buf);
+    ck_assert_msg(strstr(buf, "<text x=\"115.0\" y=\"516.0\">series 2</text>"), "%s", strstr(buf, "legend"));
+    free(buf);
+}
+END_TEST
+
 /* Control characters in a results.csv (not written by cilscale) never reach
  * the terminal through report (issue 13 item 9). */
 START_TEST(test_report_control_chars)
@@ -1011,6 +1056,7 @@ static Suite *results_suite(void)
     tcase_add_test(tc, test_report_control_chars);
     tcase_add_test(tc, test_epochs_roundtrip);
     tcase_add_test(tc, test_losses_one_epoch);
+    tcase_add_test(tc, test_plot_styles_and_legend);
     tcase_add_checked_fixture(tc, NULL, tu_remove_tmpdir);
     suite_add_tcase(s, tc);
     return s;

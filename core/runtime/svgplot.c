@@ -63,7 +63,10 @@ void cs_plot_fwrite(FILE *f, const cs_plot *p)
 {
     const double width = 800, left = 75, right = width - 30, top = 50, bottom = 400;
     const double legend_top = bottom + 72, legend_row = 20;
-    const double height = legend_top + (p->n_series > 0 ? p->n_series : 1) * legend_row + (p->note ? 24 : 10);
+    /* the legend: one column up to 6 series, then two (a compact figure) */
+    const int legend_cols = p->n_series > 6 ? 2 : 1;
+    const int legend_rows = p->n_series > 0 ? (p->n_series + legend_cols - 1) / legend_cols : 1;
+    const double height = legend_top + legend_rows * legend_row + (p->note ? 24 : 10);
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
     for (int s = 0; s < p->n_series; s++)
         for (int i = 0; i < p->series[s].n; i++) {
@@ -220,22 +223,23 @@ void cs_plot_fwrite(FILE *f, const cs_plot *p)
     for (int s = 0; s < p->n_series; s++) {
         const int style = p->series[s].style;
         const char *colour = cs_svg_colour(style ? style - 1 : s), *dash = style ? "7 4" : cs_svg_dash(s);
-        double y = legend_top + s * legend_row;
+        const double y = legend_top + (s % legend_rows) * legend_row;
+        const double x = left + (s / legend_rows) * (right - left) / legend_cols;
         if (p->series[s].line) {
-            fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"", left,
-                    y, left + 30, y, colour);
+            fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"", x,
+                    y, x + 30, y, colour);
             if (dash)
                 fprintf(f, " stroke-dasharray=\"%s\"", dash);
             fputs("/>\n", f);
         }
-        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n<text x=\"%.1f\" y=\"%.1f\">", left + 15, y,
-                colour, left + 40, y + 4);
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n<text x=\"%.1f\" y=\"%.1f\">", x + 15, y,
+                colour, x + 40, y + 4);
         cs_svg_text(f, p->series[s].label);
         fputs("</text>\n", f);
     }
     if (p->note) {
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#444444\">", left,
-                legend_top + (p->n_series > 0 ? p->n_series : 1) * legend_row + 6);
+                legend_top + legend_rows * legend_row + 6);
         cs_svg_text(f, p->note);
         fputs("</text>\n", f);
     }
