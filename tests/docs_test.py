@@ -26,17 +26,11 @@ resolves and prints every run, without training them).
 
 Ends with "N passed, N failed"; a marked block with no command is a failure.
 """
-import os, re, shutil, subprocess, sys, tempfile
+import os, shutil, subprocess, sys, tempfile
 
 exe, src, files = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sys.argv[3:]
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    print(("ok: " if ok else "FAIL: ") + what)
-    passed += bool(ok)
-    failed += not ok
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pyutil import check, finish  # noqa: E402
 
 
 WRAPPER = r'''#!/usr/bin/env bash
@@ -130,5 +124,4 @@ for md in files:
     check(n > 0, "%s: %d blocks marked for testing" % (name, n))
     shutil.rmtree(work, ignore_errors=True)
 
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()

@@ -2,30 +2,17 @@
 """python_reader.py: the Python package reads a real run folder (a tiny IDX
 data set made here, a 2-state run with the built cilscale) and agrees with
 results.csv. Ends with "N passed, N failed"."""
-import gzip, os, shutil, struct, subprocess, sys, tempfile
+import os, shutil, subprocess, sys, tempfile
 
 exe, src = sys.argv[1], sys.argv[2]
 sys.path.insert(0, os.path.join(src, "python"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cilscale  # noqa: E402
-
-passed = failed = 0
-def check(ok, what):
-    global passed, failed
-    print(("ok: " if ok else "FAIL: ") + what)
-    passed += bool(ok)
-    failed += not ok
+from pyutil import check, finish, tiny_idx  # noqa: E402
 
 tmp = tempfile.mkdtemp(prefix="cs-py-")
 data = os.path.join(tmp, "data")
-os.makedirs(data)
-for split, per in (("train", 6), ("t10k", 3)):
-    n = 10 * per
-    img = struct.pack(">IIII", 0x803, n, 28, 28) + bytes((i * 7 + j) % 256 for i in range(n) for j in range(784))
-    lab = struct.pack(">II", 0x801, n) + bytes(i % 10 for i in range(n))
-    with gzip.open(os.path.join(data, "%s-images-idx3-ubyte.gz" % split), "wb") as f:
-        f.write(img)
-    with gzip.open(os.path.join(data, "%s-labels-idx1-ubyte.gz" % split), "wb") as f:
-        f.write(lab)
+tiny_idx(data, lambda i, j: i * 7 + j)
 out = os.path.join(tmp, "run")
 r = subprocess.run([exe, "run", "--set", "data.path=" + data, "--set", "scenario.states=2", "--set", "train.epochs=1",
                     "--set", "model.width=0.1", "--set", "model.depth=0.5", "--set", "train.batch=16",
@@ -58,5 +45,4 @@ try:
 except ImportError:
     print("skip: pandas is not installed (frame() is the only part that needs it)")
 shutil.rmtree(tmp, ignore_errors=True)
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()

@@ -12,7 +12,7 @@ with a line naming the key, and net.normalize gives the inputs cilscale fed.
 
 Needs torch and numpy: without them it prints a skip line and exits 77
 (meson's skip). Ends with "N passed, N failed"."""
-import gzip, json, os, shutil, struct, subprocess, sys, tempfile
+import json, os, shutil, struct, subprocess, sys, tempfile
 
 exe, src = sys.argv[1], sys.argv[2]
 try:
@@ -23,32 +23,15 @@ except ImportError as e:
     print("0 passed, 0 failed")
     sys.exit(77)
 sys.path.insert(0, os.path.join(src, "python"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cilscale.checkpoint  # noqa: E402
 import cilscale.nets  # noqa: E402
+from pyutil import check, finish, tiny_idx  # noqa: E402
 
 torch.set_num_threads(1)
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    print(("ok: " if ok else "FAIL: ") + what)
-    passed += bool(ok)
-    failed += not ok
-
-
 tmp = tempfile.mkdtemp(prefix="cs-torch-")
 data = os.path.join(tmp, "data")
-os.makedirs(data)
-raw = {}
-for split, per in (("train", 6), ("t10k", 3)):
-    n = 10 * per
-    pix = bytes((i * 7 + j * 13 + (j // 28) * i) % 256 for i in range(n) for j in range(784))
-    raw[split] = pix
-    with gzip.open(os.path.join(data, "%s-images-idx3-ubyte.gz" % split), "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + pix)
-    with gzip.open(os.path.join(data, "%s-labels-idx1-ubyte.gz" % split), "wb") as f:
-        f.write(struct.pack(">II", 0x801, n) + bytes(i % 10 for i in range(n)))
+raw = {"t10k": tiny_idx(data, lambda i, j: i * 7 + j * 13 + (j // 28) * i)}
 
 CASES = [
     ("resnet18", "lucir", "small", "[2,1,1,2]", "0.25"),
@@ -129,5 +112,4 @@ if first_run:
         check("not a safetensors file" in str(e), "a file whose header length exceeds its size is refused: %s" % e)
 
 shutil.rmtree(tmp, ignore_errors=True)
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()
