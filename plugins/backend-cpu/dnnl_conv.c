@@ -37,6 +37,11 @@ int dconv_forward_folded(dconv *c, const cpu_par *p, float *out, const float *in
     snprintf(why, size, "the cpu backend was built without oneDNN");
     return -1;
 }
+int64_t dconv_ws_for(dconv *c, int n)
+{
+    (void)c, (void)n;
+    return -1;
+}
 int dconv_backward(dconv *c, const cpu_par *p, float *din, float *dweight, float *dbias, const float *dout,
                    const float *in, const float *weight, int n, char *why, size_t size)
 {
@@ -509,6 +514,26 @@ static prims *prims_for(dconv *c, const cpu_par *p, int n, char *why, size_t siz
         return NULL;
     }
     return &c->set[at];
+}
+
+int64_t dconv_ws_for(dconv *c, int n)
+{
+    for (int i = 0; i < c->n_sets; i++)
+        if (c->set[i].n == n)
+            return ws_floats_of(&c->set[i]);
+    int at = c->n_sets < MAX_SETS ? c->n_sets : MAX_SETS - 1;
+    if (at < c->n_sets)
+        prims_free(&c->set[at]);
+    else
+        c->n_sets++;
+    conv_geom g = c->g;
+    g.n = n;
+    set_threads(c->threads);
+    if (prims_make(&c->set[at], &g, c->has_bias, n, c->src_block, c->dst_block, c->wino, c->fold_act) != dnnl_success) {
+        c->n_sets--;
+        return -1;
+    }
+    return ws_floats_of(&c->set[at]);
 }
 
 /* Where each slot starts in the plan's workspace. */

@@ -38,6 +38,11 @@ int dconv_block(void);
 int dconv_create(dconv **c, const conv_geom *g, int has_bias, int src_block, int dst_block, int wino, int fold_act,
                  int threads, int64_t *ws_floats, char *why, size_t size);
 void dconv_free(dconv *c);
+/* Floats of workspace the primitives for n rows need (made now and kept for
+ * the calls that follow), or -1 where they cannot be made. A batch of other
+ * than the planned rows (the last, partial one) can need more than the
+ * planned batch: oneDNN may pick another algorithm for it. */
+int64_t dconv_ws_for(dconv *c, int n);
 /* oneDNN's name for the implementation it chose ("jit:avx512_core", "gemm:jit"). */
 const char *dconv_impl(const dconv *c);
 

@@ -472,8 +472,28 @@ static int check_labels(const cpu_plan *p, int i, const float *labels, int n, in
     return CS_OK;
 }
 
+/* A oneDNN convolution on n rows (a partial batch) may need more workspace
+ * than the planned batch: the plan's workspace grows to fit before the call. */
+static int fit_workspace(cpu_plan *p, const node_state *st, int n, cs_error *err)
+{
+    if (!st->dc)
+        return CS_OK;
+    int64_t need = dconv_ws_for(st->dc, n);
+    if (need <= p->ws_size)
+        return CS_OK; /* fits, or cannot be made: the call says why */
+    float *ws = zalloc(need, sizeof(float));
+    if (!ws)
+        return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory (workspace of %lld floats)", (long long)need);
+    free(p->ws);
+    p->ws = ws;
+    p->ws_size = need;
+    return CS_OK;
+}
+
 static int node_forward(cpu_plan *p, int i, int n, int train, float *params, float *buffers, cs_error *err)
 {
+    if (cs_graph_node(p->g, i)->op == CS_OP_CONV2D && fit_workspace(p, &p->node[i], n, err))
+        return CS_ERR_NOMEM;
     const cs_graph *g = p->g;
     const cs_node *nd = cs_graph_node(g, i);
     node_state *st = &p->node[i];
@@ -613,6 +633,8 @@ static float *grad_of(cpu_plan *p, int id, int n)
 
 static int node_backward(cpu_plan *p, int i, int n, cs_error *err)
 {
+    if (cs_graph_node(p->g, i)->op == CS_OP_CONV2D && fit_workspace(p, &p->node[i], n, err))
+        return CS_ERR_NOMEM;
     const cs_graph *g = p->g;
     const cs_node *nd = cs_graph_node(g, i);
     node_state *st = &p->node[i];
