@@ -10,6 +10,7 @@ packages=(
   libdnnl-dev                        # oneDNN: the cpu backend's convolutions
   zlib1g-dev libpng-dev libjpeg62-turbo-dev  # data sets: gzipped IDX, PNG / JPEG image folders
   libvulkan-dev glslang-tools mesa-vulkan-drivers  # Vulkan backend; lavapipe where there is no GPU
+  libopenmpi-dev openmpi-bin         # optional: sweeps over MPI ranks (mpirun -np N cilscale sweep)
   dataset-fashion-mnist              # the data set of the main job
 )
 

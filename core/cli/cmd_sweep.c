@@ -12,7 +12,11 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
+#ifdef CS_HAVE_MPI
+#include <mpi.h>
+#endif
 
 #include "cli/cli.h"
 #include "cli/progress.h"
@@ -753,6 +757,169 @@ static int execute(sweep *s, const char *exe)
     return CLI_OK;
 }
 
+#ifdef CS_HAVE_MPI
+/* Launched by mpirun or srun (the launcher's environment says so)? */
+static int under_mpi(void)
+{
+    const char *v = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!v)
+        v = getenv("PMI_SIZE");
+    if (!v)
+        v = getenv("PMIX_SIZE");
+    return v && atoi(v) > 1;
+}
+
+enum { TAG_ASK = 1, TAG_JOB = 2 };
+
+/* Rank r > 0: asks rank 0 for a run, runs it, reports its exit status with
+ * the next request; index -1 means nothing is left (or the sweep stops). */
+static int mpi_worker(sweep *s, const char *exe, int threads)
+{
+    int msg[2] = {-1, 0}, got[2];
+    for (;;) {
+        MPI_Send(msg, 2, MPI_INT, 0, TAG_ASK, MPI_COMM_WORLD);
+        MPI_Recv(got, 2, MPI_INT, 0, TAG_JOB, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        if (got[0] < 0 || got[0] >= s->n_runs)
+            return CLI_OK;
+        job *j = &s->runs[got[0]];
+        snprintf(j->state, sizeof j->state, "%s", got[1] ? "resume" : "new");
+        int status = 127 << 8;
+        pid_t pid = start(s, j, exe, threads);
+        while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            if (stop_signal == SIGTERM)
+                kill(pid, SIGTERM);
+        msg[0] = got[0];
+        msg[1] = status;
+    }
+}
+
+/* Rank 0: hands the runs out one at a time to whichever rank asks (itself
+ * included: it runs s->jobs at a time as a serial sweep does), so uneven run
+ * times balance; prints every start and end, and counts failures. */
+static int mpi_dispatch(sweep *s, const char *exe, int threads, int size, int total)
+{
+    int next = 0, running = 0, k = 0, failed = 0, workers = size - 1;
+    int *remote = calloc((size_t)size, sizeof(int)); /* rank -> job index + 1 it runs */
+    if (!remote)
+        return CLI_FAIL;
+    while (running || workers > 0) {
+        while (!stop_signal && running < s->jobs && next < s->n_runs) {
+            job *j = &s->runs[next++];
+            if (!strcmp(j->state, "done"))
+                continue;
+            j->index = ++k;
+            printf("[%d/%d] %-7s %s\n", k, total, !strcmp(j->state, "resume") ? "resume" : "start", j->dir);
+            fflush(stdout);
+            if ((j->pid = start(s, j, exe, threads)) < 0)
+                failed++;
+            else
+                running++;
+        }
+        int flag = 0, status;
+        MPI_Status st;
+        MPI_Iprobe(MPI_ANY_SOURCE, TAG_ASK, MPI_COMM_WORLD, &flag, &st);
+        if (flag) {
+            int msg[2], reply[2] = {-1, 0};
+            MPI_Recv(msg, 2, MPI_INT, st.MPI_SOURCE, TAG_ASK, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            if (msg[0] >= 0 && msg[0] < s->n_runs) {
+                finished(&s->runs[msg[0]], s->runs[msg[0]].index, total, msg[1]);
+                if (!(WIFEXITED(msg[1]) && (WEXITSTATUS(msg[1]) == 0 || WEXITSTATUS(msg[1]) == 130 ||
+                                            WEXITSTATUS(msg[1]) == 143)))
+                    failed++;
+            }
+            while (!stop_signal && next < s->n_runs && !strcmp(s->runs[next].state, "done"))
+                next++;
+            if (!stop_signal && next < s->n_runs) {
+                job *j = &s->runs[next];
+                j->index = ++k;
+                reply[0] = next++;
+                reply[1] = !strcmp(j->state, "resume");
+                printf("[%d/%d] %-7s %s (rank %d)\n", k, total, reply[1] ? "resume" : "start", j->dir, st.MPI_SOURCE);
+            } else {
+                workers--;
+            }
+            remote[st.MPI_SOURCE] = reply[0] + 1;
+            MPI_Send(reply, 2, MPI_INT, st.MPI_SOURCE, TAG_JOB, MPI_COMM_WORLD);
+            fflush(stdout);
+            continue;
+        }
+        pid_t pid = running ? waitpid(-1, &status, WNOHANG) : 0;
+        if (pid > 0) {
+            for (int i = 0; i < s->n_runs; i++)
+                if (s->runs[i].pid == pid) {
+                    s->runs[i].pid = 0;
+                    running--;
+                    finished(&s->runs[i], s->runs[i].index, total, status);
+                    if (!(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 130 ||
+                                                WEXITSTATUS(status) == 143)))
+                        failed++;
+                }
+            fflush(stdout);
+            continue;
+        }
+        if (stop_signal == SIGTERM)
+            for (int i = 0; i < s->n_runs; i++)
+                if (s->runs[i].pid > 0)
+                    kill(s->runs[i].pid, SIGTERM);
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    }
+    free(remote);
+    if (stop_signal) {
+        printf("cilscale sweep: interrupted; run the same command again to go on\n");
+        return 128 + stop_signal;
+    }
+    if (failed) {
+        fprintf(stderr, "cilscale sweep: %d of %d runs failed\n", failed, total);
+        return CLI_FAIL;
+    }
+    return CLI_OK;
+}
+
+/* The sweep over MPI ranks: every rank has made the same list of runs; rank
+ * 0 hands them out. Returns -1 when not launched by an MPI launcher (or with
+ * one rank): the caller runs the sweep serially. *rank is set. */
+static int execute_mpi(sweep *s, const char *exe, int *rank)
+{
+    *rank = 0;
+    if (!under_mpi())
+        return -1;
+    int size = 1;
+    MPI_Init(NULL, NULL);
+    MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size < 2) {
+        MPI_Finalize();
+        return -1;
+    }
+    const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    int local = ls && atoi(ls) > 0 ? atoi(ls) : 1;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long per = cores / ((long)local * s->jobs);
+    int threads = (int)(per > 0 ? per : 1);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int rc;
+    if (*rank == 0) {
+        int total = 0;
+        for (int i = 0; i < s->n_runs; i++)
+            total += strcmp(s->runs[i].state, "done") != 0;
+        printf("cilscale sweep: %d runs in %s (%d done already, %d to go) over %d MPI ranks, %d threads each\n",
+               s->n_runs, s->out, s->n_runs - total, total, size, threads);
+        fflush(stdout);
+        rc = mpi_dispatch(s, exe, threads, size, total);
+    } else {
+        rc = mpi_worker(s, exe, threads);
+    }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    MPI_Finalize();
+    return rc;
+}
+#endif
+
 static int report(const sweep *s, const char *exe)
 {
     char out[PATH_MAX + 16];
@@ -923,8 +1090,15 @@ int cmd_sweep(int argc, char **argv)
         rc = CLI_FAIL;
         goto out;
     }
+    int rank = 0;
+#ifdef CS_HAVE_MPI
+    rc = execute_mpi(s, exe, &rank);
+    if (rc < 0)
+        rc = execute(s, exe);
+#else
     rc = execute(s, exe);
-    if (rc == CLI_OK && !s->no_report && !s->shard_n)
+#endif
+    if (rc == CLI_OK && rank == 0 && !s->no_report && !s->shard_n)
         rc = report(s, exe);
 out:
     free_sweep(s);
