@@ -688,6 +688,64 @@ static int take_option(void *ctx, int opt, const char *arg)
     }
 }
 
+/* The scheduling steps a serial and an MPI sweep share. */
+
+/* Starts runs until `running` reaches s->jobs; returns how many started. */
+static int start_local(sweep *s, int running, int *next, int *k, int total, const char *exe, int threads, int *failed)
+{
+    int started = 0;
+    while (!stop_signal && running + started < s->jobs && *next < s->n_runs) {
+        job *j = &s->runs[(*next)++];
+        if (!strcmp(j->state, "done"))
+            continue;
+        j->index = ++*k;
+        printf("[%d/%d] %-7s %s\n", *k, total, !strcmp(j->state, "resume") ? "resume" : "start", j->dir);
+        fflush(stdout);
+        j->pid = start(s, j, exe, threads);
+        if (j->pid < 0)
+            ++*failed;
+        else
+            started++;
+    }
+    return started;
+}
+
+/* A run ended with status: it is reported; a failure (not 0, not an interrupt) counted. */
+static void account(const job *j, int total, int status, int *failed)
+{
+    finished(j, j->index, total, status);
+    if (!(WIFEXITED(status) &&
+          (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 130 || WEXITSTATUS(status) == 143)))
+        ++*failed;
+}
+
+/* The child pid ended: its run is accounted; returns 1 if it was one of ours. */
+static int reap(sweep *s, pid_t pid, int status, int total, int *failed)
+{
+    for (int i = 0; i < s->n_runs; i++)
+        if (s->runs[i].pid == pid) {
+            s->runs[i].pid = 0;
+            account(&s->runs[i], total, status, failed);
+            fflush(stdout);
+            return 1;
+        }
+    return 0;
+}
+
+/* How the sweep ends: interrupted, some runs failed, or done. */
+static int sweep_end(int failed, int total)
+{
+    if (stop_signal) {
+        printf("cilscale sweep: interrupted; run the same command again to go on\n");
+        return 128 + stop_signal;
+    }
+    if (failed) {
+        fprintf(stderr, "cilscale sweep: %d of %d runs failed\n", failed, total);
+        return CLI_FAIL;
+    }
+    return CLI_OK;
+}
+
 static int execute(sweep *s, const char *exe)
 {
     int total = 0;
@@ -705,20 +763,7 @@ static int execute(sweep *s, const char *exe)
     sigaction(SIGTERM, &sa, NULL);
     int next = 0, running = 0, k = 0, failed = 0;
     for (;;) {
-        while (!stop_signal && running < s->jobs && next < s->n_runs) {
-            job *j = &s->runs[next++];
-            if (!strcmp(j->state, "done"))
-                continue;
-            j->index = ++k;
-            printf("[%d/%d] %-7s %s\n", k, total, !strcmp(j->state, "resume") ? "resume" : "start", j->dir);
-            fflush(stdout);
-            j->pid = start(s, j, exe, threads);
-            if (j->pid < 0) {
-                failed++;
-                continue;
-            }
-            running++;
-        }
+        running += start_local(s, running, &next, &k, total, exe, threads, &failed);
         if (!running)
             break;
         int status;
@@ -733,28 +778,11 @@ static int execute(sweep *s, const char *exe)
             }
             break;
         }
-        for (int i = 0; i < s->n_runs; i++)
-            if (s->runs[i].pid == pid) {
-                s->runs[i].pid = 0;
-                running--;
-                finished(&s->runs[i], s->runs[i].index, total, status);
-                if (!(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 130 ||
-                                            WEXITSTATUS(status) == 143)))
-                    failed++;
-            }
-        fflush(stdout);
+        running -= reap(s, pid, status, total, &failed);
     }
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    if (stop_signal) {
-        printf("cilscale sweep: interrupted; run the same command again to go on\n");
-        return 128 + stop_signal;
-    }
-    if (failed) {
-        fprintf(stderr, "cilscale sweep: %d of %d runs failed\n", failed, total);
-        return CLI_FAIL;
-    }
-    return CLI_OK;
+    return sweep_end(failed, total);
 }
 
 #ifdef CS_HAVE_MPI
@@ -799,34 +827,16 @@ static int mpi_worker(sweep *s, const char *exe, int threads)
 static int mpi_dispatch(sweep *s, const char *exe, int threads, int size, int total)
 {
     int next = 0, running = 0, k = 0, failed = 0, workers = size - 1;
-    int *remote = calloc((size_t)size, sizeof(int)); /* rank -> job index + 1 it runs */
-    if (!remote)
-        return CLI_FAIL;
     while (running || workers > 0) {
-        while (!stop_signal && running < s->jobs && next < s->n_runs) {
-            job *j = &s->runs[next++];
-            if (!strcmp(j->state, "done"))
-                continue;
-            j->index = ++k;
-            printf("[%d/%d] %-7s %s\n", k, total, !strcmp(j->state, "resume") ? "resume" : "start", j->dir);
-            fflush(stdout);
-            if ((j->pid = start(s, j, exe, threads)) < 0)
-                failed++;
-            else
-                running++;
-        }
+        running += start_local(s, running, &next, &k, total, exe, threads, &failed);
         int flag = 0, status;
         MPI_Status st;
         MPI_Iprobe(MPI_ANY_SOURCE, TAG_ASK, MPI_COMM_WORLD, &flag, &st);
         if (flag) {
             int msg[2], reply[2] = {-1, 0};
             MPI_Recv(msg, 2, MPI_INT, st.MPI_SOURCE, TAG_ASK, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-            if (msg[0] >= 0 && msg[0] < s->n_runs) {
-                finished(&s->runs[msg[0]], s->runs[msg[0]].index, total, msg[1]);
-                if (!(WIFEXITED(msg[1]) && (WEXITSTATUS(msg[1]) == 0 || WEXITSTATUS(msg[1]) == 130 ||
-                                            WEXITSTATUS(msg[1]) == 143)))
-                    failed++;
-            }
+            if (msg[0] >= 0 && msg[0] < s->n_runs)
+                account(&s->runs[msg[0]], total, msg[1], &failed);
             while (!stop_signal && next < s->n_runs && !strcmp(s->runs[next].state, "done"))
                 next++;
             if (!stop_signal && next < s->n_runs) {
@@ -838,23 +848,13 @@ static int mpi_dispatch(sweep *s, const char *exe, int threads, int size, int to
             } else {
                 workers--;
             }
-            remote[st.MPI_SOURCE] = reply[0] + 1;
             MPI_Send(reply, 2, MPI_INT, st.MPI_SOURCE, TAG_JOB, MPI_COMM_WORLD);
             fflush(stdout);
             continue;
         }
         pid_t pid = running ? waitpid(-1, &status, WNOHANG) : 0;
         if (pid > 0) {
-            for (int i = 0; i < s->n_runs; i++)
-                if (s->runs[i].pid == pid) {
-                    s->runs[i].pid = 0;
-                    running--;
-                    finished(&s->runs[i], s->runs[i].index, total, status);
-                    if (!(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 130 ||
-                                                WEXITSTATUS(status) == 143)))
-                        failed++;
-                }
-            fflush(stdout);
+            running -= reap(s, pid, status, total, &failed);
             continue;
         }
         if (stop_signal == SIGTERM)
@@ -863,16 +863,7 @@ static int mpi_dispatch(sweep *s, const char *exe, int threads, int size, int to
                     kill(s->runs[i].pid, SIGTERM);
         nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
     }
-    free(remote);
-    if (stop_signal) {
-        printf("cilscale sweep: interrupted; run the same command again to go on\n");
-        return 128 + stop_signal;
-    }
-    if (failed) {
-        fprintf(stderr, "cilscale sweep: %d of %d runs failed\n", failed, total);
-        return CLI_FAIL;
-    }
-    return CLI_OK;
+    return sweep_end(failed, total);
 }
 
 /* The sweep over MPI ranks: every rank has made the same list of runs; rank

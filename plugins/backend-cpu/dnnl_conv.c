@@ -489,33 +489,7 @@ void dconv_free(dconv *c)
 
 const char *dconv_impl(const dconv *c) { return c ? c->set[0].impl : "none"; }
 
-/* The primitives for n rows, made on first use (the last set is replaced
- * when all are taken); NULL with why filled. */
-static prims *prims_for(dconv *c, const cpu_par *p, int n, char *why, size_t size)
-{
-    for (int i = 0; i < c->n_sets; i++)
-        if (c->set[i].n == n)
-            return &c->set[i];
-    int at = c->n_sets < MAX_SETS ? c->n_sets : MAX_SETS - 1;
-    if (at < c->n_sets)
-        prims_free(&c->set[at]);
-    else
-        c->n_sets++;
-    conv_geom g = c->g;
-    g.n = n;
-    set_threads(c->threads);
-    dnnl_status_t st = prims_make(&c->set[at], &g, c->has_bias, n, c->src_block, c->dst_block, c->wino, c->fold_act);
-    if (st != dnnl_success || ws_floats_of(&c->set[at]) > p->ws_size) {
-        if (st == dnnl_success)
-            prims_free(&c->set[at]);
-        c->n_sets--;
-        snprintf(why, size, "oneDNN convolution for %d rows: %s", n,
-                 st == dnnl_success ? "needs more scratch than the plan has" : "cannot be created");
-        return NULL;
-    }
-    return &c->set[at];
-}
-
+/* (the last set is replaced when all are taken) */
 int64_t dconv_ws_for(dconv *c, int n)
 {
     for (int i = 0; i < c->n_sets; i++)
@@ -534,6 +508,23 @@ int64_t dconv_ws_for(dconv *c, int n)
         return -1;
     }
     return ws_floats_of(&c->set[at]);
+}
+
+/* The primitives for n rows, made on first use (dconv_ws_for); NULL with
+ * why filled when they cannot be made or need more scratch than p has. */
+static prims *prims_for(dconv *c, const cpu_par *p, int n, char *why, size_t size)
+{
+    int64_t need = dconv_ws_for(c, n);
+    if (need < 0 || need > p->ws_size) {
+        snprintf(why, size, "oneDNN convolution for %d rows: %s", n,
+                 need >= 0 ? "needs more scratch than the plan has" : "cannot be created");
+        return NULL;
+    }
+    for (int i = 0; i < c->n_sets; i++)
+        if (c->set[i].n == n)
+            return &c->set[i];
+    snprintf(why, size, "oneDNN convolution for %d rows: lost", n); /* not reached: dconv_ws_for made the set */
+    return NULL;
 }
 
 /* Where each slot starts in the plan's workspace. */
