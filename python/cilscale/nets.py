@@ -21,6 +21,12 @@ trained (needs torch and numpy):
 The weights are loaded with load_state_dict(strict=True) and the module is
 returned in eval mode.
 
+bench/torch_reference.py builds the same architectures a second way, on
+purpose: from `cilscale scale --json` (no checkpoint), untrained, with
+torchvision's initialisation, to time training steps against cilscale's.
+This module builds from a checkpoint's tensors and metadata, and is what the
+test suite compares with cilscale's logits (tests/python_torch.py).
+
 What loads into torchvision's own classes instead: torchvision.models.resnet18,
 mobilenet_v2 and shufflenet_v2_x1_0 build the reference widths and depths, the
 ImageNet stem and a linear head with ReLUs everywhere; a checkpoint loads into
