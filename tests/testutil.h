@@ -12,7 +12,7 @@
 #define TU_STR_(x) #x
 #define TU_STR(x) TU_STR_(x)
 /* The ABI tests/plugins/bad_abi.c claims (CS_ABI_VERSION + 1), as a literal. */
-#define CS_ABI_VERSION_NEXT 6
+#define CS_ABI_VERSION_NEXT 7
 #if CS_ABI_VERSION_NEXT != CS_ABI_VERSION + 1
 #error "update CS_ABI_VERSION_NEXT to CS_ABI_VERSION + 1"
 #endif

@@ -337,3 +337,27 @@ void cs_plan_timing_get(const cs_plan *p, cs_plan_timing *t)
     else
         memset(t, 0, sizeof *t);
 }
+
+int cs_plan_can_comm(const cs_plan *p) { return p && p->dev->be->set_comm != NULL; }
+
+int cs_plan_set_comm(cs_plan *p, const cs_comm *comm, cs_error *err)
+{
+    int rc = no_plan(p, "set_comm", err);
+    if (rc)
+        return rc;
+    const char *who = p->dev->name;
+    if (comm && !comm->allreduce)
+        return cs_error_set(err, CS_ERR_ARG, "%s backend: set_comm: the comm has no allreduce", who);
+    if (comm && !(comm->loss_scale > 0 && comm->loss_scale <= 1))
+        return cs_error_set(err, CS_ERR_ARG, "%s backend: set_comm: loss scale %g, expected (0, 1]", who,
+                            (double)comm->loss_scale);
+    if (!p->dev->be->set_comm)
+        return cs_error_set(err, CS_ERR_ARG,
+                            comm && comm->sync_bn
+                                ? "%s backend: no synchronised batch norm (it cannot exchange statistics inside a "
+                                  "pass; the cpu backend can)"
+                                : "%s backend: no set_comm entry (a data-parallel run stages its gradients through "
+                                  "the host instead)",
+                            who);
+    return p->dev->be->set_comm(p->impl, comm, err);
+}

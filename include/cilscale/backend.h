@@ -48,6 +48,34 @@ typedef struct cs_sgd {
     int n_frozen;
 } cs_sgd;
 
+/* Data-parallel training (core/runtime/dp.h): what a plan's training pass
+ * exchanges with the other ranks of a run, each of which trains a copy of
+ * the graph on its share of every batch. A backend that takes a cs_comm
+ * (set_comm) calls it from inside forward and backward; one that does not
+ * trains each copy alone and the runtime averages the gradients through
+ * host copies of the GRADS arena (slower: nothing overlaps). */
+typedef struct cs_comm {
+    void *ctx;
+    /* Sums count doubles elementwise over every rank, in place; every rank
+     * calls it the same number of times in the same order. Non-zero (with
+     * err filled) when the exchange failed. */
+    int (*allreduce)(void *ctx, double *buf, int count, cs_error *err);
+    /* Called from backward once the gradients of the PARAMS floats [offset,
+     * offset + count) are final, with those floats (host memory) or NULL
+     * when the backend keeps them on a device; backward goes on meanwhile.
+     * NULL = not wanted. */
+    void (*grads_ready)(void *ctx, float *grads, int64_t offset, int64_t count);
+    /* Batch norm in training normalises with the mean and variance over
+     * every rank's rows (two allreduce calls of the channel count + 1 and
+     * the channel count per node forward, one of twice the channels
+     * backward), and its running statistics follow them. */
+    int sync_bn;
+    /* backward starts each loss term's gradient at weight x loss_scale
+     * (this rank's rows over the global batch's, so that the ranks'
+     * gradients sum to the global batch's mean) instead of weight. */
+    float loss_scale;
+} cs_comm;
+
 /* The entries a backend plugin implements. They are called only through the
  * front door below, with arguments it has already checked: a live plan, an
  * arena range inside its arena and a buffer, 1 <= n <= the graph's batch, an
@@ -96,6 +124,11 @@ typedef struct cs_backend_iface {
      * what was collected since, one line per op and direction, and the
      * slowest nodes. NULL = the backend has no profiler. */
     int (*profile)(void *plan, char *report, size_t size, cs_error *err);
+    /* optional: trains as one rank of a data-parallel run from now on
+     * (comm copied; its ctx and functions outlive the plan), or alone again
+     * with comm NULL. NULL = the backend has none: the runtime averages
+     * gradients through host copies and refuses synchronised batch norm. */
+    int (*set_comm)(void *plan, const cs_comm *comm, cs_error *err);
 } cs_backend_iface;
 
 /* ---- the front door: how the core (and any program) calls a backend ----
@@ -140,6 +173,12 @@ int cs_plan_step(cs_plan *p, int n, const cs_sgd *opt, cs_error *err);
 int cs_plan_can_profile(const cs_plan *p);
 int cs_plan_profile(cs_plan *p, char *report, size_t size, cs_error *err);
 void cs_plan_timing_get(const cs_plan *p, cs_plan_timing *t);
+/* 1 when the backend takes a cs_comm; cs_plan_set_comm hands it one (NULL:
+ * alone again). Without set_comm, a comm asking for sync_bn is refused by
+ * name and any other is a clear error too (the runtime stages through the
+ * host instead). */
+int cs_plan_can_comm(const cs_plan *p);
+int cs_plan_set_comm(cs_plan *p, const cs_comm *comm, cs_error *err);
 
 #ifdef __cplusplus
 }

@@ -11,7 +11,7 @@ extern "C" {
 
 /* Bumped whenever a struct a plugin sees changes layout or meaning. The loader
  * refuses a plugin built against another version rather than guessing. */
-#define CS_ABI_VERSION 5
+#define CS_ABI_VERSION 6
 
 #if defined(_WIN32)
 #define CS_PLUGIN_EXPORT __declspec(dllexport)
