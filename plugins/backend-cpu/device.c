@@ -199,6 +199,7 @@ static const cs_backend_iface iface = {
     .update = cpu_update,
     .step = cpu_step,
     .profile = cpu_profile,
+    .set_comm = cpu_set_comm,
 };
 
 static const cs_plugin_desc desc = {

@@ -116,6 +116,19 @@ void fast_batchnorm_forward_eval_act(const cpu_par *p, float *out, const float *
 void fast_batchnorm_backward_act(const cpu_par *p, float *din, float *dgamma, float *dbeta, const float *dout,
                                  const float *in, const float *save, const float *gamma, int n, int c, int hw,
                                  const float *yact, int act);
+/* ---- kernels_sync.c: batch norm in training over every rank's rows ----
+ * reduce sums count doubles over the ranks in place (0 on success). b is 0
+ * for NCHW, else the channel block of kernels_blk.c's layout. The same
+ * outputs as the fast kernels above (save, running statistics, din, and
+ * this rank's share of dgamma and dbeta) for the global batch. Return 0, or
+ * -1 when reduce failed or memory ran out. */
+typedef int (*cpu_reduce_fn)(void *ctx, double *buf, int count);
+int sync_batchnorm_forward_train(const cpu_par *p, cpu_reduce_fn reduce, void *rctx, float *out, float *save,
+                                 float *running_mean, float *running_var, const float *in, const float *gamma,
+                                 const float *beta, int n, int c, int hw, int b, float eps, float momentum, int act);
+int sync_batchnorm_backward(const cpu_par *p, cpu_reduce_fn reduce, void *rctx, float *din, float *dgamma,
+                            float *dbeta, const float *dout, const float *in, const float *save, const float *gamma,
+                            int n, int c, int hw, int b, const float *yact, int act);
 void fast_add_forward_act(const cpu_par *p, float *out, const float *a, const float *b, int64_t count, int act);
 void fast_add_backward_act(const cpu_par *p, float *da, float *db, const float *dout, const float *yact,
                            int64_t count, int act);

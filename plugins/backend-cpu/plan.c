@@ -52,7 +52,30 @@ typedef struct cpu_plan {
     int profiling;
     double prof_s[2][CS_OP_COUNT_], prof_flops[2][CS_OP_COUNT_];
     int64_t prof_calls[2][CS_OP_COUNT_];
+    /* one rank of a data-parallel run (cpu_set_comm): the comm, and per
+     * node i the parameters whose gradient is final once its backward has
+     * run, ready[ready_at[i] .. ready_at[i + 1]) (tensor ids) */
+    int has_comm;
+    cs_comm comm;
+    int *ready_at, *ready;
 } cpu_plan;
+
+/* The comm's allreduce as the sync kernels call it. */
+typedef struct comm_call {
+    const cs_comm *comm;
+    cs_error *err;
+    int failed;
+} comm_call;
+
+static int comm_reduce(void *ctx, double *buf, int count)
+{
+    comm_call *c = ctx;
+    if (c->comm->allreduce(c->comm->ctx, buf, count, c->err)) {
+        c->failed = 1;
+        return -1;
+    }
+    return 0;
+}
 
 static int node_fail(cs_error *err, const cs_graph *g, int i, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static int node_fail(cs_error *err, const cs_graph *g, int i, const char *fmt, ...)
@@ -77,6 +100,8 @@ void cpu_release(void *plan)
     cpu_plan *p = plan;
     if (!p)
         return;
+    free(p->ready_at);
+    free(p->ready);
     for (int a = 0; a < CS_ARENA_COUNT_; a++)
         free(p->arena[a]);
     free(p->act);
@@ -542,6 +567,14 @@ static int node_forward(cpu_plan *p, int i, int n, int train, float *params, flo
                                             nd->a.eps, st->act);
             break;
         }
+        if (p->has_comm && p->comm.sync_bn) {
+            comm_call cc = {&p->comm, err, 0};
+            if (sync_batchnorm_forward_train(&par, comm_reduce, &cc, out, st->save, in[3], in[4], in[0], in[1], in[2],
+                                             n, x->shape[1], hw, blk ? p->block : 0, nd->a.eps, nd->a.momentum,
+                                             st->act))
+                return cc.failed ? CS_ERR : node_fail(err, g, i, "out of memory for synchronised batch norm");
+            break;
+        }
         if ((int64_t)n * hw < 2)
             return node_fail(err, g, i, "training needs more than one value per channel (%d rows of %dx%d)", n,
                              x->shape[2], x->shape[3]);
@@ -665,6 +698,13 @@ static int node_backward(cpu_plan *p, int i, int n, cs_error *err)
         fast_conv2d_backward(&par, din[0], din[1], nd->n_in > 2 ? din[2] : NULL, dout, in[0], in[1], &geom);
         break;
     case CS_OP_BATCHNORM:
+        if (p->has_comm && p->comm.sync_bn) {
+            comm_call cc = {&p->comm, err, 0};
+            if (sync_batchnorm_backward(&par, comm_reduce, &cc, din[0], din[1], din[2], dout, in[0], st->save, in[1], n,
+                                        x->shape[1], hw, blk ? p->block : 0, out, st->act))
+                return cc.failed ? CS_ERR : node_fail(err, g, i, "out of memory for synchronised batch norm");
+            break;
+        }
         if (blk)
             blk_batchnorm_backward(&par, din[0], din[1], din[2], dout, in[0], st->save, in[1], n, x->shape[1], hw,
                                    p->block, out, st->act);
@@ -727,6 +767,15 @@ static int node_backward(cpu_plan *p, int i, int n, cs_error *err)
     return CS_OK;
 }
 
+/* Tells the comm the gradients node i's backward finished. */
+static void grads_ready_after(cpu_plan *p, int i)
+{
+    for (int k = p->ready_at[i]; k < p->ready_at[i + 1]; k++) {
+        const cs_tensor *x = cs_graph_tensor(p->g, p->ready[k]);
+        p->comm.grads_ready(p->comm.ctx, p->arena[CS_ARENA_GRADS] + x->offset, x->offset, x->size);
+    }
+}
+
 int cpu_backward(void *plan, int n, cs_error *err)
 {
     /* the front door allows backward only after a training forward of these n rows */
@@ -737,12 +786,16 @@ int cpu_backward(void *plan, int n, cs_error *err)
     memset(p->has_grad, 0, (size_t)cs_graph_n_tensors(g));
     for (int l = 0; l < cs_graph_n_losses(g); l++) {
         float *d = grad_of(p, cs_graph_loss(g, l), n);
-        if (d)
+        if (d && p->has_comm)
+            d[0] += cs_graph_loss_weight(g, l) * p->comm.loss_scale;
+        else if (d)
             d[0] += cs_graph_loss_weight(g, l);
     }
     /* A node whose output no gradient reached (a branch no loss depends on) is skipped. */
     for (int i = cs_graph_n_nodes(g) - 1; i >= 0; i--) {
         const node_state *st = &p->node[i];
+        if (p->has_comm && p->comm.grads_ready && i + 1 < cs_graph_n_nodes(g))
+            grads_ready_after(p, i + 1); /* every node from i + 1 on is done */
         if (st->fused || !p->has_grad[st->act ? st->act_out : cs_graph_node(g, i)->out])
             continue;
         double t0 = p->profiling ? cs_now_s() : 0;
@@ -757,6 +810,59 @@ int cpu_backward(void *plan, int n, cs_error *err)
             p->prof_flops[1][op] += 2 * n * cs_node_flops(g, i);
         }
     }
+    if (p->has_comm && p->comm.grads_ready && cs_graph_n_nodes(g) > 0)
+        grads_ready_after(p, 0);
+    return CS_OK;
+}
+
+int cpu_set_comm(void *plan, const cs_comm *comm, cs_error *err)
+{
+    cpu_plan *p = plan;
+    const cs_graph *g = p->g;
+    p->has_comm = 0;
+    free(p->ready_at);
+    free(p->ready);
+    p->ready_at = p->ready = NULL;
+    if (!comm)
+        return CS_OK;
+    /* a parameter's gradient is final after the backward of the first node
+     * (in execution order) that reads it: backward runs the nodes last to first */
+    const int nn = cs_graph_n_nodes(g), nt = cs_graph_n_tensors(g);
+    int *first = malloc(sizeof(int) * (size_t)(nt + 1));
+    p->ready_at = calloc((size_t)nn + 2, sizeof(int));
+    p->ready = malloc(sizeof(int) * (size_t)(nt + 1));
+    if (!first || !p->ready_at || !p->ready) {
+        free(first);
+        return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory in set_comm");
+    }
+    for (int t = 0; t < nt; t++)
+        first[t] = -1;
+    for (int i = nn - 1; i >= 0; i--) {
+        const cs_node *nd = cs_graph_node(g, i);
+        for (int j = 0; j < nd->n_in; j++)
+            first[nd->in[j]] = i;
+    }
+    for (int t = 0; t < nt; t++) {
+        const cs_tensor *x = cs_graph_tensor(g, t);
+        if (x->kind == CS_TENSOR_PARAM && x->needs_grad && first[t] >= 0)
+            p->ready_at[first[t] + 1]++;
+    }
+    for (int i = 0; i < nn; i++)
+        p->ready_at[i + 1] += p->ready_at[i];
+    int *fill = calloc((size_t)nn + 1, sizeof(int));
+    if (!fill) {
+        free(first);
+        return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory in set_comm");
+    }
+    for (int t = 0; t < nt; t++) {
+        const cs_tensor *x = cs_graph_tensor(g, t);
+        if (x->kind == CS_TENSOR_PARAM && x->needs_grad && first[t] >= 0)
+            p->ready[p->ready_at[first[t]] + fill[first[t]]++] = t;
+    }
+    free(fill);
+    free(first);
+    p->comm = *comm;
+    p->has_comm = 1;
     return CS_OK;
 }
 

@@ -37,5 +37,6 @@ int cpu_backward(void *plan, int n, cs_error *err);
 int cpu_update(void *plan, const cs_sgd *opt, cs_error *err);
 int cpu_step(void *plan, int n, const cs_sgd *opt, cs_error *err);
 int cpu_profile(void *plan, char *report, size_t size, cs_error *err);
+int cpu_set_comm(void *plan, const cs_comm *comm, cs_error *err);
 
 #endif
