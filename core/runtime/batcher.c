@@ -21,7 +21,7 @@
 typedef struct slot {
     float *images;
     float *labels;
-    int rows;
+    int rows, global_rows;
     int full;
 } slot;
 
@@ -30,6 +30,8 @@ struct cs_batcher {
     int *indices, n, batch, train, n_batches;
     int *label_map; /* copy, d->n_classes entries, or NULL */
     uint64_t seed;
+    int rank, world; /* the rows of each batch this batcher hands out (cs_batcher_new_shard) */
+    int last_global;
     int c, oh, ow, pad, flip;
     double scale[3], shift[3]; /* x = p * scale + shift = (p/255 - mean) / std */
     size_t image_floats;       /* c * oh * ow */
@@ -98,6 +100,10 @@ static void fill(cs_batcher *b, slot *s, uint64_t epoch, int bi)
     cs_rng_seed(&r, b->seed, STREAM_AUGMENT | (epoch & 0x0FFFFFFFULL) << 32 | (uint32_t)bi);
     int start = bi * b->batch;
     int rows = b->n - start < b->batch ? b->n - start : b->batch;
+    /* this rank's rows: every row's draws are made, so each rank's share of
+     * the batch is what one rank would have made of those rows */
+    const int q = rows / b->world, e = rows % b->world;
+    const int lo = b->rank * q + (b->rank < e ? b->rank : e), hi = lo + q + (b->rank < e);
     for (int i = 0; i < rows; i++) {
         int idx = b->perm[start + i];
         int dy = b->pad, dx = b->pad, flip = 0; /* centre, unflipped: evaluation */
@@ -107,11 +113,14 @@ static void fill(cs_batcher *b, slot *s, uint64_t epoch, int bi)
             dx = (int)cs_rng_below(&r, span);
             flip = (int)cs_rng_below(&r, 2) & b->flip;
         }
-        augment_one(b, idx, dy, dx, flip, s->images + (size_t)i * b->image_floats);
+        if (i < lo || i >= hi)
+            continue;
+        augment_one(b, idx, dy, dx, flip, s->images + (size_t)(i - lo) * b->image_floats);
         int label = b->d->labels[idx];
-        s->labels[i] = (float)(b->label_map ? b->label_map[label] : label);
+        s->labels[i - lo] = (float)(b->label_map ? b->label_map[label] : label);
     }
-    s->rows = rows;
+    s->rows = hi - lo;
+    s->global_rows = rows;
 }
 
 static void *worker(void *arg)
@@ -146,6 +155,13 @@ static int bad_float(float v) { return !isfinite(v); }
 cs_batcher *cs_batcher_new(const cs_dataset *d, const int *indices, int n_indices, int batch,
                            const cs_augment *aug, int train, const int *label_map, uint64_t seed, cs_error *err)
 {
+    return cs_batcher_new_shard(d, indices, n_indices, batch, aug, train, label_map, seed, 0, 1, err);
+}
+
+cs_batcher *cs_batcher_new_shard(const cs_dataset *d, const int *indices, int n_indices, int batch,
+                                 const cs_augment *aug, int train, const int *label_map, uint64_t seed, int rank,
+                                 int world, cs_error *err)
+{
     static const cs_augment none = {.std = {1, 1, 1}};
     if (!aug)
         aug = &none;
@@ -164,6 +180,15 @@ cs_batcher *cs_batcher_new(const cs_dataset *d, const int *indices, int n_indice
     }
     if (batch <= 0) {
         cs_error_set(err, CS_ERR_ARG, "cs_batcher_new: batch size %d: expected at least 1", batch);
+        return NULL;
+    }
+    if (world < 1 || rank < 0 || rank >= world) {
+        cs_error_set(err, CS_ERR_ARG, "cs_batcher_new: rank %d of %d", rank, world);
+        return NULL;
+    }
+    if (batch < world || n_indices < world) {
+        cs_error_set(err, CS_ERR_ARG, "%d ranks cannot share batches of %d out of %d images: give each rank at least "
+                     "one image (fewer ranks, or a larger batch)", world, batch, n_indices);
         return NULL;
     }
     if (aug->out_h < 0 || aug->out_w < 0 || aug->out_h > MAX_OUT_SIDE || aug->out_w > MAX_OUT_SIDE) {
@@ -214,6 +239,10 @@ cs_batcher *cs_batcher_new(const cs_dataset *d, const int *indices, int n_indice
     b->batch = batch;
     b->train = train != 0;
     b->n_batches = (int)(((long long)n_indices + batch - 1) / batch);
+    b->rank = rank;
+    b->world = world;
+    if (n_indices % batch && n_indices % batch < world)
+        b->n_batches--; /* a last batch with fewer images than ranks: every rank leaves it out */
     b->seed = seed;
     b->c = d->c;
     b->oh = aug->out_h ? aug->out_h : d->h;
@@ -279,6 +308,7 @@ int cs_batcher_next(cs_batcher *b, float *images, float *labels)
         pthread_cond_wait(&b->cv, &b->mu);
     pthread_mutex_unlock(&b->mu);
     int rows = s->rows;
+    b->last_global = s->global_rows;
     if (images)
         memcpy(images, s->images, sizeof(float) * b->image_floats * (size_t)rows);
     if (labels)
@@ -303,6 +333,8 @@ void cs_batcher_shape(const cs_batcher *b, int *c, int *h, int *w)
 }
 
 int cs_batcher_batches_per_epoch(const cs_batcher *b) { return b ? b->n_batches : 0; }
+
+int cs_batcher_global_rows(const cs_batcher *b) { return b ? b->last_global : 0; }
 
 void cs_batcher_free(cs_batcher *b)
 {

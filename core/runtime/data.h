@@ -78,6 +78,16 @@ typedef struct cs_batcher cs_batcher;
 
 cs_batcher *cs_batcher_new(const cs_dataset *d, const int *indices, int n_indices, int batch,
                            const cs_augment *aug, int train, const int *label_map, uint64_t seed, cs_error *err);
+/* The same batches, of which this batcher hands out only rank's share of
+ * each (rows [lo, hi) as cs_dp_share splits them; the draws of every row
+ * are made all the same, so the shares put together are the batch one rank
+ * gets). A last batch with fewer images than world ranks is left out by
+ * every rank. world = 1 is cs_batcher_new. */
+cs_batcher *cs_batcher_new_shard(const cs_dataset *d, const int *indices, int n_indices, int batch,
+                                 const cs_augment *aug, int train, const int *label_map, uint64_t seed, int rank,
+                                 int world, cs_error *err);
+/* Rows of the whole batch the last cs_batcher_next handed out a share of. */
+int cs_batcher_global_rows(const cs_batcher *b);
 /* Fills images [batch, c, out_h, out_w] and labels [batch] (as floats) and
  * returns the number of rows (the last batch of an epoch may be short), or 0
  * at the end of the epoch; the next call starts the next epoch. Either

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cilscale/clock.h"
+#include "runtime/dp.h"
 #include "runtime/train.h"
 
 int cs_model_build(cs_model *m, const cs_arch_iface *arch, const char *arch_name, const cs_arch_config *cfg,
@@ -350,10 +351,116 @@ int cs_model_check_weights(cs_model *m, cs_error *err)
     return CS_OK;
 }
 
+/* cs_model_train_epoch as one rank of a data-parallel run: b hands out this
+ * rank's share of each batch; the loss, accuracy and stop requests are
+ * summed over the ranks each step (one small allreduce), so every rank
+ * sees the global batch's numbers and stops at the same batch. */
+static int train_epoch_dp(cs_dp *dp, cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_hook hook,
+                          void *hook_ctx, cs_batch_cb cb, void *cb_ctx, cs_epoch_stats *st, cs_error *err)
+{
+    const cs_graph *g = m->g;
+    host_batch hb;
+    int rc = host_batch_alloc(&hb, m, err), stopped = 0, n, bi = 0, nb = cs_batcher_batches_per_epoch(b);
+    int pending_stop = 0;
+    const int nl = cs_graph_n_losses(g) < CS_MAX_LOSS_TERMS ? cs_graph_n_losses(g) : CS_MAX_LOSS_TERMS;
+    double t0 = cs_now_s(), loss_sum = 0;
+    if (!rc)
+        rc = cs_dp_attach(dp, m, err);
+    if ((rc = cs_dp_agree(dp, rc, err)))
+        goto out;
+    while ((n = cs_batcher_next(b, hb.images, hb.labels)) > 0) {
+        const int N = cs_batcher_global_rows(b);
+        if (!rc && ((rc = cs_plan_set_input(m->plan, m->input, hb.images, n, err)) ||
+                    (rc = cs_plan_set_input(m->plan, m->labels, hb.labels, n, err))))
+            ;
+        else if (!rc && hook)
+            rc = hook(hook_ctx, m, n, err);
+        rc = cs_dp_forward_backward(dp, m, n, N, rc, err);
+        /* summed over the ranks: failed, stop asked, top-1, top-5, then each loss term x rows */
+        double v[4 + CS_MAX_LOSS_TERMS] = {rc != 0, pending_stop, 0, 0};
+        int64_t top1 = 0, top5 = 0;
+        for (int i = 0; !rc && i < cs_graph_n_losses(g); i++) {
+            float t;
+            if ((rc = cs_plan_read_tensor(m->plan, cs_graph_loss(g, i), &t, 1, err)))
+                break;
+            if (i < CS_MAX_LOSS_TERMS)
+                v[4 + i] = (double)t * n;
+        }
+        if (!rc && !(rc = cs_plan_read_tensor(m->plan, m->logits, hb.logits, n, err)))
+            count_hits(hb.logits, hb.labels, n, hb.k, &top1, &top5, NULL);
+        v[0] = rc != 0;
+        v[2] = (double)top1;
+        v[3] = (double)top5;
+        cs_error e2;
+        if (cs_dp_sum(dp, v, 4 + nl, &e2)) {
+            rc = cs_error_set(err, CS_ERR, "%s", e2.msg);
+            goto out;
+        }
+        if (v[0] > 0) {
+            rc = cs_dp_agree(dp, rc, err);
+            goto out;
+        }
+        if (v[1] > 0) {
+            stopped = 1;
+            break;
+        }
+        double loss = 0, terms[CS_MAX_LOSS_TERMS] = {0};
+        for (int i = 0; i < nl; i++) {
+            terms[i] = v[4 + i] / N;
+            loss += cs_graph_loss_weight(g, i) * terms[i];
+        }
+        if (!isfinite(loss) || fabs(loss) > CS_LOSS_LIMIT) { /* the same on every rank */
+            rc = diverged(m, opt, loss, bi + 1, nb, err);
+            goto out;
+        }
+        rc = cs_plan_update(m->plan, opt, err); /* a failure is agreed on at the next step */
+        st->top1 += (int64_t)v[2];
+        st->top5 += (int64_t)v[3];
+        loss_sum += loss;
+        st->seen += N;
+        bi++;
+        st->loss = loss_sum / bi;
+        st->n_terms = nl;
+        for (int i = 0; i < nl; i++) {
+            const cs_tensor *t = cs_graph_tensor(g, cs_graph_loss(g, i));
+            st->term[i] += (terms[i] - st->term[i]) / bi;
+            st->weight[i] = cs_graph_loss_weight(g, i);
+            st->term_name[i] = t->producer >= 0 ? cs_op_name(cs_graph_node(g, t->producer)->op) : "loss";
+        }
+        st->seconds = cs_now_s() - t0;
+        if (cb && cb(cb_ctx, bi, nb, st))
+            pending_stop = 1; /* agreed on with the next step's sums */
+    }
+    if (n <= 0) { /* the epoch ran out: a last update's failure, a last stop request */
+        double v[2] = {rc != 0, pending_stop};
+        cs_error e2;
+        if (cs_dp_sum(dp, v, 2, &e2)) {
+            rc = cs_error_set(err, CS_ERR, "%s", e2.msg);
+            goto out;
+        }
+        if (v[0] > 0 && (rc = cs_dp_agree(dp, rc, err)))
+            goto out;
+        stopped = v[1] > 0;
+    }
+    if (!stopped && (rc = cs_dp_epoch_end(dp, m, err)))
+        goto out;
+out:
+    {
+        cs_error e2;
+        cs_dp_attach(dp, NULL, &e2);
+    }
+    st->seconds = cs_now_s() - t0;
+    host_batch_free(&hb);
+    return rc ? rc : stopped;
+}
+
 int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_hook hook, void *hook_ctx,
                          cs_batch_cb cb, void *cb_ctx, cs_epoch_stats *st, cs_error *err)
 {
     memset(st, 0, sizeof *st);
+    cs_dp *dp = cs_dp_get();
+    if (dp && cs_dp_world(dp) > 1)
+        return train_epoch_dp(dp, m, b, opt, hook, hook_ctx, cb, cb_ctx, st, err);
     const cs_graph *g = m->g;
     host_batch hb;
     int rc = host_batch_alloc(&hb, m, err), stopped = 0, n, bi = 0, nb = cs_batcher_batches_per_epoch(b);
