@@ -10,6 +10,7 @@
 
 #include "runtime/experiment.h"
 #include "cli/cli.h"
+#include "cli/dp_mpi.h"
 #include "cli/progress.h"
 
 static const char usage[] =
@@ -29,12 +30,19 @@ static const char usage[] =
     "second run into it at once is refused, as is a folder of another run (unless\n"
     "--force), and --resume refuses any file that is not this run's.\n"
     "\n"
+    "Under mpirun -np N (or srun) the run is data-parallel: each rank trains on\n"
+    "its share of every batch (the same batches as one rank), the gradients are\n"
+    "summed over the ranks each step, and rank 0 alone prints and writes DIR. A\n"
+    "rank's failure stops every rank, rank 0 naming it; --resume works the same.\n"
+    "\n"
     "  --set K=V          override one key, e.g. --set model.budget=2M --set seed=2\n"
     "  --out DIR          output folder (the file's `out`, default runs/run)\n"
     "  --resume DIR       continue the run in DIR (reads DIR/run.cfg)\n"
     "  --force            DIR holds another run: move its files to DIR/replaced-TIME/ first\n"
     "  --print-config     print the resolved experiment (file, --set, --out) and run nothing\n"
     "  --keys             list every experiment key: type, range, default, meaning\n"
+    "  --sync-bn          under mpirun: batch norm over the whole batch, not each rank's share\n"
+    "                     (as one rank computes it; the cpu backend)\n"
     "  --plugins FILE     plugins.conf to load\n"
     "  --help             this text\n"
     "\n"
@@ -78,11 +86,11 @@ static const char *default_config(char *buf, size_t size)
     return buf;
 }
 
-enum { O_SET = 256, O_OUT, O_RESUME, O_PLUGINS, O_FORCE, O_PRINT, O_KEYS };
+enum { O_SET = 256, O_OUT, O_RESUME, O_PLUGINS, O_FORCE, O_PRINT, O_KEYS, O_SYNC_BN };
 
 typedef struct run_opts {
     const char *sets[64], *out, *resume, *plugins;
-    int n_sets, force, print_config, keys;
+    int n_sets, force, print_config, keys, sync_bn;
 } run_opts;
 
 static int take_option(void *ctx, int opt, const char *arg)
@@ -102,17 +110,19 @@ static int take_option(void *ctx, int opt, const char *arg)
     case O_FORCE: o->force = 1; return CLI_OPT_TAKEN;
     case O_PRINT: o->print_config = 1; return CLI_OPT_TAKEN;
     case O_KEYS: o->keys = 1; return CLI_OPT_TAKEN;
+    case O_SYNC_BN: o->sync_bn = 1; return CLI_OPT_TAKEN;
     default: return CLI_OPT_UNKNOWN;
     }
 }
 
-int cmd_run(int argc, char **argv)
+static int run_cmd(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"set", required_argument, 0, O_SET},       {"out", required_argument, 0, O_OUT},
         {"resume", required_argument, 0, O_RESUME}, {"plugins", required_argument, 0, O_PLUGINS},
         {"force", no_argument, 0, O_FORCE},
         {"print-config", no_argument, 0, O_PRINT}, {"keys", no_argument, 0, O_KEYS},
+        {"sync-bn", no_argument, 0, O_SYNC_BN},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
     run_opts ro = {0};
@@ -176,9 +186,17 @@ int cmd_run(int argc, char **argv)
         cs_experiment_write(&e, stdout);
         return CLI_OK;
     }
-    cs_registry *reg = cli_load_plugins("run", plugins, 0);
-    if (!reg)
+    cs_dp *dp;
+    if (cli_dp_join("run", ro.sync_bn, &dp))
         return CLI_FAIL;
+    cs_registry *reg = cli_load_plugins("run", plugins, 0);
+    if (cli_dp_agree(reg ? CS_OK : cs_error_set(&err, CS_ERR, "its plugins did not load (CILSCALE_QUIET_RANKS=0 "
+                                                "shows why)"), &err)) {
+        if (dp && reg) /* another rank's failure: say which (a failure of this one was said already) */
+            fprintf(stderr, "cilscale run: %s\n", err.msg);
+        cs_registry_free(reg);
+        return CLI_FAIL;
+    }
     ui u;
     cli_progress_init(&u.p, stderr);
     /* the command line, as results.json's provenance keeps it */
@@ -193,6 +211,7 @@ int cmd_run(int argc, char **argv)
     const int sig = cli_interrupted();
     cli_release_interrupt();
     cli_progress_end(&u.p);
+    cli_dp_report("run", stderr);
     if (rc < 0) {
         fprintf(stderr, "cilscale run: %s\n", err.msg);
         cs_registry_free(reg);
@@ -226,4 +245,10 @@ int cmd_run(int argc, char **argv)
     }
     cs_registry_free(reg);
     return rc == 1 ? 128 + (sig ? sig : SIGINT) : CLI_OK;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    int rc = cli_dp_begin("run");
+    return rc ? rc : cli_dp_end(run_cmd(argc, argv));
 }

@@ -19,6 +19,7 @@
 #endif
 
 #include "cli/cli.h"
+#include "cli/dp_mpi.h"
 #include "cli/progress.h"
 #include "runtime/experiment.h"
 #include "runtime/results.h"
@@ -786,17 +787,6 @@ static int execute(sweep *s, const char *exe)
 }
 
 #ifdef CS_HAVE_MPI
-/* Launched by mpirun or srun (the launcher's environment says so)? */
-static int under_mpi(void)
-{
-    const char *v = getenv("OMPI_COMM_WORLD_SIZE");
-    if (!v)
-        v = getenv("PMI_SIZE");
-    if (!v)
-        v = getenv("PMIX_SIZE");
-    return v && atoi(v) > 1;
-}
-
 enum { TAG_ASK = 1, TAG_JOB = 2 };
 
 /* Rank r > 0: asks rank 0 for a run, runs it, reports its exit status with
@@ -872,7 +862,7 @@ static int mpi_dispatch(sweep *s, const char *exe, int threads, int size, int to
 static int execute_mpi(sweep *s, const char *exe, int *rank)
 {
     *rank = 0;
-    if (!under_mpi())
+    if (!cli_under_mpi())
         return -1;
     int size = 1;
     MPI_Init(NULL, NULL);
@@ -1071,7 +1061,7 @@ int cmd_sweep(int argc, char **argv)
     }
     s->n_runs = kept;
     if (s->list) {
-        for (int i = 0; i < s->n_runs; i++)
+        for (int i = 0; i < s->n_runs && !(cli_under_mpi() && cli_launch_rank() != 0); i++) /* rank 0 lists them */
             printf("%-7s %s\n", s->runs[i].state, s->runs[i].dir);
         rc = CLI_OK;
         goto out;

@@ -11,6 +11,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/train.h"
 #include "cli/cli.h"
+#include "cli/dp_mpi.h"
 #include "runtime/results.h"
 #include "cli/progress.h"
 
@@ -20,6 +21,9 @@ static const char usage[] =
     "Trains a scaled network on every class of a data set at once (the upper\n"
     "bound of class-incremental learning), evaluating on the test split after\n"
     "each epoch. Ctrl-C (or SIGTERM) stops at the next batch and saves the model.\n"
+    "Under mpirun -np N (or srun) it is data-parallel: each rank trains on its\n"
+    "share of every batch, the gradients are summed each step, rank 0 alone\n"
+    "prints and writes --out, and a rank's failure stops every rank.\n"
     "\n"
     "data:\n"
     "  --data DIR         data set folder (default /usr/share/datasets/fashion-mnist)\n"
@@ -41,6 +45,8 @@ static const char usage[] =
     "  --nesterov         Nesterov momentum\n"
     "  --schedule S       cosine, constant or multistep:E1,E2 (default cosine)\n"
     "  --seed S           drives initialisation, shuffling and augmentation (default 1)\n"
+    "  --sync-bn          under mpirun: batch norm over the whole batch, not each rank's share\n"
+    "                     (as one rank computes it; the cpu backend)\n"
     "  --backend B        compute backend plugin (default cpu)\n"
     "  --device D         backend device string (cpu: threads=N)\n"
     "  --out DIR          write the trained model there (model.safetensors), and epochs.csv and\n"
@@ -55,13 +61,13 @@ static const char usage[] =
 typedef struct train_opts {
     cli_net_opts net;
     const char *data, *format, *backend, *device, *out, *schedule;
-    int image_size, limit_train, limit_test, augment, epochs, batch, nesterov;
+    int image_size, limit_train, limit_test, augment, epochs, batch, nesterov, sync_bn;
     double lr, momentum, wd;
     uint64_t seed;
 } train_opts;
 
 enum { O_DATA = 256, O_FORMAT, O_SIZE, O_LTRAIN, O_LTEST, O_NOAUG, O_EPOCHS, O_BATCH, O_LR, O_MOM, O_WD,
-       O_NESTEROV, O_SCHED, O_SEED, O_BACKEND, O_DEVICE, O_OUT };
+       O_NESTEROV, O_SCHED, O_SEED, O_BACKEND, O_DEVICE, O_OUT, O_SYNC_BN };
 
 static int take_option(void *ctx, int opt, const char *arg)
 {
@@ -88,6 +94,7 @@ static int take_option(void *ctx, int opt, const char *arg)
     case O_BACKEND: o->backend = arg; break;
     case O_DEVICE: o->device = arg; break;
     case O_OUT: o->out = arg; break;
+    case O_SYNC_BN: o->sync_bn = 1; break;
     default: return CLI_OPT_UNKNOWN;
     }
     return bad ? CLI_OPT_BAD : CLI_OPT_TAKEN;
@@ -105,7 +112,8 @@ static int parse(int argc, char **argv, train_opts *o)
         {"weight-decay", required_argument, 0, O_WD},    {"nesterov", no_argument, 0, O_NESTEROV},
         {"schedule", required_argument, 0, O_SCHED},     {"seed", required_argument, 0, O_SEED},
         {"backend", required_argument, 0, O_BACKEND},    {"device", required_argument, 0, O_DEVICE},
-        {"out", required_argument, 0, O_OUT},            {0, 0, 0, 0},
+        {"out", required_argument, 0, O_OUT},            {"sync-bn", no_argument, 0, O_SYNC_BN},
+        {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
     cli_net_defaults(&o->net);
@@ -161,7 +169,7 @@ static int on_batch(void *ctx, int bi, int nb, const cs_epoch_stats *st)
     return cli_interrupted();
 }
 
-int cmd_train(int argc, char **argv)
+static int train_cmd(int argc, char **argv)
 {
     train_opts o;
     int rc = parse(argc, argv, &o);
@@ -178,9 +186,17 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "cilscale train: --%s\n", err.msg);
         return CLI_USAGE;
     }
-    cs_registry *reg = cli_load_plugins("train", o.net.plugins_conf, 0);
-    if (!reg)
+    cs_dp *dp;
+    if (cli_dp_join("train", o.sync_bn, &dp))
         return CLI_FAIL;
+    cs_registry *reg = cli_load_plugins("train", o.net.plugins_conf, 0);
+    if (cli_dp_agree(reg ? CS_OK : cs_error_set(&err, CS_ERR, "its plugins did not load (CILSCALE_QUIET_RANKS=0 "
+                                                "shows why)"), &err)) {
+        if (dp && reg)
+            fprintf(stderr, "cilscale train: %s\n", err.msg);
+        cs_registry_free(reg);
+        return CLI_FAIL;
+    }
     cs_dataset *train = NULL, *test = NULL;
     cs_batcher *tb = NULL, *eb = NULL;
     int *ti = NULL, *ei = NULL;
@@ -191,15 +207,16 @@ int cmd_train(int argc, char **argv)
     if (!bp)
         goto out;
     rc = CLI_FAIL;
-    if (cs_dataset_load(fmt, o.data, 1, o.image_size, 0, &train, &err) ||
-        cs_dataset_load(fmt, o.data, 0, o.image_size, train->c, &test, &err)) {
+    /* (every failure a rank alone may meet is agreed on, so no rank waits for one that left) */
+    int bad = cs_dataset_load(fmt, o.data, 1, o.image_size, 0, &train, &err) ||
+              cs_dataset_load(fmt, o.data, 0, o.image_size, train->c, &test, &err);
+    if (!bad && (test->n_classes != train->n_classes || test->c != train->c || test->h != train->h ||
+                 test->w != train->w))
+        bad = cs_error_set(&err, CS_ERR, "%s: the test split (%d classes, %dx%dx%d) does not match the training split "
+                           "(%d classes, %dx%dx%d)", o.data, test->n_classes, test->c, test->h, test->w,
+                           train->n_classes, train->c, train->h, train->w);
+    if (cli_dp_agree(bad ? CS_ERR : CS_OK, &err)) {
         fprintf(stderr, "cilscale train: %s\n", err.msg);
-        goto out;
-    }
-    if (test->n_classes != train->n_classes || test->c != train->c || test->h != train->h || test->w != train->w) {
-        fprintf(stderr, "cilscale train: %s: the test split (%d classes, %dx%dx%d) does not match the training split "
-                        "(%d classes, %dx%dx%d)\n",
-                o.data, test->n_classes, test->c, test->h, test->w, train->n_classes, train->c, train->h, train->w);
         goto out;
     }
     o.net.classes = train->n_classes;
@@ -216,12 +233,22 @@ int cmd_train(int argc, char **argv)
     int n_train, n_test;
     ti = first_indices(train->n, o.limit_train, &n_train);
     ei = first_indices(test->n, o.limit_test, &n_test);
-    if (!ti || !ei)
-        goto out;
-    tb = cs_batcher_new(train, ti, n_train, o.batch, &in.train, 1, NULL, o.seed, &err);
-    eb = tb ? cs_batcher_new(test, ei, n_test, o.batch, &in.eval, 0, NULL, o.seed, &err) : NULL;
-    if (!tb || !eb || cs_device_open(bp->iface, bp->name, o.device, &be_dev, &err) ||
-        cs_model_init(&m, ap->iface, ap->name, &net.cfg, o.batch, train->c, in.h, in.w, be_dev, o.seed, &err)) {
+    bad = !ti || !ei ? cs_error_set(&err, CS_ERR_NOMEM, "out of memory") : CS_OK;
+    if (!bad) {
+        tb = dp ? cs_batcher_new_shard(train, ti, n_train, o.batch, &in.train, 1, NULL, o.seed, cs_dp_rank(dp),
+                                       cs_dp_world(dp), &err)
+                : cs_batcher_new(train, ti, n_train, o.batch, &in.train, 1, NULL, o.seed, &err);
+        eb = tb ? cs_batcher_new(test, ei, n_test, o.batch, &in.eval, 0, NULL, o.seed, &err) : NULL;
+        bad = !tb || !eb || cs_device_open(bp->iface, bp->name, o.device, &be_dev, &err) ||
+              cs_model_init(&m, ap->iface, ap->name, &net.cfg, o.batch, train->c, in.h, in.w, be_dev, o.seed, &err);
+    }
+    if (!bad && cs_dp_sync_bn(dp) && !cs_device_can_comm(be_dev))
+        bad = cs_error_set(&err, CS_ERR_ARG, "--sync-bn: the %s backend cannot synchronise batch norm over the ranks "
+                           "(it cannot exchange statistics inside a pass; the cpu backend can); without --sync-bn its "
+                           "gradients are still summed, through the host", bp->name);
+    if (!bad && o.out && cli_dp_lead() && mkdir(o.out, 0777) && errno != EEXIST)
+        bad = cs_error_set(&err, CS_ERR_IO, "--out %s: %s", o.out, strerror(errno));
+    if (cli_dp_agree(bad ? CS_ERR : CS_OK, &err)) {
         fprintf(stderr, "cilscale train: %s\n", err.msg);
         goto out;
     }
@@ -230,13 +257,14 @@ int cmd_train(int argc, char **argv)
     fprintf(stderr, "cilscale train: %s w=%.3f depths", ap->name, net.w);
     for (int i = 0; i < ((const cs_arch_iface *)ap->iface)->n_stages; i++)
         fprintf(stderr, "%c%d", i ? ',' : ' ', net.cfg.depths[i]);
-    fprintf(stderr, ", %s parameters, %s stem, %s head; %d training and %d test images of %dx%dx%d, %d classes; %s\n",
-            cli_thousands(net.params, pbuf, sizeof pbuf), cs_stem_name(net.cfg.stem), cs_head_name(net.cfg.head),
-            n_train, n_test, train->c, in.h, in.w, train->n_classes, dev);
-    if (o.out && mkdir(o.out, 0777) && errno != EEXIST) {
-        fprintf(stderr, "cilscale train: --out %s: %s\n", o.out, strerror(errno));
-        goto out;
+    char dpd[96] = "";
+    if (dp) {
+        memcpy(dpd, "; data-parallel over ", 22);
+        cs_dp_describe(dp, dpd + 21, sizeof dpd - 21);
     }
+    fprintf(stderr, ", %s parameters, %s stem, %s head; %d training and %d test images of %dx%dx%d, %d classes; %s%s\n",
+            cli_thousands(net.params, pbuf, sizeof pbuf), cs_stem_name(net.cfg.stem), cs_head_name(net.cfg.head),
+            n_train, n_test, train->c, in.h, in.w, train->n_classes, dev, dpd);
     cli_catch_interrupt();
     cli_progress prog;
     cli_progress_init(&prog, stderr);
@@ -258,7 +286,7 @@ int cmd_train(int argc, char **argv)
         }
         stopped = r == 1;
         total_s += tr.seconds;
-        if (cs_model_evaluate(&m, eb, 0, &te, NULL, &err)) {
+        if (cli_dp_agree(cs_model_evaluate(&m, eb, 0, &te, NULL, &err), &err)) {
             cli_progress_end(&prog);
             fprintf(stderr, "cilscale train: evaluating: %s\n", err.msg);
             goto out_sig;
@@ -275,9 +303,11 @@ int cmd_train(int argc, char **argv)
                 e->weight[t] = tr.weight[t];
                 snprintf(e->term_name[t], sizeof e->term_name[t], "%s", tr.term_name[t] ? tr.term_name[t] : "loss");
             }
-            if (cs_epochs_write(o.out, rows, epoch + 1, &err)) {
+            if (cli_dp_agree(cli_dp_lead() ? cs_epochs_write(o.out, rows, epoch + 1, &err) : CS_OK, &err)) {
+                cli_progress_end(&prog);
                 fprintf(stderr, "cilscale train: %s\n", err.msg);
                 rc = CLI_FAIL;
+                goto out_sig;
             }
         }
         char t5[16] = "n/a"; /* top-5 of 5 or fewer classes says nothing */
@@ -306,15 +336,19 @@ int cmd_train(int argc, char **argv)
         const char *extra[] = {"test_top1", acc, "epochs", ep, NULL};
         cs_model_meta mm;
         const char *const *meta = cs_model_meta_fill(&mm, &m, &in.eval, extra);
-        if (!params || cs_model_read_params(&m, params, params + cs_graph_n_params(m.g), &err) ||
-            cs_checkpoint_save(path, m.g, params, params + cs_graph_n_params(m.g), meta, &err)) {
-            fprintf(stderr, "cilscale train: saving the model: %s\n", params ? err.msg : "out of memory");
+        int sv = !params ? cs_error_set(&err, CS_ERR_NOMEM, "out of memory")
+                 : !cli_dp_lead() ? CS_OK /* rank 0 writes */
+                 : cs_model_read_params(&m, params, params + cs_graph_n_params(m.g), &err) ||
+                       cs_checkpoint_save(path, m.g, params, params + cs_graph_n_params(m.g), meta, &err);
+        if (cli_dp_agree(sv ? CS_ERR : CS_OK, &err)) {
+            fprintf(stderr, "cilscale train: saving the model: %s\n", err.msg);
             rc = CLI_FAIL;
         } else {
             fprintf(stderr, "cilscale train: model saved to %s\n", path);
         }
         free(params);
     }
+    cli_dp_report("train", stderr);
 out_sig:
     cli_release_interrupt();
     free(rows);
@@ -329,4 +363,10 @@ out:
     cs_dataset_free(test);
     cs_registry_free(reg);
     return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    int rc = cli_dp_begin("train");
+    return rc ? rc : cli_dp_end(train_cmd(argc, argv));
 }

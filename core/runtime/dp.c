@@ -7,7 +7,7 @@
 #include "cilscale/clock.h"
 #include "runtime/dp.h"
 
-#define DEFAULT_BUCKET_BYTES (4 << 20)
+#define DEFAULT_BUCKET_BYTES (1 << 20) /* small enough that the first sums start early in the backward */
 
 /* A contiguous range [lo, hi) of the parameter arena whose gradients are
  * summed in one allreduce: consecutive trainable tensors, last first (the

@@ -58,7 +58,7 @@ typedef struct cs_dp_stats {
 
 typedef struct cs_dp cs_dp;
 
-/* bucket_bytes: gradient floats per allreduce call at most (x 4), 0 = 4 MiB. */
+/* bucket_bytes: gradient floats per allreduce call at most (x 4), 0 = 1 MiB. */
 int cs_dp_new(const cs_dp_ops *ops, int sync_bn, int64_t bucket_bytes, cs_dp **out, cs_error *err);
 void cs_dp_free(cs_dp *dp);
 /* The process's data-parallel context (NULL: one rank, nothing exchanged). */

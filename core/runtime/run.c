@@ -16,6 +16,7 @@
 #include "cilscale/clock.h"
 #include "runtime/atomic.h"
 #include "runtime/checkpoint.h"
+#include "runtime/dp.h"
 #include "cilscale/cil.h"
 #include "runtime/experiment.h"
 #include "runtime/image.h"
@@ -51,6 +52,10 @@ typedef struct run {
     int64_t *per, *confusion; /* the last evaluation: per label hits and images (2k), confusion (k x k) */
     int eval_k;
     int n_epochs, cap_epochs;
+    /* a data-parallel run (NULL: one rank): every rank trains; rank 0
+     * (lead) alone logs, holds the folder's lock and writes files */
+    cs_dp *dp;
+    int lead;
     char msg[512];
 } run;
 
@@ -61,11 +66,16 @@ static void say(run *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(r->msg, sizeof r->msg, fmt, ap);
     va_end(ap);
-    if (r->cb && r->cb->log)
+    if (r->lead && r->cb && r->cb->log)
         r->cb->log(r->cb->ctx, r->msg);
 }
 
 static void iso_now(char *buf, size_t size);
+
+/* Every rank's rc agreed on (dp.h: rank 0's err names the first failing
+ * rank): called by all ranks at the same points, so that no rank waits on an
+ * exchange a failed one will never make. One rank: rc as it is. */
+static int agree(run *r, int rc, cs_error *err) { return r->dp ? cs_dp_agree(r->dp, rc, err) : rc; }
 static int add_epoch(run *r, int s, int ep, double lr, const cs_epoch_stats *es, cs_error *err);
 static int write_state_classes(run *r, int s, cs_error *err);
 
@@ -342,18 +352,22 @@ static int train_state(run *r, int s, const cs_cil_state *st, cs_state_result *s
     double lr = s == 0 && e->first_lr > 0 ? e->first_lr : e->lr;
     cs_schedule sched;
     if (!map) {
-        rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+        rc = agree(r, cs_error_set(err, CS_ERR_NOMEM, "out of memory"), err);
         goto out;
     }
     cs_scenario_label_map(&r->sc, s, 1, map);
     int ni = cs_scenario_indices(r->train, map, e->train_per_class, &idx);
-    tb = cs_batcher_new(r->train, idx, ni, e->batch, &r->in.train, 1, map, mix(e->seed, 100 + (uint64_t)s), err);
+    if (r->dp) /* every rank draws the same global batches and keeps its rows */
+        tb = cs_batcher_new_shard(r->train, idx, ni, e->batch, &r->in.train, 1, map, mix(e->seed, 100 + (uint64_t)s),
+                                  cs_dp_rank(r->dp), cs_dp_world(r->dp), err);
+    else
+        tb = cs_batcher_new(r->train, idx, ni, e->batch, &r->in.train, 1, map, mix(e->seed, 100 + (uint64_t)s), err);
     free(idx);
-    if (!tb) {
+    if (!tb)
         rc = CS_ERR;
-        goto out;
-    }
-    if ((rc = cs_schedule_parse(e->schedule, (float)lr, epochs, &sched, err)))
+    if (!rc)
+        rc = cs_schedule_parse(e->schedule, (float)lr, epochs, &sched, err);
+    if ((rc = agree(r, rc, err)))
         goto out;
     memset(sr, 0, sizeof *sr);
     sr->state = s;
@@ -376,13 +390,15 @@ static int train_state(run *r, int s, const cs_cil_state *st, cs_state_result *s
         }
         stopped = k == 1;
         sr->train_loss = es.loss;
-        if (k == 0 && (rc = add_epoch(r, s, ep, sgd.lr, &es, err)))
-            break;
+        if (k == 0)
+            rc = add_epoch(r, s, ep, sgd.lr, &es, err);
         if (!rc && (rc = cs_model_check_weights(&r->m, err))) {
             char why[sizeof err->msg];
             snprintf(why, sizeof why, "%s", err->msg);
             rc = cs_error_set(err, rc, "state %d, epoch %d/%d: %s", s, ep + 1, epochs, why);
         }
+        if (k >= 0) /* (a failed epoch was agreed on inside) */
+            rc = agree(r, rc, err);
     }
     sr->train_seconds = cs_now_s() - t0;
 out:
@@ -395,6 +411,8 @@ out:
 static void save_interrupted(run *r, int s)
 {
     cs_error e2;
+    if (!r->lead)
+        return;
     if (save_model(r, "interrupted.safetensors", &e2))
         say(r, "could not save the interrupted model: %s", e2.msg);
     else
@@ -504,18 +522,21 @@ static int save_state(run *r, int s, cs_error *err)
 {
     char name[32];
     snprintf(name, sizeof name, "state-%d.safetensors", s);
-    int rc = save_model(r, name, err);
+    int rc = r->lead ? save_model(r, name, err) : CS_OK;
     if (!rc) {
         r->res->n_states = s + 1;
         r->res->seconds = r->seconds_before + (cs_now_s() - r->t_start);
         iso_now(r->res->ended, sizeof r->res->ended);
-        rc = cs_results_write(r->e->out, r->res, err);
-        if (!rc)
+        if (r->lead)
+            rc = cs_results_write(r->e->out, r->res, err);
+        if (!rc && r->lead)
             rc = cs_epochs_write(r->e->out, r->epochs, r->n_epochs, err);
-        if (!rc)
+        if (!rc && r->lead)
             rc = write_state_classes(r, s, err);
     }
-    return rc ? rc : keep_previous(r, err);
+    if (!rc)
+        rc = keep_previous(r, err);
+    return agree(r, rc, err);
 }
 
 /* One state: prepare, train, evaluate, save. Returns 1 when stopped (after
@@ -525,11 +546,11 @@ static int run_state(run *r, int s, cs_error *err)
     cs_cil_state st = {s, r->sc.n_states, r->sc.first[s], r->sc.count[s]};
     cs_state_result *sr = &r->res->states[s];
     r->state = s;
-    int rc = prepare_state(r, s, &st, err);
+    int rc = agree(r, prepare_state(r, s, &st, err), err);
     if (!rc && (rc = train_state(r, s, &st, sr, err)) == 1)
         save_interrupted(r, s);
     if (!rc)
-        rc = evaluate_state(r, s, sr, err);
+        rc = agree(r, evaluate_state(r, s, sr, err), err);
     if (!rc)
         rc = save_state(r, s, err);
     return rc;
@@ -795,6 +816,10 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
     if ((rc = cs_device_open(r->be_p->iface, r->be_p->name, r->e->device, &r->dev, err)))
         return rc;
     cs_device_describe(r->dev, res->device, sizeof res->device);
+    if (cs_dp_sync_bn(r->dp) && !cs_device_can_comm(r->dev))
+        return cs_error_set(err, CS_ERR_ARG, "--sync-bn: the %s backend cannot synchronise batch norm over the "
+                            "ranks (it cannot exchange statistics inside a pass; the cpu backend can); without "
+                            "--sync-bn its gradients are still summed, through the host", r->be_p->name);
     char pbuf[32], use[160] = "";
     snprintf(pbuf, sizeof pbuf, "%lld", (long long)net.params);
     if (!r->e->manual)
@@ -869,6 +894,40 @@ static int load_resume(run *r, int *next, cs_error *err)
     *next = old.n_states;
     say(r, "resuming after state %d (%d/%d done) from %s", old.n_states - 1, old.n_states, r->sc.n_states, r->e->out);
     return CS_OK;
+}
+
+/* A data-parallel start: the same experiment on every rank (rank 0's run_id),
+ * and on a resume the state to start from and the last model, sent by rank
+ * 0 (which alone read the folder), so the other ranks need not see --out. */
+static int join_ranks(run *r, int rc, int *next, cs_error *err)
+{
+    char id[sizeof r->res->run_id];
+    memcpy(id, r->res->run_id, sizeof id);
+    if ((rc = agree(r, rc, err)))
+        return rc;
+    if (!(rc = cs_dp_bcast(r->dp, id, sizeof id, err)) && memcmp(id, r->res->run_id, sizeof id))
+        rc = cs_error_set(err, CS_ERR_ARG, "its experiment is not rank 0's (run_id %.16s, rank 0's %.16s): every "
+                          "rank must be given the same command and configuration", r->res->run_id, id);
+    if ((rc = agree(r, rc, err)))
+        return rc;
+    int64_t v = *next;
+    if ((rc = agree(r, cs_dp_bcast(r->dp, &v, sizeof v, err), err)) || v == 0)
+        return rc;
+    *next = (int)v;
+    if (!r->lead && !(rc = build_state(r, *next - 1, 0, err))) {
+        r->prev_g = r->m.g;
+        r->m.g = NULL;
+        r->prev_params = malloc(sizeof(float) * (size_t)(cs_graph_n_params(r->prev_g) + 1));
+        r->prev_buffers = malloc(sizeof(float) * (size_t)(cs_graph_n_buffers(r->prev_g) + 1));
+        if (!r->prev_params || !r->prev_buffers)
+            rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+    }
+    if ((rc = agree(r, rc, err)))
+        return rc;
+    rc = cs_dp_bcast(r->dp, r->prev_params, (int64_t)sizeof(float) * cs_graph_n_params(r->prev_g), err);
+    if (!rc)
+        rc = cs_dp_bcast(r->dp, r->prev_buffers, (int64_t)sizeof(float) * cs_graph_n_buffers(r->prev_g), err);
+    return agree(r, rc, err);
 }
 
 /* The files a run folder holds (besides state-K.safetensors). */
@@ -1081,7 +1140,7 @@ int cs_experiment_eval(const cs_experiment *e, const cs_registry *reg, int state
                        cs_error *err)
 {
     static cs_run_result res, old;
-    run r = {.e = e, .res = &res};
+    run r = {.e = e, .res = &res, .lead = 1};
     memset(out, 0, sizeof *out);
     int rc = setup(&r, reg, err), *map = NULL, *tidx = NULL;
     cs_batcher *eb = NULL;
@@ -1187,7 +1246,7 @@ done:
 int cs_experiment_network(const cs_experiment *e, const cs_registry *reg, cs_scale_result *net, cs_run_result *res,
                           cs_error *err)
 {
-    run r = {.e = e, .res = res};
+    run r = {.e = e, .res = res, .lead = 1};
     memset(res, 0, sizeof *res);
     const cs_plugin *pol;
     cs_data_format fmt;
@@ -1209,8 +1268,12 @@ int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int flags,
 {
     const int resume = flags & CS_RUN_RESUME;
     int lock_fd = -1;
-    run r = {.e = e, .cb = cb, .res = res};
+    run r = {.e = e, .cb = cb, .res = res, .lead = 1};
     memset(res, 0, sizeof *res);
+    if (cs_dp_world(cs_dp_get()) > 1) {
+        r.dp = cs_dp_get();
+        r.lead = cs_dp_rank(r.dp) == 0;
+    }
     double t0 = cs_now_s();
     r.t_start = t0;
     char cfg_path[PATH_MAX + 16];
@@ -1223,30 +1286,39 @@ int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int flags,
         fclose(mem);
     }
     res->config_text = cfg_text;
-    if ((rc = setup(&r, reg, err)))
+    rc = setup(&r, reg, err);
+    if (r.dp && !rc) {
+        char d[96];
+        size_t u = strlen(res->device);
+        cs_dp_describe(r.dp, d, sizeof d);
+        snprintf(res->device + u, sizeof res->device - u, "; data-parallel over %s", d);
+    }
+    if ((rc = agree(&r, rc, err)))
         goto out;
     /* the output folder only once the experiment is known good */
-    if ((rc = make_dirs(e->out, err)) || (rc = claim_folder(&r, flags, &lock_fd, err)))
-        goto out;
-    if (resume && (rc = load_resume(&r, &next, err)))
+    if (r.lead && !(rc = make_dirs(e->out, err)) && !(rc = claim_folder(&r, flags, &lock_fd, err)) && resume)
+        rc = load_resume(&r, &next, err);
+    if (r.dp)
+        rc = join_ranks(&r, rc, &next, err);
+    if (rc)
         goto out;
     /* the resolved experiment, which --resume reads back */
     snprintf(cfg_path, sizeof cfg_path, "%s/run.cfg", e->out);
-    if ((rc = cs_atomic_write(cfg_path, cfg_text ? cfg_text : "", cfg_text ? strlen(cfg_text) : 0, 0666, err)))
+    if (r.lead)
+        rc = cs_atomic_write(cfg_path, cfg_text ? cfg_text : "", cfg_text ? strlen(cfg_text) : 0, 0666, err);
+    if ((rc = agree(&r, rc, err)))
         goto out;
     r.feat = NULL;
     for (int s = next; s < r.sc.n_states; s++) {
         if (!r.feat) {
             /* features are at most as wide as the classifier's input; sized from the first graph */
-            if ((rc = build_state(&r, s, 0, err)))
+            if ((rc = agree(&r, build_state(&r, s, 0, err), err)))
                 goto out;
             int F = cs_graph_tensor(r.m.g, r.m.features)->shape[1];
             free_state(&r);
             r.feat = malloc(sizeof(float) * (size_t)e->batch * (size_t)F);
-            if (!r.feat) {
-                rc = cs_error_set(err, CS_ERR_NOMEM, "out of memory");
+            if ((rc = agree(&r, r.feat ? CS_OK : cs_error_set(err, CS_ERR_NOMEM, "out of memory"), err)))
                 goto out;
-            }
         }
         rc = run_state(&r, s, err);
         free_state(&r);
@@ -1256,7 +1328,8 @@ int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int flags,
     /* finished: an interrupted model from before a resume is out of date */
     char stale[PATH_MAX + 32];
     snprintf(stale, sizeof stale, "%s/interrupted.safetensors", e->out);
-    remove(stale);
+    if (r.lead)
+        remove(stale);
 out:
     res->seconds = r.seconds_before + (cs_now_s() - t0);
     release(&r);

@@ -69,6 +69,8 @@ void cs_device_describe(const cs_device *d, char *buf, size_t size)
 
 const char *cs_device_name(const cs_device *d) { return d ? d->name : "?"; }
 
+int cs_device_can_comm(const cs_device *d) { return d && d->be->set_comm != NULL; }
+
 int cs_plan_prepare(cs_device *d, const cs_graph *g, cs_plan **out, cs_error *err)
 {
     *out = NULL;

@@ -154,6 +154,9 @@ int cs_device_open(const cs_backend_iface *be, const char *name, const char *dev
 void cs_device_close(cs_device *d); /* NULL is fine */
 void cs_device_describe(const cs_device *d, char *buf, size_t size);
 const char *cs_device_name(const cs_device *d);
+/* 1 when the device's backend takes a cs_comm (set_comm): synchronised batch
+ * norm and gradients handed over during the backward. */
+int cs_device_can_comm(const cs_device *d);
 
 /* cs_graph_check, then the backend's prepare. The graph must outlive the plan. */
 int cs_plan_prepare(cs_device *d, const cs_graph *g, cs_plan **out, cs_error *err);

@@ -1,0 +1,33 @@
+/* dp_mpi.h: the CLI's side of data-parallel `run` and `train`: Open MPI as
+ * the runtime's communicator (runtime/dp.h), and the rules for output when
+ * several ranks run one command. */
+#ifndef CILSCALE_DP_MPI_H
+#define CILSCALE_DP_MPI_H
+
+#include "runtime/dp.h"
+
+/* Launched by mpirun or srun with more than one rank (the launcher's
+ * environment says so; MPI itself need not be started). */
+int cli_under_mpi(void);
+/* This process's rank by the launcher's environment (0 when not launched). */
+int cli_launch_rank(void);
+
+/* Starts a data-parallel command: under mpirun / srun, MPI and (on ranks
+ * other than 0) quiet output: their stdout and stderr go to /dev/null
+ * (CILSCALE_QUIET_RANKS=0 keeps them), as rank 0 speaks for all, naming a
+ * failing rank. Returns CLI_OK, or a failure already printed (a build
+ * without MPI under mpirun). Outside a launcher it does nothing. */
+int cli_dp_begin(const char *cmd);
+/* After the options: the run's cs_dp (cs_dp_set), or NULL outside a launcher. */
+int cli_dp_join(const char *cmd, int sync_bn, cs_dp **dp);
+/* rc agreed over the ranks (cs_dp_agree), err filled as dp.h says; rc as
+ * it is outside a launcher. */
+int cli_dp_agree(int rc, cs_error *err);
+/* Rank 0, or not data-parallel. */
+int cli_dp_lead(void);
+/* Ends MPI (every rank), frees the cs_dp; returns rc. */
+int cli_dp_end(int rc);
+/* One line of the exchanges' cost (nothing outside a launcher), to f. */
+void cli_dp_report(const char *cmd, FILE *f);
+
+#endif
