@@ -39,6 +39,18 @@ int cli_launch_rank(void)
     return v ? atoi(v) : 0;
 }
 
+void cli_mpi_describe(char *buf, size_t size)
+{
+#if defined(CS_HAVE_MPI) && defined(OMPI_MAJOR_VERSION)
+    snprintf(buf, size, "Open MPI %d.%d.%d (mpirun -np N: sweep, data-parallel run and train)", OMPI_MAJOR_VERSION,
+             OMPI_MINOR_VERSION, OMPI_RELEASE_VERSION);
+#elif defined(CS_HAVE_MPI)
+    snprintf(buf, size, "MPI %d.%d (mpirun -np N: sweep, data-parallel run and train)", MPI_VERSION, MPI_SUBVERSION);
+#else
+    snprintf(buf, size, "not built in (libopenmpi-dev; meson setup -Dmpi=enabled)");
+#endif
+}
+
 static int started, rank, world;
 static int loud_fd = -1; /* the real stderr of a quiet rank, for its abort line */
 static cs_dp *the;

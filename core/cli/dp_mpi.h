@@ -11,6 +11,8 @@
 int cli_under_mpi(void);
 /* This process's rank by the launcher's environment (0 when not launched). */
 int cli_launch_rank(void);
+/* "Open MPI 4.1.4 (mpirun -np N: ...)" or "not built in (...)", for --version. */
+void cli_mpi_describe(char *buf, size_t size);
 
 /* Starts a data-parallel command: under mpirun / srun, MPI and (on ranks
  * other than 0) quiet output: their stdout and stderr go to /dev/null

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/dp_mpi.h"
 
 static const char usage[] =
     "usage: cilscale COMMAND [options]   (cilscale COMMAND --help, or cilscale help COMMAND, for its options)\n"
@@ -55,7 +56,9 @@ int main(int argc, char **argv)
         return CLI_OK;
     }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-        printf("cilscale %s (plugin ABI %d)\n", CS_VERSION, CS_ABI_VERSION);
+        char mpi[96];
+        cli_mpi_describe(mpi, sizeof mpi);
+        printf("cilscale %s (plugin ABI %d)\nMPI: %s\n", CS_VERSION, CS_ABI_VERSION, mpi);
         return CLI_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

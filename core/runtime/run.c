@@ -896,10 +896,8 @@ static int load_resume(run *r, int *next, cs_error *err)
     return CS_OK;
 }
 
-/* A data-parallel start: the same experiment on every rank (rank 0's run_id),
- * and on a resume the state to start from and the last model, sent by rank
- * 0 (which alone read the folder), so the other ranks need not see --out. */
-static int join_ranks(run *r, int rc, int *next, cs_error *err)
+/* A data-parallel start: the same experiment on every rank (rank 0's run_id). */
+static int same_experiment(run *r, int rc, cs_error *err)
 {
     char id[sizeof r->res->run_id];
     memcpy(id, r->res->run_id, sizeof id);
@@ -908,6 +906,14 @@ static int join_ranks(run *r, int rc, int *next, cs_error *err)
     if (!(rc = cs_dp_bcast(r->dp, id, sizeof id, err)) && memcmp(id, r->res->run_id, sizeof id))
         rc = cs_error_set(err, CS_ERR_ARG, "its experiment is not rank 0's (run_id %.16s, rank 0's %.16s): every "
                           "rank must be given the same command and configuration", r->res->run_id, id);
+    return agree(r, rc, err);
+}
+
+/* On a data-parallel resume: the state to start from and the last model,
+ * sent by rank 0 (which alone read the folder), so the other ranks need not
+ * see --out. */
+static int join_ranks(run *r, int rc, int *next, cs_error *err)
+{
     if ((rc = agree(r, rc, err)))
         return rc;
     int64_t v = *next;
@@ -1293,9 +1299,11 @@ int cs_experiment_run(const cs_experiment *e, const cs_registry *reg, int flags,
         cs_dp_describe(r.dp, d, sizeof d);
         snprintf(res->device + u, sizeof res->device - u, "; data-parallel over %s", d);
     }
-    if ((rc = agree(&r, rc, err)))
+    if (r.dp)
+        rc = same_experiment(&r, rc, err);
+    if (rc)
         goto out;
-    /* the output folder only once the experiment is known good */
+    /* the output folder only once the experiment is known good (on every rank) */
     if (r.lead && !(rc = make_dirs(e->out, err)) && !(rc = claim_folder(&r, flags, &lock_fd, err)) && resume)
         rc = load_resume(&r, &next, err);
     if (r.dp)
