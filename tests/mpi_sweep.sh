@@ -5,7 +5,10 @@
 #      tensors byte for byte, and the report;
 #   2. the Figure 1 preset (ResNet18 at 100k, the authors' depth grid) over 2
 #      ranks equals the serial one the same way;
-#   3. the same 2-rank command again skips every finished run.
+#   3. the same 2-rank command again skips every finished run;
+#   4. a rank killed (SIGKILL) in the middle of a run: mpirun ends, nothing
+#      goes on unwatched, and the same command again completes the sweep
+#      with the serial sweep's runs.
 # Runs as root with --allow-run-as-root (CI runs as root) and --oversubscribe.
 # Usage: mpi_sweep.sh CILSCALE_EXE MPIRUN. Ends with "N passed, N failed".
 set -u
@@ -67,6 +70,39 @@ check $? "the reports agree (report.csv byte for byte)"
 "${mpi[@]}" "$exe" sweep "${common[@]}" "${grid[@]}" --out "$tmp/par" > "$tmp/again.log" 2>&1
 check $? "the same 2-rank command again"
 grep -q "4 done already, 0 to go" "$tmp/again.log"; check $? "... skips all 4 finished runs"
+
+# a rank killed outright (SIGKILL) while it runs an experiment: the launcher
+# ends the sweep, the finished runs stay whole, the killed rank's run (told
+# by SIGTERM as its parent died) saves and stops, and the same command
+# again finishes the sweep with the serial sweep's runs
+slow=(--set train.epochs=2 --set train.first_epochs=2 --set data.train_per_class=60)
+"$exe" sweep "${common[@]}" "${slow[@]}" "${grid[@]}" --out "$tmp/kser" > "$tmp/kser.log" 2>&1
+check $? "serial sweep of 4 slower runs"
+"${mpi[@]}" "$exe" sweep "${common[@]}" "${slow[@]}" "${grid[@]}" --out "$tmp/kpar" > "$tmp/kpar.log" 2>&1 &
+launcher=$!
+victim=""
+for _ in $(seq 600); do # until rank 1 runs an experiment (at most 60 s)
+  for p in $(pgrep -f "cilscale sweep"); do
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 &&
+      grep -q "$tmp/kpar" "/proc/$p/cmdline" 2>/dev/null && pgrep -P "$p" > /dev/null && victim=$p
+  done
+  [ -n "$victim" ] && break
+  sleep 0.1
+done
+[ -n "$victim" ] && kill -9 "$victim"
+check $? "rank 1 killed while it runs an experiment (pid ${victim:-none})"
+( sleep 60; touch "$tmp/hung"; kill -9 $launcher 2>/dev/null ) & guard=$!
+wait $launcher
+rc=$?
+kill $guard 2>/dev/null
+[ $rc != 0 ] && [ ! -e "$tmp/hung" ]
+check $? "mpirun ends on its own (within 60 s), status $rc"
+for _ in $(seq 100); do pgrep -f "run.*$tmp/kpar" > /dev/null || break; sleep 0.1; done
+! pgrep -f "run.*$tmp/kpar" > /dev/null
+check $? "no run of the sweep goes on unwatched"
+"${mpi[@]}" "$exe" sweep "${common[@]}" "${slow[@]}" "${grid[@]}" --out "$tmp/kpar" > "$tmp/kagain.log" 2>&1
+check $? "the same command again: $(grep -o '[0-9]* done already, [0-9]* to go' "$tmp/kagain.log")"
+same_runs "$tmp/kser" "$tmp/kpar"; check $? "... and every run equals the serial sweep's"
 
 fig=(--set model.budget=100k --figure1)
 "$exe" sweep "${common[@]}" "${fig[@]}" --out "$tmp/fs" > "$tmp/fs.log" 2>&1

@@ -18,6 +18,9 @@
 #include <mpi.h>
 #endif
 
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include "cli/cli.h"
 #include "cli/dp_mpi.h"
 #include "cli/progress.h"
@@ -575,6 +578,7 @@ static pid_t start(const sweep *s, const job *j, const char *exe, int threads)
     }
     argv[n] = NULL;
     fflush(NULL);
+    const pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fd, 1);
@@ -585,6 +589,17 @@ static pid_t start(const sweep *s, const job *j, const char *exe, int threads)
             dup2(devnull, 0);
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
+        setenv("CILSCALE_NO_MPI", "1", 1); /* the run is one process, not a rank of the sweep's job */
+#ifdef __linux__
+        /* the sweep killed outright (SIGKILL, a dead MPI rank's launcher):
+         * the run gets SIGTERM, saves and stops, rather than going on
+         * unwatched, holding its folder's lock against the next launch */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(143);
+#else
+        (void)parent;
+#endif
         execv(exe, argv);
         fprintf(stderr, "cilscale sweep: cannot run %s: %s\n", exe, strerror(errno));
         _exit(127);

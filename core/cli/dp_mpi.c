@@ -25,6 +25,9 @@ static const char *launcher_size(void)
 
 int cli_under_mpi(void)
 {
+    const char *off = getenv("CILSCALE_NO_MPI");
+    if (off && *off && strcmp(off, "0"))
+        return 0; /* one process, whatever launched it (a sweep's runs) */
     const char *v = launcher_size();
     return v && atoi(v) > 1;
 }

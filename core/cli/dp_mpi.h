@@ -7,7 +7,8 @@
 #include "runtime/dp.h"
 
 /* Launched by mpirun or srun with more than one rank (the launcher's
- * environment says so; MPI itself need not be started). */
+ * environment says so; MPI itself need not be started), and not told
+ * otherwise by CILSCALE_NO_MPI=1 (which a sweep gives its runs). */
 int cli_under_mpi(void);
 /* This process's rank by the launcher's environment (0 when not launched). */
 int cli_launch_rank(void);
