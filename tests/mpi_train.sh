@@ -109,7 +109,7 @@ rc=$?
 check $? "rank 1 with another seed: exit $rc, named, nothing written"
 
 # 3. a rank killed, then --resume
-rk=(run --set data.train_per_class=100 --set data.test_per_class=20 --set scenario.states=3 --set train.epochs=2
+rk=(run --set data.train_per_class=50 --set data.test_per_class=20 --set scenario.states=3 --set train.epochs=2
     --set train.first_epochs=2 --set backend.device=threads=1)
 "${mpi[@]}" "$exe" "${rk[@]}" --out "$tmp/whole" > "$tmp/whole.log" 2>&1
 check $? "a 3-state run over 2 ranks"
