@@ -12,11 +12,16 @@ A fenced block runs when the lines right before it hold markers:
     <!-- doctest prints: TEXT -->    the output must contain TEXT (may repeat)
     <!-- doctest creates: PATH -->   the file must exist afterwards (may repeat)
     <!-- doctest before: CMD -->     run CMD first (its output is not checked)
+    <!-- doctest mpi -->             it runs `mpirun`: skipped (said, not counted)
+                                     where cilscale has no MPI or there is no mpirun
 
 A block's commands are its lines that start with "$ " (a console block), or
 else every line (a shell block); each runs with bash in a scratch folder that
 has the source tree's configs/ and a build/core/cilscale that is the build's
-binary, which is also first on PATH as `cilscale`.
+binary, which is also first on PATH as `cilscale`; `mpirun` there is the real
+one given --oversubscribe (and --allow-run-as-root as root, as in CI), with
+LeakSanitizer off for its ranks (Open MPI's own allocations, as in
+tests/mpi_sweep.sh).
 
 Small settings (the suite must stay short): `run` (not --resume) gets
 --set data.train_per_class=20 --set data.test_per_class=10 --set
@@ -32,6 +37,11 @@ exe, src, files = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), sy
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pyutil import check, finish  # noqa: E402
 
+
+MPIRUN = r'''#!/usr/bin/env bash
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+exec %(mpirun)s %(root)s --oversubscribe "$@"
+'''
 
 WRAPPER = r'''#!/usr/bin/env bash
 real=%(exe)s
@@ -62,11 +72,13 @@ def blocks(path):
                 marks.insert(0, lines[k].strip()[4:-3].strip())
                 k -= 1
             if marks:
-                m = {"small": False, "exit": 0, "prints": [], "creates": [], "before": []}
+                m = {"small": False, "mpi": False, "exit": 0, "prints": [], "creates": [], "before": []}
                 for t in marks:
                     rest = t[len("doctest"):].strip()
                     if rest == "small":
                         m["small"] = True
+                    elif rest == "mpi":
+                        m["mpi"] = True
                     elif rest.startswith("exit:"):
                         m["exit"] = int(rest[5:])
                     elif rest.startswith("prints:"):
@@ -87,6 +99,10 @@ def blocks(path):
             i += 1
 
 
+real_mpirun = shutil.which("mpirun")
+version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+have_mpi = real_mpirun is not None and "MPI: not built in" not in version
+
 for md in files:
     name = os.path.relpath(md, src)
     work = tempfile.mkdtemp(prefix="cs-doc-")
@@ -97,6 +113,10 @@ for md in files:
         with open(p, "w") as f:
             f.write(WRAPPER % {"exe": exe})
         os.chmod(p, 0o755)
+    if real_mpirun:
+        with open(os.path.join(work, "bin", "mpirun"), "w") as f:
+            f.write(MPIRUN % {"mpirun": real_mpirun, "root": "--allow-run-as-root" if os.geteuid() == 0 else ""})
+        os.chmod(os.path.join(work, "bin", "mpirun"), 0o755)
     env = dict(os.environ, PATH=os.path.join(work, "bin") + ":" + os.environ.get("PATH", ""))
     n = 0
     for line, m, cmds in blocks(md):
@@ -104,6 +124,9 @@ for md in files:
         where = "%s:%d" % (name, line)
         if not cmds:
             check(False, "%s: a marked block with no command" % where)
+            continue
+        if m["mpi"] and not have_mpi:
+            print("skip: %s: needs mpirun and a cilscale built with MPI" % where)
             continue
         env["CS_DOC_SMALL"] = "1" if m["small"] else "0"
         for b in m["before"]:
