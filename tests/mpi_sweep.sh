@@ -91,10 +91,10 @@ for _ in $(seq 600); do # until rank 1 runs an experiment (at most 60 s)
 done
 [ -n "$victim" ] && kill -9 "$victim"
 check $? "rank 1 killed while it runs an experiment (pid ${victim:-none})"
-( sleep 60; touch "$tmp/hung"; kill -9 $launcher 2>/dev/null ) & guard=$!
+for _ in $(seq 600); do kill -0 $launcher 2>/dev/null || break; sleep 0.1; done # (a sleeper in the background would hold the log open)
+kill -0 $launcher 2>/dev/null && { touch "$tmp/hung"; kill -9 $launcher; }
 wait $launcher
 rc=$?
-kill $guard 2>/dev/null
 [ $rc != 0 ] && [ ! -e "$tmp/hung" ]
 check $? "mpirun ends on its own (within 60 s), status $rc"
 for _ in $(seq 100); do pgrep -f "run.*$tmp/kpar" > /dev/null || break; sleep 0.1; done

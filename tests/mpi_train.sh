@@ -126,10 +126,10 @@ for p in $(pgrep -f "cilscale run"); do
 done
 [ -n "$victim" ] && kill -9 "$victim"
 check $? "rank 1 found and killed after state 0 (pid ${victim:-none})"
-( sleep 60; touch "$tmp/hung"; kill -9 $launcher 2>/dev/null ) & guard=$!
+for _ in $(seq 600); do kill -0 $launcher 2>/dev/null || break; sleep 0.1; done # (a sleeper in the background would hold the log open)
+kill -0 $launcher 2>/dev/null && { touch "$tmp/hung"; kill -9 $launcher; }
 wait $launcher
 rc=$?
-kill $guard 2>/dev/null
 [ $rc != 0 ] && [ ! -e "$tmp/hung" ]
 check $? "mpirun ends on its own (within 60 s), status $rc"
 n_done=$(grep -vc '^#\|^state' "$tmp/cut/results.csv")
