@@ -3,7 +3,7 @@
 # training step and bytes allreduced per step, for each network, 1 rank
 # against 2 ranks on the same cores and the same global batches.
 #
-#   bench/mpi.sh [CILSCALE_EXE] [MPIRUN]      (REPS=5 rounds by default)
+#   bench/mpi.sh [CILSCALE_EXE] [MPIRUN]      (REPS=5 rounds, ARCHS="resnet18 mobilenetv2 shufflenetv2" by default)
 #
 # Each round runs, one after the other (so drift hits all alike):
 #   1 rank  x 2 threads           (the machine's 2 cores in one process)
@@ -29,7 +29,7 @@ epoch_s() { awk -F, 'NR == 2 {print $7}' "$1/epochs.csv"; }
 
 echo "| network | parameters | 1 rank x 2 threads, ms/step | 2 ranks x 1 thread, ms/step (ratio) | 2 ranks --sync-bn, ms/step (ratio) | allreduced per step per rank: gradients | batch-norm statistics (--sync-bn) | waiting for the sums |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-for arch in resnet18 mobilenetv2 shufflenetv2; do
+for arch in ${ARCHS:-resnet18 mobilenetv2 shufflenetv2}; do
   args=(train --arch "$arch" --budget 1M --batch 64 --limit-train $((64 * steps)) --limit-test 64 --epochs 1)
   : > "$tmp/one"; : > "$tmp/two"; : > "$tmp/sync"; : > "$tmp/wait"
   for r in $(seq "$reps"); do

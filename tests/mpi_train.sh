@@ -32,7 +32,7 @@ if ! out=$("${mpi[@]}" true 2>&1); then
   echo "FAIL: mpirun cannot start 2 ranks here: $out"
   echo "0 passed, 1 failed"; exit 1
 fi
-TOL_SYNC=5e-4 # measured 1.2e-4 (AMD EPYC Zen 4, 2026-12-03); per-rank batch norm: 2.1e-3
+TOL_SYNC=5e-4 # measured 1.5e-4 (AMD EPYC Zen 4, 2026-12-03); per-rank batch norm: 2.1e-3
 TOL_VK=1e-3   # measured 4.7e-4 between the backends, both over 2 ranks
 
 # dist A B: the relative L2 distance between two checkpoints' parameters

@@ -1629,6 +1629,116 @@ START_TEST(blocked_kernels_match_plain)
 }
 END_TEST
 
+/* One rank's reduce: the sums are already the global ones; counts the calls. */
+static int identity_reduce(void *ctx, double *buf, int count)
+{
+    (void)buf;
+    (void)count;
+    ++*(int *)ctx;
+    return 0;
+}
+
+static int failing_reduce(void *ctx, double *buf, int count)
+{
+    (void)ctx;
+    (void)buf;
+    (void)count;
+    return -1;
+}
+
+/* kernels_sync.c with one rank (the reduce adds nothing) against the
+ * fast plain kernels (b = 0) and the blocked ones (b = 8, 16), a fused relu
+ * and none, with channels that leave the last block part padding (which must
+ * stay zero); and a failing reduce is a failure. */
+START_TEST(sync_batchnorm_matches_local)
+{
+    const int n = 3, c = 20, hw = 35;
+    const cpu_par par = {2, NULL, 0};
+    for (int b = 0; b <= 16; b += 8)
+        for (int act = CPU_ACT_NONE; act <= CPU_ACT_RELU; act++) {
+            const int64_t plain = (int64_t)n * c * hw, size = b ? blk_size(n, c, hw, b) : plain;
+            float *x = xcalloc(plain, 4), *dy = xcalloc(plain, 4), *gamma = xcalloc(c, 4), *beta = xcalloc(c, 4);
+            rng_seed(500 + (uint64_t)b + 10 * (uint64_t)act);
+            for (int64_t i = 0; i < plain; i++) {
+                x[i] = (float)(2 * sym() + 0.5);
+                dy[i] = (float)sym();
+            }
+            for (int i = 0; i < c; i++) {
+                gamma[i] = (float)(1 + 0.5 * sym());
+                beta[i] = (float)sym();
+            }
+            float *xs = xcalloc(size, 4), *dys = xcalloc(size, 4), *y[2], *dx[2];
+            if (b) {
+                blk_from_plain(&par, xs, x, n, c, hw, b);
+                blk_from_plain(&par, dys, dy, n, c, hw, b);
+            } else {
+                memcpy(xs, x, sizeof(float) * (size_t)plain);
+                memcpy(dys, dy, sizeof(float) * (size_t)plain);
+            }
+            float save[2][40], run[2][40], dg[2][20] = {{0}}, dbt[2][20] = {{0}};
+            float *quarter = xcalloc(plain, 4); /* the input gradients accumulate onto 0.25 */
+            for (int64_t i = 0; i < plain; i++)
+                quarter[i] = 0.25f;
+            for (int k = 0; k < 2; k++) {
+                y[k] = xcalloc(size, 4);
+                dx[k] = xcalloc(size, 4);
+                if (b) /* (padding lanes zero) */
+                    blk_from_plain(&par, dx[k], quarter, n, c, hw, b);
+                else
+                    memcpy(dx[k], quarter, sizeof(float) * (size_t)plain);
+                for (int i = 0; i < 40; i++)
+                    run[k][i] = i < 20 ? 0.1f * (float)i : 1 + 0.05f * (float)i;
+            }
+            if (b)
+                blk_batchnorm_forward_train(&par, y[0], save[0], run[0], run[0] + c, xs, gamma, beta, n, c, hw, b,
+                                            1e-5f, 0.1f, act);
+            else
+                fast_batchnorm_forward_train_act(&par, y[0], save[0], run[0], run[0] + c, xs, gamma, beta, n, c, hw,
+                                                 1e-5f, 0.1f, act);
+            int calls = 0;
+            ck_assert_int_eq(sync_batchnorm_forward_train(&par, identity_reduce, &calls, y[1], save[1], run[1],
+                                                          run[1] + c, xs, gamma, beta, n, c, hw, b, 1e-5f, 0.1f, act),
+                             0);
+            ck_assert_msg(calls == 2, "block %d: the forward reduced %d times, expected 2 (sums, squares)", b, calls);
+            ck_assert_msg(nmse(y[0], y[1], size) <= NMSE_TOL, "block %d act %d: sync batchnorm forward", b, act);
+            ck_assert_msg(nmse(save[0], save[1], 2 * c) <= NMSE_TOL && nmse(run[0], run[1], 2 * c) <= NMSE_TOL,
+                          "block %d act %d: sync batchnorm statistics", b, act);
+            if (b)
+                blk_batchnorm_backward(&par, dx[0], dg[0], dbt[0], dys, xs, save[0], gamma, n, c, hw, b, y[0], act);
+            else
+                fast_batchnorm_backward_act(&par, dx[0], dg[0], dbt[0], dys, xs, save[0], gamma, n, c, hw, y[0], act);
+            calls = 0;
+            ck_assert_int_eq(sync_batchnorm_backward(&par, identity_reduce, &calls, dx[1], dg[1], dbt[1], dys, xs,
+                                                     save[0], gamma, n, c, hw, b, y[0], act),
+                             0);
+            ck_assert_msg(calls == 1, "block %d: the backward reduced %d times, expected 1", b, calls);
+            ck_assert_msg(nmse(dx[0], dx[1], size) <= NMSE_TOL, "block %d act %d: sync batchnorm input gradient", b,
+                          act);
+            ck_assert_msg(nmse(dg[0], dg[1], c) <= NMSE_TOL && nmse(dbt[0], dbt[1], c) <= NMSE_TOL,
+                          "block %d act %d: sync batchnorm gamma / beta gradients", b, act);
+            if (b) { /* the padding lanes stayed zero */
+                const int64_t cbs = (c + b - 1) / b;
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < hw; j++)
+                        for (int l = c % b; l && l < b; l++) {
+                            const int64_t k = ((int64_t)i * cbs + cbs - 1) * hw * b + (int64_t)j * b + l;
+                            ck_assert_msg(y[1][k] == 0 && dx[1][k] == 0, "block %d: padding lane %d became %g / %g",
+                                          b, l, y[1][k], dx[1][k]);
+                        }
+            }
+            ck_assert_int_eq(sync_batchnorm_forward_train(&par, failing_reduce, NULL, y[1], save[1], run[1],
+                                                          run[1] + c, xs, gamma, beta, n, c, hw, b, 1e-5f, 0.1f, act),
+                             -1);
+            ck_assert_int_eq(sync_batchnorm_backward(&par, failing_reduce, NULL, dx[1], dg[1], dbt[1], dys, xs,
+                                                     save[0], gamma, n, c, hw, b, y[0], act),
+                             -1);
+            for (int k = 0; k < 2; k++)
+                free(y[k]), free(dx[k]);
+            free(x), free(dy), free(gamma), free(beta), free(xs), free(dys), free(quarter);
+        }
+}
+END_TEST
+
 START_TEST(frozen_arenas_drive_frozen_forward)
 {
     tiny t = tiny_net(4);
@@ -1885,6 +1995,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, same_seed_same_bits);
     tcase_add_test(tc, blocked_layout_matches_plain);
     tcase_add_test(tc, blocked_kernels_match_plain);
+    tcase_add_test(tc, sync_batchnorm_matches_local);
     tcase_add_test(tc, fused_relu_matches_separate);
     tcase_add_test(tc, folded_batchnorm_matches_separate);
     tcase_add_test(tc, frozen_arenas_drive_frozen_forward);
