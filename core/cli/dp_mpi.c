@@ -1,5 +1,9 @@
 /* dp_mpi.c: Open MPI as the data-parallel runtime's communicator (dp_mpi.h). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sched_getaffinity */
+#endif
 #include <fcntl.h>
+#include <sched.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +81,34 @@ static void quiet(void)
 
 #ifdef CS_HAVE_MPI
 static MPI_Comm comm = MPI_COMM_NULL;
+
+/* The cpu backend's threads (CILSCALE_THREADS, unless set): the ranks on a
+ * node share its cores, min(this rank's CPUs, the node's / its ranks), so
+ * that ranks a launcher did not bind (or bound to a shared socket) do not
+ * run more threads than there are cores. */
+static void share_cores(void)
+{
+    if (getenv("CILSCALE_THREADS"))
+        return;
+    MPI_Comm node;
+    int local = 1;
+    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_size(node, &local);
+        MPI_Comm_free(&node);
+    }
+    long online = sysconf(_SC_NPROCESSORS_ONLN), mine = online;
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        mine = CPU_COUNT(&set);
+#endif
+    long t = online / (local > 0 ? local : 1);
+    if (mine < t)
+        t = mine;
+    char v[24];
+    snprintf(v, sizeof v, "%ld", t < 1 ? 1 : t);
+    setenv("CILSCALE_THREADS", v, 0);
+}
 
 static int mpi_fail(int code, cs_error *err, const char *what)
 {
@@ -196,6 +228,7 @@ int cli_dp_begin(const char *cmd)
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &world);
     started = 1;
+    share_cores();
     quiet();
     return CLI_OK;
 #else
