@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "runtime/json.h"
@@ -306,4 +307,21 @@ int cli_net_resolve(const char *cmd, const cs_registry *r, const cli_net_opts *o
     res->d = o->depths_text ? (double)cs_arch_blocks(arch, depths) / cs_arch_ref_blocks(arch) : o->d;
     res->resolution = 1;
     return CLI_OK;
+}
+
+int cli_mkdirs(const char *path)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0777) && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
 }

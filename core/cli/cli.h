@@ -22,6 +22,8 @@ const cs_plugin *cli_find(const char *cmd, const cs_registry *r, int kind, const
 
 /* 1234567 -> "1,234,567" into buf. */
 const char *cli_thousands(int64_t n, char *buf, size_t size);
+/* mkdir -p: 0, or -1 with errno set. */
+int cli_mkdirs(const char *path);
 
 /* Prints "cilscale CMD: unknown option '...'" etc. for getopt's last error. */
 void cli_bad_option(const char *cmd, int optopt_val, char *const *argv, int optind_val);

@@ -517,25 +517,11 @@ static int classify(const cs_experiment *e, job *j)
 static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) { stop_signal = sig; }
 
-static int mkdirs(const char *path)
-{
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0777) && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
-}
-
 static pid_t start(const sweep *s, const job *j, const char *exe, int threads)
 {
     char log[PATH_MAX + 16];
     snprintf(log, sizeof log, "%s/log.txt", j->dir);
-    if (mkdirs(j->dir)) {
+    if (cli_mkdirs(j->dir)) {
         fprintf(stderr, "cilscale sweep: %s: cannot make the folder (%s)\n", j->dir, strerror(errno));
         return -1;
     }
@@ -1081,7 +1067,7 @@ int cmd_sweep(int argc, char **argv)
         rc = CLI_OK;
         goto out;
     }
-    if (mkdirs(s->out)) {
+    if (cli_mkdirs(s->out)) {
         fprintf(stderr, "cilscale sweep: %s: cannot make the folder (%s)\n", s->out, strerror(errno));
         rc = CLI_FAIL;
         goto out;

@@ -246,7 +246,7 @@ static int train_cmd(int argc, char **argv)
         bad = cs_error_set(&err, CS_ERR_ARG, "--sync-bn: the %s backend cannot synchronise batch norm over the ranks "
                            "(it cannot exchange statistics inside a pass; the cpu backend can); without --sync-bn its "
                            "gradients are still summed, through the host", bp->name);
-    if (!bad && o.out && cli_dp_lead() && mkdir(o.out, 0777) && errno != EEXIST)
+    if (!bad && o.out && cli_dp_lead() && cli_mkdirs(o.out))
         bad = cs_error_set(&err, CS_ERR_IO, "--out %s: %s", o.out, strerror(errno));
     if (cli_dp_agree(bad ? CS_ERR : CS_OK, &err)) {
         fprintf(stderr, "cilscale train: %s\n", err.msg);

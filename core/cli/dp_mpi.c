@@ -24,6 +24,10 @@ static const char *launcher_size(void)
         v = getenv("PMI_SIZE");
     if (!v)
         v = getenv("PMIX_SIZE");
+    /* srun --mpi=pmix: a PMIx rank, the step's task count from Slurm (not
+     * SLURM_NTASKS alone, which a batch script's own commands see too) */
+    if (!v && (getenv("PMIX_RANK") || getenv("PMI_RANK")))
+        v = getenv("SLURM_STEP_NUM_TASKS");
     return v;
 }
 
@@ -43,6 +47,8 @@ int cli_launch_rank(void)
         v = getenv("PMI_RANK");
     if (!v)
         v = getenv("PMIX_RANK");
+    if (!v && cli_under_mpi())
+        v = getenv("SLURM_PROCID");
     return v ? atoi(v) : 0;
 }
 
