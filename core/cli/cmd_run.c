@@ -169,15 +169,24 @@ static int run_cmd(int argc, char **argv)
         snprintf(path, sizeof path, "%s", argv[optind]);
     else
         default_config(path, sizeof path);
-    if (cs_experiment_load(path, &e, &err)) {
+    cs_dp *dp;
+    if (cli_dp_join("run", ro.sync_bn, &dp))
+        return CLI_FAIL;
+    /* data-parallel --resume: rank 0 alone reads DIR (the others get the
+     * experiment from it), so DIR need only be on rank 0's node */
+    const int reads = !(dp && resume && !cli_dp_lead());
+    int bad = CLI_OK, lrc = CS_OK;
+    if (reads && (lrc = cs_experiment_load(path, &e, &err)))
+        bad = err.status == CS_ERR_IO && !resume && optind >= argc ? CLI_FAIL : CLI_USAGE;
+    for (int i = 0; reads && !bad && i < n_sets; i++)
+        if ((lrc = cs_experiment_set(&e, sets[i], &err)))
+            bad = CLI_USAGE;
+    if (dp && (lrc = cli_dp_agree(lrc, &err)) == CS_OK && resume)
+        lrc = cli_dp_agree(cs_dp_bcast(dp, &e, (int64_t)sizeof e, &err), &err);
+    if (lrc) {
         fprintf(stderr, "cilscale run: %s\n", err.msg);
-        return err.status == CS_ERR_IO && !resume && optind >= argc ? CLI_FAIL : CLI_USAGE;
+        return bad ? bad : CLI_USAGE;
     }
-    for (int i = 0; i < n_sets; i++)
-        if (cs_experiment_set(&e, sets[i], &err)) {
-            fprintf(stderr, "cilscale run: %s\n", err.msg);
-            return CLI_USAGE;
-        }
     if (out)
         snprintf(e.out, sizeof e.out, "%s", out);
     if (resume)
@@ -186,9 +195,6 @@ static int run_cmd(int argc, char **argv)
         cs_experiment_write(&e, stdout);
         return CLI_OK;
     }
-    cs_dp *dp;
-    if (cli_dp_join("run", ro.sync_bn, &dp))
-        return CLI_FAIL;
     cs_registry *reg = cli_load_plugins("run", plugins, 0);
     if (cli_dp_agree(reg ? CS_OK : cs_error_set(&err, CS_ERR, "its plugins did not load (CILSCALE_QUIET_RANKS=0 "
                                                 "shows why)"), &err)) {
