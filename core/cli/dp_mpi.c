@@ -64,9 +64,12 @@ void cli_mpi_describe(char *buf, size_t size)
 #endif
 }
 
-static int started, rank, world;
-static int loud_fd = -1; /* the real stderr of a quiet rank, for its abort line */
+static int started, rank;
 static cs_dp *the;
+
+#ifdef CS_HAVE_MPI
+static int world;
+static int loud_fd = -1; /* the real stderr of a quiet rank, for its abort line */
 
 /* Ranks other than 0 say nothing (rank 0 names a failing rank). */
 static void quiet(void)
@@ -85,7 +88,6 @@ static void quiet(void)
     close(nul);
 }
 
-#ifdef CS_HAVE_MPI
 static MPI_Comm comm = MPI_COMM_NULL;
 
 /* The cpu backend's threads (CILSCALE_THREADS, unless set): the ranks on a
