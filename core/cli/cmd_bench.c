@@ -7,6 +7,7 @@
 #include "cilscale/rng.h"
 #include "runtime/train.h"
 #include "cli/cli.h"
+#include "cli/dp_mpi.h"
 
 static const char usage[] =
     "usage: cilscale bench --arch A (--budget M [--policy P] | --width W [--depth D]) --batch N --input CxHxW\n"
@@ -18,21 +19,26 @@ static const char usage[] =
     "GFLOP/s achieved (forward conv + linear multiply-adds x 2; a training step\n"
     "counts three times the forward).\n"
     "\n"
+    "Under mpirun -np N each rank runs its share of every batch (of the same\n"
+    "random batch) and the gradients are summed over the ranks each step, as\n"
+    "in a data-parallel train; images/s are the whole batch's, rank 0 prints.\n"
+    "\n"
     "  --batch N          images per step (default 128)\n"
     "  --input CxHxW      input size (default 3x32x32)\n"
     "  --backend B        compute backend plugin (default cpu)\n"
     "  --device D         backend device string (cpu: threads=N)\n"
     "  --steps S          timed steps of each kind (default 20)\n"
     "  --warmup W         untimed steps first (default 3)\n"
-    "  --profile          then the time per op of all those steps (cpu: wall time; vulkan: timestamps)\n" CLI_NET_HELP
+    "  --profile          then the time per op of all those steps (cpu: wall time; vulkan: timestamps)\n"
+    "  --sync-bn          under mpirun: batch norm over the whole batch (see cilscale train)\n" CLI_NET_HELP
     "\n"
     "Exit status: 0 done; 1 the backend failed; 2 bad usage.\n";
 
-enum { O_BATCH = 256, O_INPUT, O_BACKEND, O_DEVICE, O_STEPS, O_WARMUP, O_PROFILE };
+enum { O_BATCH = 256, O_INPUT, O_BACKEND, O_DEVICE, O_STEPS, O_WARMUP, O_PROFILE, O_SYNC_BN };
 
 typedef struct bench_opts {
     cli_net_opts net;
-    int batch, steps, warmup, ic, ih, iw, profile, have_input;
+    int batch, steps, warmup, ic, ih, iw, profile, have_input, sync_bn;
     const char *backend, *device;
 } bench_opts;
 
@@ -45,6 +51,8 @@ typedef struct bench {
     cs_model m;
     float *x, *y, *logits_row;
     double train_ips, infer_ips;
+    cs_dp *dp; /* under mpirun: this rank's rows [lo, hi) of each batch */
+    int lo, hi;
 } bench;
 
 static int take_option(void *ctx, int opt, const char *arg)
@@ -58,6 +66,7 @@ static int take_option(void *ctx, int opt, const char *arg)
     case O_BACKEND: o->backend = arg; break;
     case O_DEVICE: o->device = arg; break;
     case O_PROFILE: o->profile = 1; break;
+    case O_SYNC_BN: o->sync_bn = 1; break;
     case O_INPUT:
         o->have_input = 1;
         if (sscanf(arg, "%dx%dx%d", &o->ic, &o->ih, &o->iw) != 3 || o->ic < 1 || o->ih < 1 || o->iw < 1 ||
@@ -98,8 +107,19 @@ static int bench_setup(const bench_opts *o, bench *b, cs_error *err)
         b->x[i] = (float)cs_rng_normal(&r);
     for (int i = 0; i < o->batch; i++)
         b->y[i] = (float)cs_rng_below(&r, (uint32_t)o->net.classes);
-    if (cs_plan_set_input(b->m.plan, b->m.input, b->x, o->batch, err) ||
-        cs_plan_set_input(b->m.plan, b->m.labels, b->y, o->batch, err))
+    b->lo = 0;
+    b->hi = o->batch;
+    if (b->dp) {
+        cs_dp_share(b->dp, o->batch, &b->lo, &b->hi);
+        if (b->hi == b->lo)
+            return cs_error_set(err, CS_ERR_ARG, "%d ranks cannot share batches of %d: give each rank at least one "
+                                "image", cs_dp_world(b->dp), o->batch), CLI_USAGE;
+        if (cs_dp_attach(b->dp, &b->m, err))
+            return CLI_FAIL;
+    }
+    const size_t row = (size_t)o->ic * (size_t)o->ih * (size_t)o->iw;
+    if (cs_plan_set_input(b->m.plan, b->m.input, b->x + row * (size_t)b->lo, b->hi - b->lo, err) ||
+        cs_plan_set_input(b->m.plan, b->m.labels, b->y + b->lo, b->hi - b->lo, err))
         return CLI_FAIL;
     if (o->profile && !cs_plan_can_profile(b->m.plan)) {
         fprintf(stderr, "cilscale bench: --profile: the %s backend has no profiler\n", b->bp->name);
@@ -121,10 +141,13 @@ static int time_steps(const bench_opts *o, bench *b, cs_error *err)
         for (int i = 0; i < o->warmup + o->steps; i++) {
             double t0 = cs_now_s();
             int e;
-            if (pass == 0)
-                e = cs_plan_step(b->m.plan, o->batch, &sgd, err);
+            const int n = b->hi - b->lo;
+            if (pass == 0 && b->dp) /* this rank's rows, the sum over the ranks, the update */
+                e = cs_dp_forward_backward(b->dp, &b->m, n, o->batch, 0, err) || cs_plan_update(b->m.plan, &sgd, err);
+            else if (pass == 0)
+                e = cs_plan_step(b->m.plan, n, &sgd, err);
             else
-                e = cs_plan_forward(b->m.plan, o->batch, 0, err);
+                e = cs_plan_forward(b->m.plan, n, 0, err);
             /* reading a value back waits for the device to finish the step */
             if (e || (pass == 0 ? cs_plan_read_tensor(b->m.plan, b->m.xent, y_loss, 1, err)
                                 : cs_plan_read_tensor(b->m.plan, b->m.logits, b->logits_row, 1, err)))
@@ -173,14 +196,15 @@ static void print_result(const bench_opts *o, const bench *b)
     }
 }
 
-int cmd_bench(int argc, char **argv)
+static int bench_cmd(int argc, char **argv)
 {
     static const struct option longopts[] = {
         CLI_NET_LONG_OPTIONS,
         {"batch", required_argument, 0, O_BATCH},     {"input", required_argument, 0, O_INPUT},
         {"backend", required_argument, 0, O_BACKEND}, {"device", required_argument, 0, O_DEVICE},
         {"steps", required_argument, 0, O_STEPS},     {"warmup", required_argument, 0, O_WARMUP},
-        {"profile", no_argument, 0, O_PROFILE},       {0, 0, 0, 0},
+        {"profile", no_argument, 0, O_PROFILE},       {"sync-bn", no_argument, 0, O_SYNC_BN},
+        {0, 0, 0, 0},
     };
     bench_opts o = {.batch = 128, .steps = 20, .warmup = 3, .ic = 3, .ih = 32, .iw = 32, .backend = "cpu", .device = ""};
     cli_net_defaults(&o.net);
@@ -199,11 +223,17 @@ int cmd_bench(int argc, char **argv)
         o.ic = o.net.in_channels;
     o.net.in_channels = o.ic;
     bench b = {0};
+    if (cli_dp_join("bench", o.sync_bn, &b.dp))
+        return CLI_FAIL;
     if (!(b.reg = cli_load_plugins("bench", o.net.plugins_conf, 0)))
         return CLI_FAIL;
     cs_error err = {0};
-    if (!(rc = bench_setup(&o, &b, &err)) && !(rc = time_steps(&o, &b, &err))) {
+    rc = bench_setup(&o, &b, &err);
+    if (b.dp && cli_dp_agree(rc ? CS_ERR : CS_OK, &err) && !rc)
+        rc = CLI_FAIL; /* another rank's failure, named in err */
+    if (!rc && !(rc = time_steps(&o, &b, &err))) {
         print_result(&o, &b);
+        cli_dp_report("bench", stderr);
         if (o.profile) {
             char report[16384];
             if (cs_plan_profile(b.m.plan, report, sizeof report, &err))
@@ -214,6 +244,8 @@ int cmd_bench(int argc, char **argv)
     }
     if (rc == CLI_FAIL && err.msg[0]) /* the steps that print their own reason leave err empty */
         fprintf(stderr, "cilscale bench: %s\n", err.msg);
+    if (b.dp)
+        cs_dp_attach(b.dp, NULL, &err);
     if (b.m.g)
         cs_model_free(&b.m);
     cs_device_close(b.dev);
@@ -222,4 +254,10 @@ int cmd_bench(int argc, char **argv)
     free(b.logits_row);
     cs_registry_free(b.reg);
     return rc;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    int rc = cli_dp_begin("bench");
+    return rc ? rc : cli_dp_end(bench_cmd(argc, argv));
 }
