@@ -16,7 +16,8 @@
 #   4. the Vulkan backend (lavapipe in CI) over 2 ranks, its gradients staged
 #      through the host, ends within TOL_VK of the cpu backend over 2 ranks;
 #      --sync-bn on it is refused in one line before anything is written;
-#   5. more ranks than images in a batch: refused in one line.
+#   5. more ranks than images in a batch: refused in one line;
+#   6. bench over 2 ranks runs its data-parallel step and reports once.
 # Runs as root with --allow-run-as-root (CI runs as root) and --oversubscribe.
 # Usage: mpi_train.sh CILSCALE_EXE MPIRUN. Ends with "N passed, N failed".
 set -u
@@ -171,6 +172,14 @@ check $? "--sync-bn on vulkan: exit $rc, refused in one line, nothing written"
 rc=$?
 [ $rc != 0 ] && grep -q "^cilscale train: 2 ranks cannot share batches of 1" "$tmp/small.log"
 check $? "2 ranks, batches of 1: exit $rc, refused by name"
+
+# 6. bench over 2 ranks (its data-parallel step, timed: here only that it runs)
+"${mpi[@]}" "$exe" bench --arch resnet18 --budget 200k --classes 10 --stem small --input 1x28x28 --batch 8 --steps 1 \
+  --warmup 0 --sync-bn > "$tmp/bench.log" 2>&1
+rc=$?
+[ $rc = 0 ] && grep -q "data-parallel over 2 ranks, synchronised batch norm: 1 steps" "$tmp/bench.log" &&
+  [ "$(grep -c '^  train ' "$tmp/bench.log")" = 1 ]
+check $? "bench over 2 ranks with --sync-bn: one report (rank 0's), 1 data-parallel step"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
