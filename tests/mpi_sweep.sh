@@ -13,8 +13,7 @@
 # Usage: mpi_sweep.sh CILSCALE_EXE MPIRUN. Ends with "N passed, N failed".
 set -u
 exe=$1 mpirun=$2
-passed=0 failed=0
-check() { if [ "$1" = 0 ]; then echo "ok: $2"; passed=$((passed + 1)); else echo "FAIL: $2"; failed=$((failed + 1)); fi; }
+. "$(dirname "$0")/mpi_lib.sh"
 tmp=$(mktemp -d /tmp/cs-mpi-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 # Under the sanitizers (tools/test.sh), LeakSanitizer reports Open MPI's own
@@ -82,21 +81,15 @@ check $? "serial sweep of 4 slower runs"
 launcher=$!
 victim=""
 for _ in $(seq 600); do # until rank 1 runs an experiment (at most 60 s)
-  for p in $(pgrep -f "cilscale sweep"); do
-    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 &&
-      grep -q "$tmp/kpar" "/proc/$p/cmdline" 2>/dev/null && pgrep -P "$p" > /dev/null && victim=$p
-  done
-  [ -n "$victim" ] && break
+  victim=$(rank_pid sweep "$tmp/kpar") && pgrep -P "$victim" > /dev/null && break
+  victim=""
   sleep 0.1
 done
 [ -n "$victim" ] && kill -9 "$victim"
 check $? "rank 1 killed while it runs an experiment (pid ${victim:-none})"
-for _ in $(seq 600); do kill -0 $launcher 2>/dev/null || break; sleep 0.1; done # (a sleeper in the background would hold the log open)
-kill -0 $launcher 2>/dev/null && { touch "$tmp/hung"; kill -9 $launcher; }
-wait $launcher
-rc=$?
-[ $rc != 0 ] && [ ! -e "$tmp/hung" ]
-check $? "mpirun ends on its own (within 60 s), status $rc"
+await_launcher $launcher
+[ $launcher_rc != 0 ] && [ $launcher_hung = 0 ]
+check $? "mpirun ends on its own (within 60 s), status $launcher_rc"
 for _ in $(seq 100); do pgrep -f "run.*$tmp/kpar" > /dev/null || break; sleep 0.1; done
 ! pgrep -f "run.*$tmp/kpar" > /dev/null
 check $? "no run of the sweep goes on unwatched"

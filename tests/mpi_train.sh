@@ -22,8 +22,7 @@
 # Usage: mpi_train.sh CILSCALE_EXE MPIRUN. Ends with "N passed, N failed".
 set -u
 exe=$1 mpirun=$2
-passed=0 failed=0
-check() { if [ "$1" = 0 ]; then echo "ok: $2"; passed=$((passed + 1)); else echo "FAIL: $2"; failed=$((failed + 1)); fi; }
+. "$(dirname "$0")/mpi_lib.sh"
 tmp=$(mktemp -d /tmp/cs-mpit-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 # (leak checking off under mpirun: see mpi_sweep.sh)
@@ -121,18 +120,11 @@ for _ in $(seq 600); do # until state 0 is saved (at most 60 s)
   [ -f "$tmp/cut/state-0.safetensors" ] && break
   sleep 0.1
 done
-for p in $(pgrep -f "cilscale run"); do
-  tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 &&
-    grep -q "$tmp/cut" "/proc/$p/cmdline" 2>/dev/null && victim=$p
-done
-[ -n "$victim" ] && kill -9 "$victim"
+victim=$(rank_pid run "$tmp/cut") && kill -9 "$victim"
 check $? "rank 1 found and killed after state 0 (pid ${victim:-none})"
-for _ in $(seq 600); do kill -0 $launcher 2>/dev/null || break; sleep 0.1; done # (a sleeper in the background would hold the log open)
-kill -0 $launcher 2>/dev/null && { touch "$tmp/hung"; kill -9 $launcher; }
-wait $launcher
-rc=$?
-[ $rc != 0 ] && [ ! -e "$tmp/hung" ]
-check $? "mpirun ends on its own (within 60 s), status $rc"
+await_launcher $launcher
+[ $launcher_rc != 0 ] && [ $launcher_hung = 0 ]
+check $? "mpirun ends on its own (within 60 s), status $launcher_rc"
 n_done=$(grep -vc '^#\|^state' "$tmp/cut/results.csv")
 [ -z "$(find "$tmp/cut" -name '*.tmp*')" ] && [ "$n_done" -ge 1 ] && [ "$n_done" -lt 3 ]
 check $? "only whole files are left: results.csv holds $n_done finished state(s), no *.tmp"

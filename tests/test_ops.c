@@ -1556,6 +1556,20 @@ START_TEST(folded_batchnorm_matches_separate)
 }
 END_TEST
 
+/* Batch-norm test values: inputs around 0.5, output gradients, scales
+ * around 1, shifts. */
+static void bn_random(float *x, float *dy, float *gamma, float *beta, int64_t count, int c)
+{
+    for (int64_t i = 0; i < count; i++) {
+        x[i] = (float)(2 * sym() + 0.5);
+        dy[i] = (float)sym();
+    }
+    for (int i = 0; i < c; i++) {
+        gamma[i] = (float)(1 + 0.5 * sym());
+        beta[i] = (float)sym();
+    }
+}
+
 /* kernels_blk.c against the plain fast kernels on the same values, for both
  * block sizes, with channels that leave the last block part padding: which
  * must stay zero. */
@@ -1567,14 +1581,7 @@ START_TEST(blocked_kernels_match_plain)
         const int64_t plain = (int64_t)n * c * hw, blk = blk_size(n, c, hw, b);
         float *x = xcalloc(plain, 4), *dy = xcalloc(plain, 4), *gamma = xcalloc(c, 4), *beta = xcalloc(c, 4);
         rng_seed(400 + (uint64_t)b);
-        for (int64_t i = 0; i < plain; i++) {
-            x[i] = (float)(2 * sym() + 0.5);
-            dy[i] = (float)sym();
-        }
-        for (int i = 0; i < c; i++) {
-            gamma[i] = (float)(1 + 0.5 * sym());
-            beta[i] = (float)sym();
-        }
+        bn_random(x, dy, gamma, beta, plain, c);
         float *xb = xcalloc(blk, 4), *dyb = xcalloc(blk, 4), *yb = xcalloc(blk, 4), *dxb = xcalloc(blk, 4);
         blk_from_plain(&par, xb, x, n, c, hw, b);
         blk_from_plain(&par, dyb, dy, n, c, hw, b);
@@ -1659,14 +1666,7 @@ START_TEST(sync_batchnorm_matches_local)
             const int64_t plain = (int64_t)n * c * hw, size = b ? blk_size(n, c, hw, b) : plain;
             float *x = xcalloc(plain, 4), *dy = xcalloc(plain, 4), *gamma = xcalloc(c, 4), *beta = xcalloc(c, 4);
             rng_seed(500 + (uint64_t)b + 10 * (uint64_t)act);
-            for (int64_t i = 0; i < plain; i++) {
-                x[i] = (float)(2 * sym() + 0.5);
-                dy[i] = (float)sym();
-            }
-            for (int i = 0; i < c; i++) {
-                gamma[i] = (float)(1 + 0.5 * sym());
-                beta[i] = (float)sym();
-            }
+            bn_random(x, dy, gamma, beta, plain, c);
             float *xs = xcalloc(size, 4), *dys = xcalloc(size, 4), *y[2], *dx[2];
             if (b) {
                 blk_from_plain(&par, xs, x, n, c, hw, b);

@@ -33,6 +33,13 @@ static int view_of(bn_view *v, int c, int hw, int b)
     return v->B <= MAX_LANES ? 0 : -1;
 }
 
+/* The view of the layout and room for 2c + 1 sums, or NULL (a block wider
+ * than MAX_LANES, or no memory). */
+static double *start(bn_view *v, int c, int hw, int b)
+{
+    return view_of(v, c, hw, b) ? NULL : malloc(sizeof(double) * (size_t)(2 * c + 1));
+}
+
 /* Row i's plane of channel block cb: hw x B floats. */
 static inline int64_t plane(const bn_view *v, int i, int cb)
 {
@@ -100,9 +107,7 @@ int sync_batchnorm_forward_train(const cpu_par *p, cpu_reduce_fn reduce, void *r
                                  const float *beta, int n, int c, int hw, int b, float eps, float momentum, int act)
 {
     bn_view v;
-    if (view_of(&v, c, hw, b))
-        return -1;
-    double *buf = malloc(sizeof(double) * (size_t)(2 * c + 1));
+    double *buf = start(&v, c, hw, b);
     if (!buf)
         return -1;
     channel_sums(p, &v, in, n, NULL, 0, buf);
@@ -162,9 +167,7 @@ int sync_batchnorm_backward(const cpu_par *p, cpu_reduce_fn reduce, void *rctx, 
                             int n, int c, int hw, int b, const float *yact, int act)
 {
     bn_view v;
-    if (view_of(&v, c, hw, b))
-        return -1;
-    double *buf = malloc(sizeof(double) * (size_t)(2 * c + 1));
+    double *buf = start(&v, c, hw, b);
     if (!buf)
         return -1;
     const int par = (int64_t)n * v.cbs * hw * v.B > 32768;
