@@ -54,7 +54,8 @@ typedef struct cpu_plan {
     int64_t prof_calls[2][CS_OP_COUNT_];
     /* one rank of a data-parallel run (cpu_set_comm): the comm, and per
      * node i the parameters whose gradient is final once its backward has
-     * run, ready[ready_at[i] .. ready_at[i + 1]) (tensor ids) */
+     * run, ready[ready_at[i] .. ready_at[i + 1]) (tensor ids; built at the
+     * first set_comm, kept until release) */
     int has_comm;
     cs_comm comm;
     int *ready_at, *ready;
@@ -815,24 +816,23 @@ int cpu_backward(void *plan, int n, cs_error *err)
     return CS_OK;
 }
 
-int cpu_set_comm(void *plan, const cs_comm *comm, cs_error *err)
+/* Per node, the parameters whose gradient is final after its backward:
+ * after the backward of the first node (in execution order) that reads
+ * them, as backward runs the nodes last to first. */
+static int build_ready(cpu_plan *p, cs_error *err)
 {
-    cpu_plan *p = plan;
     const cs_graph *g = p->g;
-    p->has_comm = 0;
-    free(p->ready_at);
-    free(p->ready);
-    p->ready_at = p->ready = NULL;
-    if (!comm)
-        return CS_OK;
-    /* a parameter's gradient is final after the backward of the first node
-     * (in execution order) that reads it: backward runs the nodes last to first */
     const int nn = cs_graph_n_nodes(g), nt = cs_graph_n_tensors(g);
     int *first = malloc(sizeof(int) * (size_t)(nt + 1));
+    int *fill = calloc((size_t)nn + 1, sizeof(int));
     p->ready_at = calloc((size_t)nn + 2, sizeof(int));
     p->ready = malloc(sizeof(int) * (size_t)(nt + 1));
-    if (!first || !p->ready_at || !p->ready) {
+    if (!first || !fill || !p->ready_at || !p->ready) {
         free(first);
+        free(fill);
+        free(p->ready_at);
+        free(p->ready);
+        p->ready_at = p->ready = NULL;
         return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory in set_comm");
     }
     for (int t = 0; t < nt; t++)
@@ -849,11 +849,6 @@ int cpu_set_comm(void *plan, const cs_comm *comm, cs_error *err)
     }
     for (int i = 0; i < nn; i++)
         p->ready_at[i + 1] += p->ready_at[i];
-    int *fill = calloc((size_t)nn + 1, sizeof(int));
-    if (!fill) {
-        free(first);
-        return cs_error_set(err, CS_ERR_NOMEM, "cpu backend: out of memory in set_comm");
-    }
     for (int t = 0; t < nt; t++) {
         const cs_tensor *x = cs_graph_tensor(g, t);
         if (x->kind == CS_TENSOR_PARAM && x->needs_grad && first[t] >= 0)
@@ -861,6 +856,18 @@ int cpu_set_comm(void *plan, const cs_comm *comm, cs_error *err)
     }
     free(fill);
     free(first);
+    return CS_OK;
+}
+
+int cpu_set_comm(void *plan, const cs_comm *comm, cs_error *err)
+{
+    cpu_plan *p = plan;
+    p->has_comm = 0;
+    if (!comm)
+        return CS_OK;
+    /* the runtime calls this every step: the tables once (the graph is the plan's for life) */
+    if (!p->ready_at && build_ready(p, err))
+        return CS_ERR_NOMEM;
     p->comm = *comm;
     p->has_comm = 1;
     return CS_OK;
