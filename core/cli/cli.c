@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/dp_mpi.h"
 #include "runtime/json.h"
 #include "runtime/plugins_conf.h"
 
@@ -18,12 +19,10 @@ cs_registry *cli_load_plugins(const char *cmd, const char *explicit_conf, int qu
     char path[PATH_MAX];
     cs_plugins_conf_path(explicit_conf, path, sizeof path);
     cs_registry *r = cs_registry_new();
-    if (!r) {
-        fprintf(stderr, "cilscale %s: out of memory\n", cmd);
-        return NULL;
-    }
     cs_error err;
-    if (cs_registry_load_conf(r, path, &err)) {
+    int rc = r ? cs_registry_load_conf(r, path, &err) : cs_error_set(&err, CS_ERR_NOMEM, "out of memory");
+    /* a data-parallel command: every rank loaded them, or every rank stops (rank 0 naming the one that failed) */
+    if ((rc = cli_dp_agree(rc, &err))) {
         fprintf(stderr, "cilscale %s: %s\n", cmd, err.msg);
         cs_registry_free(r);
         return NULL;

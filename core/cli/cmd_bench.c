@@ -90,7 +90,7 @@ static int bench_setup(const bench_opts *o, bench *b, cs_error *err)
         return CLI_USAGE;
     if ((rc = cli_net_resolve("bench", b->reg, &o->net, &b->ap, &b->net)))
         return rc; /* printed */
-    if (cs_device_open(b->bp->iface, b->bp->name, o->device, &b->dev, err) ||
+    if (cs_device_open(b->bp->iface, b->bp->name, o->device, &b->dev, err) || cs_dp_check_device(b->dp, b->dev, err) ||
         cs_model_init(&b->m, b->ap->iface, b->ap->name, &b->net.cfg, o->batch, o->ic, o->ih, o->iw, b->dev, 1, err))
         return CLI_FAIL;
     size_t nx = (size_t)o->batch * (size_t)o->ic * (size_t)o->ih * (size_t)o->iw;

@@ -873,11 +873,9 @@ static int execute_mpi(sweep *s, const char *exe, int *rank)
         MPI_Finalize();
         return -1;
     }
-    const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    int local = ls && atoi(ls) > 0 ? atoi(ls) : 1;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    long per = cores / ((long)local * s->jobs);
-    int threads = (int)(per > 0 ? per : 1);
+    int threads = cli_rank_cores(cli_mpi_node_ranks()) / s->jobs;
+    if (threads < 1)
+        threads = 1;
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);

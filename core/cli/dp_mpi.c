@@ -52,6 +52,20 @@ int cli_launch_rank(void)
     return v ? atoi(v) : 0;
 }
 
+int cli_rank_cores(int node_ranks)
+{
+    long online = sysconf(_SC_NPROCESSORS_ONLN), mine = online;
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        mine = CPU_COUNT(&set);
+#endif
+    long t = online / (node_ranks > 0 ? node_ranks : 1);
+    if (mine < t)
+        t = mine;
+    return t < 1 ? 1 : (int)t;
+}
+
 void cli_mpi_describe(char *buf, size_t size)
 {
 #if defined(CS_HAVE_MPI) && defined(OMPI_MAJOR_VERSION)
@@ -90,31 +104,26 @@ static void quiet(void)
 
 static MPI_Comm comm = MPI_COMM_NULL;
 
-/* The cpu backend's threads (CILSCALE_THREADS, unless set): the ranks on a
- * node share its cores, min(this rank's CPUs, the node's / its ranks), so
- * that ranks a launcher did not bind (or bound to a shared socket) do not
- * run more threads than there are cores. */
+int cli_mpi_node_ranks(void)
+{
+    MPI_Comm node;
+    int local = 1, me = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &me);
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, me, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_size(node, &local);
+        MPI_Comm_free(&node);
+    }
+    return local > 0 ? local : 1;
+}
+
+/* The cpu backend's threads (CILSCALE_THREADS, unless set): this rank's
+ * share of the node's cores. */
 static void share_cores(void)
 {
     if (getenv("CILSCALE_THREADS"))
         return;
-    MPI_Comm node;
-    int local = 1;
-    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
-        MPI_Comm_size(node, &local);
-        MPI_Comm_free(&node);
-    }
-    long online = sysconf(_SC_NPROCESSORS_ONLN), mine = online;
-#ifdef __linux__
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0)
-        mine = CPU_COUNT(&set);
-#endif
-    long t = online / (local > 0 ? local : 1);
-    if (mine < t)
-        t = mine;
     char v[24];
-    snprintf(v, sizeof v, "%ld", t < 1 ? 1 : t);
+    snprintf(v, sizeof v, "%d", cli_rank_cores(cli_mpi_node_ranks()));
     setenv("CILSCALE_THREADS", v, 0);
 }
 

@@ -12,6 +12,15 @@
 int cli_under_mpi(void);
 /* This process's rank by the launcher's environment (0 when not launched). */
 int cli_launch_rank(void);
+/* One rank's share of the node's cores, of node_ranks ranks on it: min(the
+ * CPUs it may run on, the node's CPUs / node_ranks), at least 1, so that
+ * ranks a launcher did not bind (or bound to a shared socket) do not start
+ * more threads than there are cores. */
+int cli_rank_cores(int node_ranks);
+#ifdef CS_HAVE_MPI
+/* The ranks of MPI_COMM_WORLD on this node (MPI started). */
+int cli_mpi_node_ranks(void);
+#endif
 /* "Open MPI 4.1.4 (mpirun -np N: ...)" or "not built in (...)", for --version. */
 void cli_mpi_describe(char *buf, size_t size);
 

@@ -172,6 +172,15 @@ static void comm_grads_ready(void *ctx, float *grads, int64_t offset, int64_t co
     drive(dp);
 }
 
+int cs_dp_check_device(const cs_dp *dp, const cs_device *dev, cs_error *err)
+{
+    if (!cs_dp_sync_bn(dp) || cs_device_can_comm(dev))
+        return CS_OK;
+    return cs_error_set(err, CS_ERR_ARG, "--sync-bn: the %s backend cannot synchronise batch norm over the ranks (it "
+                        "cannot exchange statistics inside a pass; the cpu backend can); without --sync-bn its "
+                        "gradients are still summed, through the host", cs_device_name(dev));
+}
+
 /* ---- attaching a model ---- */
 
 static int by_offset_desc(const void *a, const void *b)

@@ -71,6 +71,9 @@ void cs_dp_stats_get(const cs_dp *dp, cs_dp_stats *st);
 /* One line: "2 ranks, synchronised batch norm" or "..., batch norm per rank". */
 void cs_dp_describe(const cs_dp *dp, char *buf, size_t size);
 
+/* Refuses synchronised batch norm on a device whose backend has no set_comm
+ * (one line naming the backend), before anything is built on it. */
+int cs_dp_check_device(const cs_dp *dp, const cs_device *dev, cs_error *err);
 /* Starts (and ends, with m NULL) training m's plan as one rank: hands the
  * plan a cs_comm where its backend takes one, and lays the gradient buckets
  * out. Refuses synchronised batch norm on a backend without set_comm. */

@@ -816,10 +816,8 @@ static int setup(run *r, const cs_registry *reg, cs_error *err)
     if ((rc = cs_device_open(r->be_p->iface, r->be_p->name, r->e->device, &r->dev, err)))
         return rc;
     cs_device_describe(r->dev, res->device, sizeof res->device);
-    if (cs_dp_sync_bn(r->dp) && !cs_device_can_comm(r->dev))
-        return cs_error_set(err, CS_ERR_ARG, "--sync-bn: the %s backend cannot synchronise batch norm over the "
-                            "ranks (it cannot exchange statistics inside a pass; the cpu backend can); without "
-                            "--sync-bn its gradients are still summed, through the host", r->be_p->name);
+    if ((rc = cs_dp_check_device(r->dp, r->dev, err)))
+        return rc;
     char pbuf[32], use[160] = "";
     snprintf(pbuf, sizeof pbuf, "%lld", (long long)net.params);
     if (!r->e->manual)
