@@ -292,15 +292,13 @@ int cs_dp_forward_backward(cs_dp *dp, cs_model *m, int n, int N, int rc, cs_erro
     if (!dp->comm_set) {
         const double s0 = cs_now_s();
         const int64_t np = cs_graph_n_params(m->g);
-        cs_error e2;
-        if (!rc && (rc = cs_plan_read(m->plan, CS_ARENA_GRADS, 0, np, dp->host, err)))
-            memset(dp->host, 0, sizeof(float) * (size_t)np);
-        else if (rc)
+        if (!rc)
+            rc = cs_plan_read(m->plan, CS_ARENA_GRADS, 0, np, dp->host, err);
+        if (rc) /* (this rank's sums are discarded; it still takes part) */
             memset(dp->host, 0, sizeof(float) * (size_t)np);
         else
             for (int64_t i = 0; i < np; i++)
                 dp->host[i] *= scale;
-        (void)e2;
         base = dp->host;
         dp->st.staged_s += cs_now_s() - s0;
     }

@@ -351,6 +351,22 @@ int cs_model_check_weights(cs_model *m, cs_error *err)
     return CS_OK;
 }
 
+/* Adds one step's numbers (bi steps so far, this one included) to st:
+ * the mean loss and each term's running mean. */
+static void note_step(cs_epoch_stats *st, const cs_graph *g, double loss, const double *terms, int bi,
+                      double *loss_sum)
+{
+    *loss_sum += loss;
+    st->loss = *loss_sum / bi;
+    st->n_terms = cs_graph_n_losses(g) < CS_MAX_LOSS_TERMS ? cs_graph_n_losses(g) : CS_MAX_LOSS_TERMS;
+    for (int i = 0; i < st->n_terms; i++) {
+        const cs_tensor *t = cs_graph_tensor(g, cs_graph_loss(g, i));
+        st->term[i] += (terms[i] - st->term[i]) / bi; /* running mean */
+        st->weight[i] = cs_graph_loss_weight(g, i);
+        st->term_name[i] = t->producer >= 0 ? cs_op_name(cs_graph_node(g, t->producer)->op) : "loss";
+    }
+}
+
 /* cs_model_train_epoch as one rank of a data-parallel run: b hands out this
  * rank's share of each batch; the loss, accuracy and stop requests are
  * summed over the ranks each step (one small allreduce), so every rank
@@ -416,17 +432,8 @@ static int train_epoch_dp(cs_dp *dp, cs_model *m, cs_batcher *b, const cs_sgd *o
         rc = cs_plan_update(m->plan, opt, err); /* a failure is agreed on at the next step */
         st->top1 += (int64_t)v[2];
         st->top5 += (int64_t)v[3];
-        loss_sum += loss;
         st->seen += N;
-        bi++;
-        st->loss = loss_sum / bi;
-        st->n_terms = nl;
-        for (int i = 0; i < nl; i++) {
-            const cs_tensor *t = cs_graph_tensor(g, cs_graph_loss(g, i));
-            st->term[i] += (terms[i] - st->term[i]) / bi;
-            st->weight[i] = cs_graph_loss_weight(g, i);
-            st->term_name[i] = t->producer >= 0 ? cs_op_name(cs_graph_node(g, t->producer)->op) : "loss";
-        }
+        note_step(st, g, loss, terms, ++bi, &loss_sum);
         st->seconds = cs_now_s() - t0;
         if (cb && cb(cb_ctx, bi, nb, st))
             pending_stop = 1; /* agreed on with the next step's sums */
@@ -491,17 +498,8 @@ int cs_model_train_epoch(cs_model *m, cs_batcher *b, const cs_sgd *opt, cs_step_
         if ((rc = cs_plan_read_tensor(m->plan, m->logits, logits, n, err)))
             goto out;
         count_hits(logits, labels, n, k, &st->top1, &st->top5, NULL);
-        loss_sum += loss;
         st->seen += n;
-        bi++;
-        st->loss = loss_sum / bi;
-        st->n_terms = cs_graph_n_losses(g) < CS_MAX_LOSS_TERMS ? cs_graph_n_losses(g) : CS_MAX_LOSS_TERMS;
-        for (int i = 0; i < st->n_terms; i++) {
-            const cs_tensor *t = cs_graph_tensor(g, cs_graph_loss(g, i));
-            st->term[i] += (terms[i] - st->term[i]) / bi; /* running mean */
-            st->weight[i] = cs_graph_loss_weight(g, i);
-            st->term_name[i] = t->producer >= 0 ? cs_op_name(cs_graph_node(g, t->producer)->op) : "loss";
-        }
+        note_step(st, g, loss, terms, ++bi, &loss_sum);
         st->seconds = cs_now_s() - t0;
         if (cb && cb(cb_ctx, bi, nb, st)) {
             stopped = 1;
