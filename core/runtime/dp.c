@@ -237,10 +237,8 @@ int cs_dp_attach(cs_dp *dp, cs_model *m, cs_error *err)
         }
         dp->comm_set = 1;
     } else if (dp->sync_bn) {
-        cs_comm c = {.ctx = dp, .allreduce = comm_allreduce, .sync_bn = 1, .loss_scale = 1};
-        int rc = cs_plan_set_comm(m->plan, &c, err); /* the front door's refusal, by name */
         detach(dp);
-        return rc ? rc : cs_error_set(err, CS_ERR, "synchronised batch norm: not available");
+        return cs_dp_check_device(dp, m->dev, err);
     } else {
         dp->host = malloc(sizeof(float) * (size_t)(cs_graph_n_params(g) + 1));
         if (!dp->host) {
